@@ -1,0 +1,179 @@
+package secure
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+func newRing(t *testing.T) (*KeyRing, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "keyring.json")
+	kr, err := LoadOrCreateKeyRing(path)
+	if err != nil {
+		t.Fatalf("LoadOrCreateKeyRing: %v", err)
+	}
+	return kr, path
+}
+
+func TestSealOpenRoundTrip(t *testing.T) {
+	kr, _ := newRing(t)
+	for _, tc := range []struct {
+		name      string
+		plaintext []byte
+	}{
+		{"empty", nil},
+		{"hl7", []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5.1\rPID|1||1^^^H^MR||DOE^JANE\r")},
+		{"large", bytes.Repeat([]byte("x"), 64<<10)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sealed, err := kr.Seal(tc.plaintext, []byte("record-1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(tc.plaintext) > 8 && bytes.Contains(sealed, tc.plaintext[:8]) {
+				t.Fatal("sealed bytes contain the plaintext")
+			}
+			got, err := kr.Open(sealed, []byte("record-1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, tc.plaintext) {
+				t.Fatalf("Open = %q, want %q", got, tc.plaintext)
+			}
+		})
+	}
+}
+
+func TestOpenRejects(t *testing.T) {
+	kr, _ := newRing(t)
+	sealed, err := kr.Seal([]byte("DOE^JANE"), []byte("record-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flip := func(i int) []byte {
+		b := bytes.Clone(sealed)
+		b[i] ^= 1
+		return b
+	}
+	other, _ := newRing(t)
+	for _, tc := range []struct {
+		name   string
+		ring   *KeyRing
+		sealed []byte
+		aad    string
+		want   error
+	}{
+		{"wrong aad", kr, sealed, "record-2", ErrDecrypt},
+		{"payload bit flipped", kr, flip(len(sealed) - 1), "record-1", ErrDecrypt},
+		{"wrapped key bit flipped", kr, flip(2 + int(sealed[1]) + 15), "record-1", ErrDecrypt},
+		{"truncated", kr, sealed[:20], "record-1", ErrDecrypt},
+		{"bad version", kr, flip(0), "record-1", ErrDecrypt},
+		{"another ring", other, sealed, "record-1", ErrUnknownKey},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.ring.Open(tc.sealed, []byte(tc.aad))
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Open error = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestRotateKeepsOldKeys(t *testing.T) {
+	kr, path := newRing(t)
+	before := kr.ActiveKeyID()
+	old, _ := kr.Seal([]byte("old"), nil)
+	id, err := kr.Rotate(time.Now().Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id == before || kr.ActiveKeyID() != id {
+		t.Fatalf("active key after rotate = %q (was %q, rotate said %q)", kr.ActiveKeyID(), before, id)
+	}
+	reloaded, err := LoadKeyRing(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := reloaded.Open(old, nil); err != nil || string(got) != "old" {
+		t.Fatalf("reloaded ring opens old record = %q, %v", got, err)
+	}
+	if reloaded.ActiveKeyID() != id {
+		t.Fatalf("reloaded active = %q, want %q", reloaded.ActiveKeyID(), id)
+	}
+}
+
+func TestKeyRingFileMode(t *testing.T) {
+	_, path := newRing(t)
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.Mode().Perm(); got != 0o600 {
+		t.Fatalf("key ring mode = %v, want 0600", got)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadKeyRing(path); err == nil {
+		t.Fatal("LoadKeyRing accepted a world-readable key ring")
+	}
+}
+
+func TestConcurrentCreateAgrees(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keyring.json")
+	const n = 8
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			kr, err := LoadOrCreateKeyRing(path)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids[i] = kr.ActiveKeyID()
+		})
+	}
+	wg.Wait()
+	for _, id := range ids[1:] {
+		if id != ids[0] {
+			t.Fatalf("concurrent creators disagree on the key: %q vs %q", id, ids[0])
+		}
+	}
+}
+
+func BenchmarkSeal1500(b *testing.B) {
+	kr, err := LoadOrCreateKeyRing(filepath.Join(b.TempDir(), "k.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := bytes.Repeat([]byte("A"), 1500)
+	aad := []byte("0195f0b2-7c1e-7000-8000-000000000000")
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := kr.Seal(msg, aad); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkOpen1500(b *testing.B) {
+	kr, err := LoadOrCreateKeyRing(filepath.Join(b.TempDir(), "k.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sealed, _ := kr.Seal(bytes.Repeat([]byte("A"), 1500), nil)
+	b.SetBytes(1500)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := kr.Open(sealed, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

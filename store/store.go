@@ -1,0 +1,134 @@
+// Package store defines carebridge's storage: the records it keeps, the
+// interfaces its two backends implement, and the transactional outbox that
+// makes "stored" and "queued" one commit.
+//
+// Two implementations exist: store/sqlite (the embedded default) and
+// store/postgres (pgx). store/storetest is the one acceptance suite both
+// must pass. Nothing in this package knows HL7 or HTTP: callers hand it
+// ciphertext and PHI-free metadata.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// ErrNotFound is returned when a record with the given id does not exist.
+var ErrNotFound = errors.New("not found")
+
+// State is where an inbound message stands.
+type State string
+
+// Inbound message states.
+const (
+	// StateAccepted: stored, acknowledged with AA/CA and queued on hl7.received.
+	StateAccepted State = "accepted"
+	// StateRejected: kept for inspection, answered AE/AR, not queued.
+	StateRejected State = "rejected"
+)
+
+// Valid reports whether s is a known state.
+func (s State) Valid() bool {
+	switch s {
+	case StateAccepted, StateRejected:
+		return true
+	}
+	return false
+}
+
+// InboundMessage is one HL7v2 message as received, with the raw bytes
+// sealed. Every field but Sealed is PHI-free metadata.
+type InboundMessage struct {
+	ID                   string // assigned by the caller (UUIDv7), also the AAD of Sealed
+	ReceivedAt           time.Time
+	Peer                 string // remote address of the sender, e.g. "127.0.0.1:53124"
+	Transport            string // "mllp", "mllp+tls", "http"
+	SendingApplication   string // MSH-3
+	SendingFacility      string // MSH-4
+	ReceivingApplication string // MSH-5
+	ReceivingFacility    string // MSH-6
+	ControlID            string // MSH-10
+	MessageType          string // MSH-9.1^MSH-9.2, e.g. "ADT^A01"
+	Version              string // MSH-12
+	State                State
+	AckCode              string // the code we answered: AA, AE, AR, CA, CE, CR
+	Error                string // why it was rejected; PHI-free (positions and codes only)
+	CorrelationID        string // carried through the pipeline and the audit trail
+	Size                 int    // length of the raw message in bytes
+	Sealed               []byte // the raw message, encrypted by package secure
+}
+
+// DedupeKey identifies a message for duplicate detection: same sending
+// application, facility and control id.
+type DedupeKey struct {
+	SendingApplication string
+	SendingFacility    string
+	ControlID          string
+}
+
+// Key returns the dedupe key of m.
+func (m *InboundMessage) Key() DedupeKey {
+	return DedupeKey{m.SendingApplication, m.SendingFacility, m.ControlID}
+}
+
+// Event is a Watermill message to publish on Topic in the same transaction
+// that stores the inbound message it belongs to.
+type Event struct {
+	Topic   string
+	Message *message.Message
+}
+
+// Accept is one inbound message to store, with the events that queue its next step.
+type Accept struct {
+	Message InboundMessage
+	// Events are published only when Message is stored (not a duplicate).
+	Events []Event
+	// Dedupe, when true, makes the store look for an earlier message with the
+	// same DedupeKey received at or after DedupeSince; if one exists (earlier
+	// in the database, or earlier in the same batch) nothing is stored or
+	// published and the result names the earlier message. Rejected messages
+	// without a control id are stored with Dedupe false.
+	Dedupe      bool
+	DedupeSince time.Time
+}
+
+// AcceptResult says what happened to one Accept.
+type AcceptResult struct {
+	ID        string // the stored message, or the earlier one when Duplicate
+	Duplicate bool
+	State     State  // of the stored (or earlier) message
+	AckCode   string // of the stored (or earlier) message
+}
+
+// InboundFilter selects inbound messages for listing. Zero values match all.
+type InboundFilter struct {
+	State   State
+	Limit   int    // 0 means 100; capped at 10000
+	AfterID string // keyset paging: ids sort by time (UUIDv7)
+}
+
+// Inbound is the inbound message log.
+type Inbound interface {
+	// AcceptInbound stores a batch in ONE transaction together with the
+	// events of the non-duplicate messages, and commits before returning.
+	// Results are in batch order. On error nothing of the batch is stored.
+	AcceptInbound(ctx context.Context, batch []Accept) ([]AcceptResult, error)
+	// ListInbound returns metadata in id order (Sealed is left nil).
+	ListInbound(ctx context.Context, f InboundFilter) ([]InboundMessage, error)
+	// GetInbound returns one message including Sealed, or ErrNotFound.
+	GetInbound(ctx context.Context, id string) (InboundMessage, error)
+}
+
+// Store is everything a backend provides.
+type Store interface {
+	Inbound
+	// Subscriber returns a Watermill subscriber on the store's own queue
+	// tables for the given consumer group.
+	Subscriber(consumerGroup string) (message.Subscriber, error)
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	Close() error
+}
