@@ -86,11 +86,13 @@ type Accept struct {
 	Message InboundMessage
 	// Events are published only when Message is stored (not a duplicate).
 	Events []Event
-	// Dedupe, when true, makes the store look for an earlier message with the
-	// same DedupeKey received at or after DedupeSince; if one exists (earlier
-	// in the database, or earlier in the same batch) nothing is stored or
-	// published and the result names the earlier message. Rejected messages
-	// without a control id are stored with Dedupe false.
+	// Dedupe, when true, makes the store look for an earlier ACCEPTED message
+	// (state StateAccepted) with the same DedupeKey received at or after
+	// DedupeSince; if one exists (earlier in the database, or earlier in the
+	// same batch) nothing is stored or published and the result names the
+	// earlier message. Rejected messages never count as originals (a sender
+	// may fix a message and resend it under the same control id) and are
+	// stored with Dedupe false.
 	Dedupe      bool
 	DedupeSince time.Time
 }
@@ -108,6 +110,24 @@ type InboundFilter struct {
 	State   State
 	Limit   int    // 0 means 100; capped at 10000
 	AfterID string // keyset paging: ids sort by time (UUIDv7)
+}
+
+// List limits of InboundFilter.
+const (
+	DefaultListLimit = 100
+	MaxListLimit     = 10000
+)
+
+// PageSize returns the effective Limit of f: DefaultListLimit when Limit is
+// zero or negative, at most MaxListLimit.
+func (f InboundFilter) PageSize() int {
+	switch {
+	case f.Limit <= 0:
+		return DefaultListLimit
+	case f.Limit > MaxListLimit:
+		return MaxListLimit
+	}
+	return f.Limit
 }
 
 // Inbound is the inbound message log.

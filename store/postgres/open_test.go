@@ -1,0 +1,112 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/carebridge/carebridge/store"
+	"github.com/carebridge/carebridge/store/postgres"
+	"github.com/carebridge/carebridge/store/storetest"
+)
+
+func TestMigrate(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.PostgresSchema(t)
+	cfg := postgres.Config{URL: url, Topics: storetest.Topics()}
+	got, err := postgres.Migrate(ctx, cfg)
+	if err != nil || !reflect.DeepEqual(got, []int{1}) {
+		t.Fatalf("first Migrate = %v, %v; want [1]", got, err)
+	}
+	got, err = postgres.Migrate(ctx, cfg)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("second Migrate = %v, %v; want none", got, err)
+	}
+	s := openAt(t, url)
+	if v, err := s.SchemaVersion(ctx); err != nil || v != 1 {
+		t.Fatalf("SchemaVersion = %d, %v; want 1", v, err)
+	}
+}
+
+func TestConcurrentOpen(t *testing.T) {
+	url := storetest.PostgresSchema(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := postgres.Open(context.Background(), postgres.Config{URL: url, Topics: storetest.Topics(), MaxConns: 2})
+			if err != nil {
+				errs <- err
+				return
+			}
+			errs <- s.Close()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestTwoInstancesDedupe: two stores (two carebridge instances) on one
+// database receive the same messages at once; each is stored once.
+func TestTwoInstancesDedupe(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.PostgresSchema(t)
+	instances := []*postgres.Store{openAt(t, url), openAt(t, url)}
+	const keys = 40
+	now := time.Now().UTC()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	stored := map[string]int{}
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st := instances[w%2]
+			for k := range keys {
+				key := (k + w*5) % keys
+				m := store.InboundMessage{
+					ID: fmt.Sprintf("w%d-k%02d", w, key), ReceivedAt: now, SendingApplication: "A", SendingFacility: "F",
+					ControlID: fmt.Sprintf("K%02d", key), State: store.StateAccepted, AckCode: "AA", Sealed: []byte("x"),
+				}
+				res, err := st.AcceptInbound(ctx, []store.Accept{{Message: m, Dedupe: true, DedupeSince: now.Add(-time.Hour)}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !res[0].Duplicate {
+					mu.Lock()
+					stored[m.ControlID]++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	var n int
+	if err := instances[0].Pool().QueryRow(ctx, `SELECT count(*) FROM inbound`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != keys || len(stored) != keys {
+		t.Fatalf("%d rows, %d keys reported stored; want %d", n, len(stored), keys)
+	}
+	for k, c := range stored {
+		if c != 1 {
+			t.Errorf("key %s stored %d times", k, c)
+		}
+	}
+}

@@ -1,0 +1,240 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/carebridge/carebridge/store"
+)
+
+// metadataColumns are the inbound columns ListInbound returns, in scan order.
+const metadataColumns = `id, received_at, peer, transport, sending_application, sending_facility,
+	receiving_application, receiving_facility, control_id, message_type, version,
+	state, ack_code, error, correlation_id, size`
+
+// AcceptInbound stores batch in one BEGIN IMMEDIATE transaction, publishing
+// the events of the messages it stores in the same transaction. See
+// store.Inbound.
+func (s *Store) AcceptInbound(ctx context.Context, batch []store.Accept) ([]store.AcceptResult, error) {
+	if s.write == nil {
+		return nil, fmt.Errorf("storing inbound batch: %w", ErrReadOnly)
+	}
+	if len(batch) == 0 {
+		return nil, nil
+	}
+	results, err := s.acceptInbound(ctx, batch)
+	if err != nil {
+		return nil, fmt.Errorf("storing inbound batch: %w", err)
+	}
+	return results, nil
+}
+
+func (s *Store) acceptInbound(ctx context.Context, batch []store.Accept) (_ []store.AcceptResult, err error) {
+	if err := validateBatch(batch); err != nil {
+		return nil, err
+	}
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("beginning transaction: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	dedupe := tx.StmtContext(ctx, s.dedupeStmt)
+	insert := tx.StmtContext(ctx, s.insertStmt)
+
+	results := make([]store.AcceptResult, len(batch))
+	stored := map[store.DedupeKey][]int{} // accepted messages stored by this batch
+	var events eventsByTopic
+	for i := range batch {
+		a := &batch[i]
+		m := &a.Message
+		if a.Dedupe {
+			var id, ack string
+			err := dedupe.QueryRowContext(ctx, m.SendingApplication, m.SendingFacility, m.ControlID,
+				a.DedupeSince.UnixMicro()).Scan(&id, &ack)
+			switch {
+			case err == nil:
+				results[i] = store.AcceptResult{ID: id, Duplicate: true, State: store.StateAccepted, AckCode: ack}
+				continue
+			case !errors.Is(err, sql.ErrNoRows):
+				return nil, fmt.Errorf("looking up duplicates of %s: %w", m.ID, err)
+			}
+			if j, ok := earlierInBatch(batch, stored[m.Key()], a.DedupeSince); ok {
+				e := &batch[j].Message
+				results[i] = store.AcceptResult{ID: e.ID, Duplicate: true, State: e.State, AckCode: e.AckCode}
+				continue
+			}
+		}
+		res, err := insert.ExecContext(ctx,
+			m.ID, m.ReceivedAt.UnixMicro(), m.Peer, m.Transport,
+			m.SendingApplication, m.SendingFacility, m.ReceivingApplication, m.ReceivingFacility,
+			m.ControlID, m.MessageType, m.Version, string(m.State), m.AckCode, m.Error,
+			m.CorrelationID, m.Size, nonNil(m.Sealed))
+		if err != nil {
+			return nil, fmt.Errorf("inserting inbound message %s: %w", m.ID, err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return nil, fmt.Errorf("inserting inbound message %s: %d rows affected (%v)", m.ID, n, err)
+		}
+		results[i] = store.AcceptResult{ID: m.ID, State: m.State, AckCode: m.AckCode}
+		if m.State == store.StateAccepted {
+			stored[m.Key()] = append(stored[m.Key()], i)
+		}
+		events.add(a.Events)
+	}
+
+	if len(events.topics) > 0 {
+		pub, err := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+		if err != nil {
+			return nil, fmt.Errorf("creating publisher: %w", err)
+		}
+		if err := events.publish(pub); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("committing: %w", err)
+	}
+	return results, nil
+}
+
+// validateBatch checks what the database cannot.
+func validateBatch(batch []store.Accept) error {
+	for i := range batch {
+		m := &batch[i].Message
+		if m.ID == "" {
+			return fmt.Errorf("message %d of the batch has no ID", i)
+		}
+		if !m.State.Valid() {
+			return fmt.Errorf("message %s has invalid state %q", m.ID, m.State)
+		}
+		for _, e := range batch[i].Events {
+			if e.Message == nil || e.Topic == "" {
+				return fmt.Errorf("message %s has an event without topic or message", m.ID)
+			}
+			if len(e.Message.UUID) > 36 {
+				return fmt.Errorf("message %s has an event whose UUID is longer than 36 characters", m.ID)
+			}
+		}
+	}
+	return nil
+}
+
+// earlierInBatch returns the first of the candidates (indices of accepted
+// messages stored earlier in batch, same dedupe key) received at or after since.
+func earlierInBatch(batch []store.Accept, candidates []int, since time.Time) (int, bool) {
+	for _, j := range candidates {
+		if !batch[j].Message.ReceivedAt.Truncate(time.Microsecond).Before(since.Truncate(time.Microsecond)) {
+			return j, true
+		}
+	}
+	return 0, false
+}
+
+// eventsByTopic collects events so that each topic is published in one call,
+// topics in order of first appearance and messages in batch order.
+type eventsByTopic struct {
+	topics []string
+	msgs   map[string][]*message.Message
+}
+
+func (e *eventsByTopic) add(events []store.Event) {
+	for _, ev := range events {
+		if e.msgs == nil {
+			e.msgs = map[string][]*message.Message{}
+		}
+		if _, ok := e.msgs[ev.Topic]; !ok {
+			e.topics = append(e.topics, ev.Topic)
+		}
+		e.msgs[ev.Topic] = append(e.msgs[ev.Topic], ev.Message)
+	}
+}
+
+func (e *eventsByTopic) publish(pub message.Publisher) error {
+	for _, t := range e.topics {
+		if err := pub.Publish(t, e.msgs[t]...); err != nil {
+			return fmt.Errorf("publishing %d events on %s: %w", len(e.msgs[t]), t, err)
+		}
+	}
+	return nil
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// ListInbound returns metadata of inbound messages in id order. See
+// store.Inbound.
+func (s *Store) ListInbound(ctx context.Context, f store.InboundFilter) ([]store.InboundMessage, error) {
+	q := `SELECT ` + metadataColumns + ` FROM inbound WHERE id > ?`
+	args := []any{f.AfterID}
+	if f.State != "" {
+		q += ` AND state = ?`
+		args = append(args, string(f.State))
+	}
+	q += ` ORDER BY id LIMIT ?`
+	args = append(args, f.PageSize())
+	rows, err := s.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing inbound messages: %w", err)
+	}
+	defer rows.Close()
+	var out []store.InboundMessage
+	for rows.Next() {
+		var m store.InboundMessage
+		if err := rows.Scan(scanTargets(&m)...); err != nil {
+			return nil, fmt.Errorf("listing inbound messages: %w", err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing inbound messages: %w", err)
+	}
+	return out, nil
+}
+
+// GetInbound returns one inbound message including Sealed, or an error
+// wrapping store.ErrNotFound.
+func (s *Store) GetInbound(ctx context.Context, id string) (store.InboundMessage, error) {
+	var m store.InboundMessage
+	err := s.read.QueryRowContext(ctx, `SELECT `+metadataColumns+`, sealed FROM inbound WHERE id = ?`, id).
+		Scan(append(scanTargets(&m), &m.Sealed)...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.InboundMessage{}, fmt.Errorf("getting inbound message %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.InboundMessage{}, fmt.Errorf("getting inbound message %s: %w", id, err)
+	}
+	return m, nil
+}
+
+// microsTime scans received_at (Unix microseconds) into a UTC time.
+type microsTime struct{ t *time.Time }
+
+func (u microsTime) Scan(src any) error {
+	v, ok := src.(int64)
+	if !ok {
+		return fmt.Errorf("received_at: want INTEGER, got %T", src)
+	}
+	*u.t = time.UnixMicro(v).UTC()
+	return nil
+}
+
+func scanTargets(m *store.InboundMessage) []any {
+	return []any{&m.ID, microsTime{&m.ReceivedAt}, &m.Peer, &m.Transport,
+		&m.SendingApplication, &m.SendingFacility, &m.ReceivingApplication, &m.ReceivingFacility,
+		&m.ControlID, &m.MessageType, &m.Version, &m.State, &m.AckCode, &m.Error,
+		&m.CorrelationID, &m.Size}
+}

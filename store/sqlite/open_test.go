@@ -1,0 +1,188 @@
+package sqlite_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/carebridge/carebridge/store"
+	"github.com/carebridge/carebridge/store/sqlite"
+	"github.com/carebridge/carebridge/store/storetest"
+
+	_ "modernc.org/sqlite"
+)
+
+func message1(id string) store.Accept {
+	m := store.InboundMessage{
+		ID: id, ReceivedAt: time.Now().UTC(), SendingApplication: "A", SendingFacility: "F",
+		ControlID: id, State: store.StateAccepted, AckCode: "AA", Sealed: []byte("ciphertext"),
+	}
+	ev := message.NewMessage(watermill.NewUUID(), []byte(id))
+	return store.Accept{Message: m, Dedupe: true, Events: []store.Event{{Topic: storetest.TopicReceived, Message: ev}}}
+}
+
+func TestFileMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "carebridge.db")
+	s := openAt(t, path)
+	if _, err := s.AcceptInbound(context.Background(), []store.Accept{message1("m1")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", filepath.Base(p), got)
+		}
+	}
+}
+
+func TestMigrate(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "carebridge.db")
+	cfg := sqlite.Config{Path: path, Topics: storetest.Topics()}
+	got, err := sqlite.Migrate(ctx, cfg)
+	if err != nil || !reflect.DeepEqual(got, []int{1}) {
+		t.Fatalf("first Migrate = %v, %v; want [1]", got, err)
+	}
+	got, err = sqlite.Migrate(ctx, cfg)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("second Migrate = %v, %v; want none", got, err)
+	}
+	s := openAt(t, path)
+	if v, err := s.SchemaVersion(ctx); err != nil || v != 1 {
+		t.Fatalf("SchemaVersion = %d, %v; want 1", v, err)
+	}
+}
+
+func TestConcurrentOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "carebridge.db")
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := sqlite.Open(context.Background(), sqlite.Config{Path: path, Topics: storetest.Topics()})
+			if err != nil {
+				errs <- err
+				return
+			}
+			errs <- s.Close()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestReadOnly(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+
+	_, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(dir, "missing.db"), ReadOnly: true})
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("read-only Open of a missing file: %v, want ErrNotExist", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "missing.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("read-only Open created the file")
+	}
+	empty := filepath.Join(dir, "empty.db")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = sqlite.Open(ctx, sqlite.Config{Path: empty, ReadOnly: true})
+	if err == nil || !strings.Contains(err.Error(), "carebridge migrate") {
+		t.Errorf("read-only Open of an unmigrated file: %v, want a hint to migrate", err)
+	}
+
+	path := filepath.Join(dir, "carebridge.db")
+	w := openAt(t, path)
+	if _, err := w.AcceptInbound(ctx, []store.Accept{message1("m1")}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := sqlite.Open(ctx, sqlite.Config{Path: path, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.AcceptInbound(ctx, []store.Accept{message1("m2")}); !errors.Is(err, sqlite.ErrReadOnly) {
+		t.Errorf("AcceptInbound on a read-only store: %v, want ErrReadOnly", err)
+	}
+
+	// Another process holds the write lock in the middle of a transaction:
+	// reads still answer at once, and see only committed data.
+	other, err := sql.Open("sqlite", "file:"+path+"?_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	tx, err := other.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `UPDATE inbound SET ack_code = 'XX'`); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	list, err := r.ListInbound(rctx, store.InboundFilter{})
+	if err != nil || len(list) != 1 || list[0].AckCode != "AA" {
+		t.Fatalf("ListInbound while another process writes = %+v, %v", list, err)
+	}
+	if _, err := r.GetInbound(rctx, "m1"); err != nil {
+		t.Fatalf("GetInbound while another process writes: %v", err)
+	}
+}
+
+// TestUnackedMessageDoesNotBlockWriter: a handler may take its time (or
+// write to the store itself) while the subscriber waits for its ack.
+func TestUnackedMessageDoesNotBlockWriter(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s := openAt(t, filepath.Join(t.TempDir(), "carebridge.db"))
+	if _, err := s.AcceptInbound(ctx, []store.Accept{message1("m1")}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := s.Subscriber("handler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	ch, err := sub.Subscribe(ctx, storetest.TopicReceived)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := <-ch
+	wctx, wcancel := context.WithTimeout(ctx, time.Second)
+	defer wcancel()
+	if _, err := s.AcceptInbound(wctx, []store.Accept{message1("m2")}); err != nil {
+		t.Fatalf("AcceptInbound while a message is unacked: %v", err)
+	}
+	first.Ack()
+	select {
+	case m := <-ch:
+		if string(m.Payload) != "m2" {
+			t.Fatalf("second message payload %q, want m2", m.Payload)
+		}
+		m.Ack()
+	case <-ctx.Done():
+		t.Fatal("second message not delivered")
+	}
+}
