@@ -1,0 +1,273 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/carebridge/carebridge/hl7/mllp"
+	"github.com/carebridge/carebridge/inbound"
+)
+
+type serveConfig struct {
+	storage         storageFlags
+	mllpAddr        string
+	httpAddr        string
+	tlsCert         string
+	tlsKey          string
+	tlsClientCA     string
+	allow           string
+	maxConns        int
+	dedupeWindow    time.Duration
+	shutdownTimeout time.Duration
+	logLevel        string
+	logFormat       string
+	hl7Versions     string
+	checkDatatypes  bool
+}
+
+func runServe(ctx context.Context, env *environment, args []string) error {
+	var cfg serveConfig
+	fs := newFlagSet(env, "serve", "serve [flags]", `
+Runs carebridge: listens for HL7v2 over MLLP, stores every message encrypted
+and queued in one transaction, and only then acknowledges it (AA/CA). Bad
+messages are stored as rejected and answered AE/AR with ERR segments.
+With no flags it uses an embedded SQLite database in ./carebridge-data.
+SIGINT or SIGTERM stops it gracefully: messages in flight are still stored
+and acknowledged.`, `  carebridge serve
+  carebridge serve --database-url postgres://carebridge@db:5432/carebridge \
+      --mllp-addr :2575 --tls-cert mllp.crt --tls-key mllp.key \
+      --tls-client-ca engines-ca.crt --allow 10.20.0.0/16`)
+	cfg.storage.register(fs)
+	fs.StringVar(&cfg.mllpAddr, "mllp-addr", "127.0.0.1:2575", "address for the MLLP listener")
+	fs.StringVar(&cfg.httpAddr, "http-addr", "127.0.0.1:8080", "address for the HTTP listener (/healthz, /readyz)")
+	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM certificate for MLLP over TLS (with --tls-key)")
+	fs.StringVar(&cfg.tlsKey, "tls-key", "", "PEM private key for MLLP over TLS")
+	fs.StringVar(&cfg.tlsClientCA, "tls-client-ca", "", "PEM CA bundle; when set, MLLP peers must present a certificate it signed (mutual TLS)")
+	fs.StringVar(&cfg.allow, "allow", "", "comma-separated networks allowed to connect over MLLP, e.g. 10.1.0.0/16,192.0.2.7 (default: all)")
+	fs.IntVar(&cfg.maxConns, "max-connections", 256, "most MLLP connections at once")
+	fs.DurationVar(&cfg.dedupeWindow, "dedupe-window", 7*24*time.Hour, "how long a control id (MSH-10) is remembered to acknowledge resends without storing them twice")
+	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown waits for messages in flight")
+	fs.StringVar(&cfg.hl7Versions, "hl7-versions", strings.Join(inbound.SupportedVersions(), ","), "HL7 versions (MSH-12) accepted; others are answered AR")
+	fs.BoolVar(&cfg.checkDatatypes, "check-datatypes", true, "answer AE when an OBX typed NM (OBX-2) holds no number")
+	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error (logs never contain message content)")
+	fs.StringVar(&cfg.logFormat, "log-format", "text", "text or json")
+	if err := parseFlags(env, fs, args); err != nil {
+		return helpOK(err)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(env.stderr, "carebridge serve: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintf(env.stderr, "carebridge serve: %v\n", err)
+		return errUsage
+	}
+	log, err := newLogger(env, cfg.logLevel, cfg.logFormat)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "carebridge serve: %v\n", err)
+		return errUsage
+	}
+	return serve(ctx, env, cfg, log)
+}
+
+func (c *serveConfig) validate() error {
+	if err := c.storage.validate(); err != nil {
+		return err
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if c.tlsClientCA != "" && c.tlsCert == "" {
+		return errors.New("--tls-client-ca needs --tls-cert and --tls-key")
+	}
+	if c.maxConns <= 0 {
+		return errors.New("--max-connections must be positive")
+	}
+	return nil
+}
+
+func newLogger(env *environment, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(env.stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(env.stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Logger) error {
+	mllpCfg := mllp.Config{MaxConnections: cfg.maxConns, ShutdownTimeout: cfg.shutdownTimeout, Logger: log}
+	if cfg.allow != "" {
+		nets, err := mllp.ParseNetworks(cfg.allow)
+		if err != nil {
+			return fmt.Errorf("--allow: %w", err)
+		}
+		mllpCfg.AllowedNetworks = nets
+	}
+	transport := "mllp"
+	if cfg.tlsCert != "" {
+		tc, err := mllp.ServerTLSConfig(cfg.tlsCert, cfg.tlsKey, cfg.tlsClientCA)
+		if err != nil {
+			return fmt.Errorf("loading MLLP TLS configuration: %w", err)
+		}
+		mllpCfg.TLS = tc
+		transport = "mllp+tls"
+	}
+
+	keys, err := cfg.storage.keyRing(true)
+	if err != nil {
+		return err
+	}
+	st, err := cfg.storage.openStore(ctx, log, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	writers := 1
+	if cfg.storage.postgres() {
+		writers = 4
+	}
+	rules := inbound.DefaultRules()
+	rules.CheckDatatypes = cfg.checkDatatypes
+	if rules.Versions, err = inbound.ParseVersions(cfg.hl7Versions); err != nil {
+		return fmt.Errorf("--hl7-versions: %w", err)
+	}
+	in, err := inbound.New(st, keys, inbound.Config{DedupeWindow: cfg.dedupeWindow, Writers: writers, Rules: &rules, Logger: log})
+	if err != nil {
+		return err
+	}
+
+	handler := mllp.HandlerFunc(func(ctx context.Context, peer net.Addr, msg []byte) ([]byte, error) {
+		res, err := in.Accept(ctx, inbound.Peer{Addr: peer.String(), Transport: transport}, msg)
+		if err != nil {
+			return nil, err
+		}
+		return res.ACK, nil
+	})
+	mllpSrv, err := mllp.NewServer(mllpCfg, handler)
+	if err != nil {
+		return err
+	}
+
+	mllpLn, err := net.Listen("tcp", cfg.mllpAddr)
+	if err != nil {
+		return fmt.Errorf("listening for MLLP on %s: %w", cfg.mllpAddr, err)
+	}
+	httpLn, err := net.Listen("tcp", cfg.httpAddr)
+	if err != nil {
+		mllpLn.Close()
+		return fmt.Errorf("listening for HTTP on %s: %w", cfg.httpAddr, err)
+	}
+
+	var ready atomic.Bool
+	httpSrv := &http.Server{
+		Handler:           healthHandler(&ready, st),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	inCtx, stopInbound := context.WithCancel(context.Background())
+	defer stopInbound()
+	g.Go(func() error { return in.Run(inCtx) })
+	g.Go(func() error {
+		// The inbound writers stop only after the listener has finished
+		// its in-flight messages, so that those are still committed.
+		defer stopInbound()
+		if err := mllpSrv.Serve(gctx, mllpLn); err != nil {
+			return fmt.Errorf("MLLP listener: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("HTTP listener: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		ready.Store(false)
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+		defer cancel()
+		return httpSrv.Shutdown(sctx)
+	})
+
+	ready.Store(true)
+	mllpScheme := "mllp"
+	if mllpCfg.TLS != nil {
+		mllpScheme = "mllp+tls"
+		if mllpCfg.TLS.ClientCAs != nil {
+			mllpScheme += " (mutual TLS)"
+		}
+	}
+	fmt.Fprintf(env.stdout, "carebridge ready\n  MLLP:    %s %s\n  HTTP:    http://%s  (/healthz, /readyz)\n  storage: %s\n  keys:    %s\nSend the sample messages with:\n  carebridge send --addr %s ../shared/corpus/hl7v2/microsoft-fhir-converter\n",
+		mllpScheme, mllpLn.Addr(), httpLn.Addr(), cfg.storage.describe(), cfg.storage.keyRingPath(), mllpLn.Addr())
+	log.Info("carebridge started", "mllp", mllpLn.Addr().String(), "http", httpLn.Addr().String(), "storage", cfg.storage.describe())
+
+	err = g.Wait()
+	stats := in.Stats()
+	log.Info("carebridge stopped", "accepted", stats.Accepted, "rejected", stats.Rejected, "duplicates", stats.Duplicates, "batches", stats.Batches)
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// pinger is what the health endpoints need of the store.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// healthHandler answers /healthz (the process is up and accepting) and
+// /readyz (and its database answers).
+func healthHandler(ready *atomic.Bool, db pinger) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "starting or stopping", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "starting or stopping", http.StatusServiceUnavailable)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := db.Ping(ctx); err != nil {
+			http.Error(w, "database unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// joinNonEmpty joins the non-empty parts with sep.
+func joinNonEmpty(sep string, parts ...string) string {
+	var out []string
+	for _, p := range parts {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, sep)
+}
