@@ -187,11 +187,10 @@ func readDelimiters(data []byte) (Delimiters, int, error) {
 	}
 	d := Delimiters{Field: data[3]}
 	i := 4
-	var enc []byte
 	for i < len(data) && data[i] != d.Field && !isTerm(data[i]) {
-		enc = append(enc, data[i])
 		i++
 	}
+	enc := data[4:i]
 	if len(enc) < 4 || len(enc) > 5 {
 		return Delimiters{}, 0, msh(2, fmt.Sprintf("MSH-2 encoding characters: want 4 or 5, have %d", len(enc)))
 	}
@@ -199,7 +198,9 @@ func readDelimiters(data []byte) (Delimiters, int, error) {
 	if len(enc) == 5 {
 		d.Truncation = enc[4]
 	}
-	all := append([]byte{d.Field}, enc...)
+	var buf [6]byte
+	buf[0] = d.Field
+	all := buf[:1+copy(buf[1:], enc)]
 	for j, c := range all {
 		if c < 0x20 || c > 0x7e || (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == ' ' {
 			return Delimiters{}, 0, &ParseError{Segment: 1, SegmentID: "MSH", Field: 2, Code: CodeDataType, Reason: "delimiter is not a printable punctuation character"}

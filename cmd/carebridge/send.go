@@ -17,13 +17,13 @@ import (
 )
 
 type sendConfig struct {
-	addr        string
-	tlsCA       string
-	tlsCert     string
-	tlsKey      string
-	ackTimeout  time.Duration
-	retries     int
-	quiet       bool
+	addr       string
+	tlsCA      string
+	tlsCert    string
+	tlsKey     string
+	ackTimeout time.Duration
+	retries    int
+	quiet      bool
 }
 
 func runSend(ctx context.Context, env *environment, args []string) error {
@@ -99,14 +99,14 @@ Exits 1 if any message was not accepted (AA/CA).`, `  carebridge send ../shared/
 }
 
 type sender struct {
-	env                      *environment
-	client                   *mllp.Client
-	quiet                    bool
-	files                    int
-	sent, accepted, refused  int
-	failed                   int
-	lastProgress             time.Time
-	progressShown            bool
+	env                     *environment
+	client                  *mllp.Client
+	quiet                   bool
+	files                   int
+	sent, accepted, refused int
+	failed                  int
+	lastProgress            time.Time
+	progressShown           bool
 }
 
 // progress prints a line to stderr at most once a second for long runs.

@@ -53,7 +53,7 @@ func (s *storageFlags) describe() string {
 	return "SQLite " + s.sqlitePath()
 }
 
-func (s *storageFlags) sqlitePath() string { return filepath.Join(s.dataDir, "carebridge.db") }
+func (s *storageFlags) sqlitePath() string  { return filepath.Join(s.dataDir, "carebridge.db") }
 func (s *storageFlags) keyRingPath() string { return filepath.Join(s.dataDir, "keyring.json") }
 
 // openStore opens the database. With readOnly (the CLI while a server may
