@@ -2,7 +2,6 @@ package hl7
 
 import (
 	"bytes"
-	"strings"
 )
 
 // Header holds the MSH fields a receiver needs before anything else.
@@ -88,16 +87,34 @@ func ParseHeader(data []byte) (Header, error) {
 		return nil
 	}
 	h := headerFrom(d, field, false)
-	for _, f := range []struct {
-		n      int
-		v      string
-		reason string
-	}{{9, h.MessageType, "MSH-9 message type is empty"}, {10, h.ControlID, "MSH-10 message control id is empty"}, {12, h.Version, "MSH-12 version id is empty"}} {
-		if strings.TrimSpace(f.v) == "" {
-			return h, &ParseError{Segment: 1, SegmentID: "MSH", Field: f.n, Code: CodeRequiredMissing, Reason: f.reason}
-		}
+	if err := checkRequired(d, field); err != nil {
+		return h, err
 	}
 	return h, nil
+}
+
+// checkRequired insists on what every message must carry to be
+// acknowledged and routed: MSH-9.1, MSH-10 and MSH-12.1, not blank. It
+// looks at the raw bytes, so Parse and ParseHeader agree and Parse does not
+// allocate for it.
+func checkRequired(d Delimiters, field func(int) []byte) error {
+	first := func(n int, comp bool) []byte {
+		f, _ := nth(field(n), d.Repetition, 1)
+		if comp {
+			f, _ = nth(f, d.Component, 1)
+		}
+		return bytes.TrimSpace(f)
+	}
+	for _, f := range []struct {
+		n      int
+		comp   bool
+		reason string
+	}{{9, true, "MSH-9 message type is empty"}, {10, false, "MSH-10 message control id is empty"}, {12, true, "MSH-12 version id is empty"}} {
+		if len(first(f.n, f.comp)) == 0 {
+			return &ParseError{Segment: 1, SegmentID: "MSH", Field: f.n, Code: CodeRequiredMissing, Reason: f.reason}
+		}
+	}
+	return nil
 }
 
 // Split cuts a file or stream into its messages: several MSH messages back

@@ -254,13 +254,8 @@ func ParseWithLimits(data []byte, l Limits) (*Message, error) {
 	if err := m.checkCharset(); err != nil {
 		return nil, err
 	}
-	for _, f := range []struct {
-		n      int
-		reason string
-	}{{9, "MSH-9 message type is empty"}, {10, "MSH-10 message control id is empty"}, {12, "MSH-12 version id is empty"}} {
-		if len(m.fieldBytes(0, f.n)) == 0 {
-			return nil, &ParseError{Segment: 1, SegmentID: "MSH", Field: f.n, Code: CodeRequiredMissing, Reason: f.reason}
-		}
+	if err := checkRequired(d, func(n int) []byte { return m.fieldBytes(0, n) }); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
