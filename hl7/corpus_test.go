@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/carebridge/carebridge/hl7/hl7test"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -11,37 +12,6 @@ import (
 	"testing"
 	"time"
 )
-
-// corpusDir finds ../shared/corpus/hl7v2 beside the module root
-// (CAREBRIDGE_CORPUS overrides it).
-func corpusDir(t testing.TB) string {
-	t.Helper()
-	if d := os.Getenv("CAREBRIDGE_CORPUS"); d != "" {
-		return d
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("module root not found")
-		}
-		dir = parent
-	}
-	c := filepath.Join(dir, "..", "shared", "corpus", "hl7v2")
-	if _, err := os.Stat(c); err != nil {
-		if os.Getenv("CAREBRIDGE_TEST_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("corpus %s is missing", c)
-		}
-		t.Skipf("corpus %s is absent; skipping", c)
-	}
-	return c
-}
 
 func looksLikeHL7(b []byte) bool {
 	b = bytes.TrimLeft(bytes.TrimPrefix(b, bom), " \t\r\n")
@@ -83,7 +53,7 @@ func parseWithin(t *testing.T, name string, msg []byte, d time.Duration) (*Messa
 // fails with a positioned *ParseError; none panics or hangs. Messages from
 // microsoft-fhir-converter re-encode canonically and parse back equal.
 func TestCorpus(t *testing.T) {
-	root := corpusDir(t)
+	root := hl7test.CorpusDir(t)
 	type counts struct{ files, parsed, failed int }
 	perFolder := map[string]*counts{}
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -186,7 +185,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	})
 	t.Run("postgres", func(t *testing.T) {
 		dataDir := t.TempDir()
-		url := postgresSchemaURL(t)
+		url := storetest.PostgresSchema(t)
 		crashRun(t, []string{"--data-dir", dataDir, "--database-url", url}, func(t *testing.T) (store.Store, *secure.KeyRing) {
 			st, err := postgres.Open(context.Background(), postgres.Config{URL: url, Topics: queueTopics})
 			if err != nil {
@@ -350,35 +349,6 @@ func assertNotInFiles(t *testing.T, dir, needle string) {
 	if n == 0 {
 		t.Fatalf("no files in %s to check", dir)
 	}
-}
-
-// postgresSchemaURL returns a URL whose connections use a fresh schema, so
-// that this test sees only its own tables.
-func postgresSchemaURL(t *testing.T) string {
-	t.Helper()
-	base := storetest.PostgresURL(t)
-	schema := fmt.Sprintf("cbe2e_%d", time.Now().UnixNano())
-	conn, err := pgx.Connect(context.Background(), base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(context.Background(), "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), base)
-		if err != nil {
-			return
-		}
-		defer c.Close(context.Background())
-		c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-	})
-	sep := "?"
-	if strings.Contains(base, "?") {
-		sep = "&"
-	}
-	return base + sep + "search_path=" + schema
 }
 
 // assertNotInPostgres dumps every table of the test's schema as text and

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/carebridge/carebridge/hl7/hl7test"
 	"io"
 	"io/fs"
 	"net"
@@ -87,33 +88,6 @@ func inProcessServer(t *testing.T, dataDir string, args ...string) (mllpAddr, ht
 	return mllpAddr, httpAddr, stop
 }
 
-// corpusDir finds ../shared/corpus/hl7v2 from the module root.
-func corpusDir(t *testing.T) string {
-	t.Helper()
-	if d := os.Getenv("CAREBRIDGE_CORPUS"); d != "" {
-		return d
-	}
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("module root not found")
-		}
-		dir = parent
-	}
-	c := filepath.Join(dir, "..", "shared", "corpus", "hl7v2")
-	if _, err := os.Stat(c); err != nil {
-		if os.Getenv("CAREBRIDGE_TEST_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("corpus %s is missing", c)
-		}
-		t.Skipf("corpus %s is absent; skipping", c)
-	}
-	return c
-}
-
 func readFiles(t *testing.T, dir string) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
@@ -138,7 +112,7 @@ func readFiles(t *testing.T, dir string) map[string][]byte {
 // the corpus on ONE connection. Each must be answered AE or AR with an ERR
 // segment, and a good message after them must still be accepted.
 func TestBrokenInputGetsNAKAndConnectionLivesOn(t *testing.T) {
-	corpus := corpusDir(t)
+	corpus := hl7test.CorpusDir(t)
 	bad := readFiles(t, filepath.Join(corpus, "nhapi", "tests", "NHapi.NUnit", "TestData", "BadInputs"))
 	ti := readFiles(t, filepath.Join(corpus, "cdc-trusted-intermediary", "examples", "Test", "Message"))
 	for k, v := range ti {
