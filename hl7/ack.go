@@ -80,11 +80,11 @@ func BuildACK(r AckRequest) []byte {
 		}
 		return strings.Join(parts, string(d.Component))
 	}
-	proc := o.ProcessingID
+	proc := strings.TrimSpace(o.ProcessingID)
 	if proc == "" {
 		proc = "P"
 	}
-	ver := o.Version
+	ver := strings.TrimSpace(o.Version)
 	if ver == "" {
 		ver = "2.5.1"
 	}
