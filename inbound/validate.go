@@ -22,13 +22,15 @@ type Rules struct {
 	CheckDatatypes bool
 }
 
-// DefaultRules require what carebridge needs to deduplicate, acknowledge
-// and route a message: who sent it and to whom (MSH-3 to MSH-6), when, what
-// it is and its control id, processing id and version. All 2.x versions
-// from 2.3 on are accepted.
+// DefaultRules require the MSH fields HL7 v2.5.1 makes required for every
+// message and that carebridge cannot do without (type, control id,
+// processing id, version); sender and receiver (MSH-3 to MSH-6) are
+// optional in the standard and so here, though a deployment that wants
+// them can say so (serve --required-msh). All 2.x versions from 2.3 on are
+// accepted.
 func DefaultRules() Rules {
 	return Rules{
-		RequiredMSH:    []int{3, 4, 5, 6, 7, 9, 10, 11, 12},
+		RequiredMSH:    []int{9, 10, 11, 12},
 		Versions:       SupportedVersions(),
 		CheckDatatypes: true,
 	}
@@ -54,6 +56,24 @@ func ParseVersions(s string) ([]string, error) {
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no HL7 version in %q", s)
+	}
+	return out, nil
+}
+
+// ParseFieldList reads a comma-separated list of MSH field numbers such as
+// "3,4,9,10".
+func ParseFieldList(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimPrefix(strings.TrimSpace(f), "MSH-")
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 3 || n > 30 {
+			return nil, fmt.Errorf("MSH field %q: want a number from 3 to 30", f)
+		}
+		out = append(out, n)
 	}
 	return out, nil
 }

@@ -31,6 +31,7 @@ type serveConfig struct {
 	logLevel        string
 	logFormat       string
 	hl7Versions     string
+	requiredMSH     string
 	checkDatatypes  bool
 }
 
@@ -57,6 +58,7 @@ and acknowledged.`, `  carebridge serve
 	fs.DurationVar(&cfg.dedupeWindow, "dedupe-window", 7*24*time.Hour, "how long a control id (MSH-10) is remembered to acknowledge resends without storing them twice")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown waits for messages in flight")
 	fs.StringVar(&cfg.hl7Versions, "hl7-versions", strings.Join(inbound.SupportedVersions(), ","), "HL7 versions (MSH-12) accepted; others are answered AR")
+	fs.StringVar(&cfg.requiredMSH, "required-msh", "9,10,11,12", "MSH fields that must be valued, e.g. 3,4,5,6,9,10,11,12 to insist on sender and receiver; others are answered AR")
 	fs.BoolVar(&cfg.checkDatatypes, "check-datatypes", true, "answer AE when an OBX typed NM (OBX-2) holds no number")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error (logs never contain message content)")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "text or json")
@@ -147,6 +149,9 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 	rules.CheckDatatypes = cfg.checkDatatypes
 	if rules.Versions, err = inbound.ParseVersions(cfg.hl7Versions); err != nil {
 		return fmt.Errorf("--hl7-versions: %w", err)
+	}
+	if rules.RequiredMSH, err = inbound.ParseFieldList(cfg.requiredMSH); err != nil {
+		return fmt.Errorf("--required-msh: %w", err)
 	}
 	in, err := inbound.New(st, keys, inbound.Config{DedupeWindow: cfg.dedupeWindow, Writers: writers, Rules: &rules, Logger: log})
 	if err != nil {

@@ -121,9 +121,11 @@ func TestBrokenInputGetsNAKAndConnectionLivesOn(t *testing.T) {
 	if len(bad) < 40 {
 		t.Fatalf("found only %d bad inputs", len(bad))
 	}
-	// The intermediary's corpus treats v2.3 as broken because it takes only
-	// 2.5.1; configure carebridge the same way for this test.
-	mllpAddr, _, _ := inProcessServer(t, t.TempDir(), "--hl7-versions", "2.5.1")
+	// The intermediary's corpus treats v2.3 and a missing MSH-6 as broken
+	// because its profile takes only 2.5.1 and insists on sender and
+	// receiver; configure carebridge with the same profile for this test
+	// (its defaults accept both, as the standard does).
+	mllpAddr, _, _ := inProcessServer(t, t.TempDir(), "--hl7-versions", "2.5.1", "--required-msh", "3,4,5,6,9,10,11,12")
 	conn, err := net.Dial("tcp", mllpAddr)
 	if err != nil {
 		t.Fatal(err)
