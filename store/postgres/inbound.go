@@ -9,7 +9,6 @@ import (
 	"time"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/carebridge/carebridge/store"
@@ -48,7 +47,7 @@ func (s *Store) AcceptInbound(ctx context.Context, batch []store.Accept) ([]stor
 	if len(batch) == 0 {
 		return nil, nil
 	}
-	if err := validateBatch(batch); err != nil {
+	if err := store.ValidateBatch(batch); err != nil {
 		return nil, fmt.Errorf("storing inbound batch: %w", err)
 	}
 	var results []store.AcceptResult
@@ -72,7 +71,7 @@ func (s *Store) acceptInbound(ctx context.Context, tx pgx.Tx, batch []store.Acce
 
 	var rows inboundRows
 	stored := map[store.DedupeKey][]int{}
-	var events eventsByTopic
+	var events store.EventsByTopic
 	for i := range batch {
 		a := &batch[i]
 		m := &a.Message
@@ -80,7 +79,7 @@ func (s *Store) acceptInbound(ctx context.Context, tx pgx.Tx, batch []store.Acce
 			continue
 		}
 		if a.Dedupe {
-			if j, ok := earlierInBatch(batch, stored[m.Key()], a.DedupeSince); ok {
+			if j, ok := store.EarlierInBatch(batch, stored[m.Key()], a.DedupeSince); ok {
 				e := &batch[j].Message
 				results[i] = store.AcceptResult{ID: e.ID, Duplicate: true, State: e.State, AckCode: e.AckCode}
 				continue
@@ -91,7 +90,7 @@ func (s *Store) acceptInbound(ctx context.Context, tx pgx.Tx, batch []store.Acce
 		if m.State == store.StateAccepted {
 			stored[m.Key()] = append(stored[m.Key()], i)
 		}
-		events.add(a.Events)
+		events.Add(a.Events)
 	}
 
 	if len(rows.id) > 0 {
@@ -103,12 +102,12 @@ func (s *Store) acceptInbound(ctx context.Context, tx pgx.Tx, batch []store.Acce
 			return nil, fmt.Errorf("inserting %d inbound messages: %d rows affected", len(rows.id), n)
 		}
 	}
-	if len(events.topics) > 0 {
+	if events.Len() > 0 {
 		pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
 		if err != nil {
 			return nil, fmt.Errorf("creating publisher: %w", err)
 		}
-		if err := events.publish(pub); err != nil {
+		if err := events.Publish(pub); err != nil {
 			return nil, err
 		}
 	}
@@ -213,70 +212,6 @@ func (r *inboundRows) add(m *store.InboundMessage) {
 func (r *inboundRows) args() []any {
 	return []any{r.id, r.received, r.peer, r.transport, r.sapp, r.sfac, r.rapp, r.rfac,
 		r.ctrl, r.typ, r.ver, r.state, r.ack, r.errs, r.corr, r.size, r.sealed}
-}
-
-// validateBatch checks what the database cannot.
-func validateBatch(batch []store.Accept) error {
-	for i := range batch {
-		m := &batch[i].Message
-		if m.ID == "" {
-			return fmt.Errorf("message %d of the batch has no ID", i)
-		}
-		if !m.State.Valid() {
-			return fmt.Errorf("message %s has invalid state %q", m.ID, m.State)
-		}
-		if m.Size < 0 || m.Size > 1<<31-1 {
-			return fmt.Errorf("message %s has invalid size %d", m.ID, m.Size)
-		}
-		for _, e := range batch[i].Events {
-			if e.Message == nil || e.Topic == "" {
-				return fmt.Errorf("message %s has an event without topic or message", m.ID)
-			}
-			if len(e.Message.UUID) > 36 {
-				return fmt.Errorf("message %s has an event whose UUID is longer than 36 characters", m.ID)
-			}
-		}
-	}
-	return nil
-}
-
-// earlierInBatch returns the first of the candidates (indices of accepted
-// messages stored earlier in batch, same dedupe key) received at or after since.
-func earlierInBatch(batch []store.Accept, candidates []int, since time.Time) (int, bool) {
-	for _, j := range candidates {
-		if !batch[j].Message.ReceivedAt.Truncate(time.Microsecond).Before(since.Truncate(time.Microsecond)) {
-			return j, true
-		}
-	}
-	return 0, false
-}
-
-// eventsByTopic collects events so that each topic is published in one call,
-// topics in order of first appearance and messages in batch order.
-type eventsByTopic struct {
-	topics []string
-	msgs   map[string][]*message.Message
-}
-
-func (e *eventsByTopic) add(events []store.Event) {
-	for _, ev := range events {
-		if e.msgs == nil {
-			e.msgs = map[string][]*message.Message{}
-		}
-		if _, ok := e.msgs[ev.Topic]; !ok {
-			e.topics = append(e.topics, ev.Topic)
-		}
-		e.msgs[ev.Topic] = append(e.msgs[ev.Topic], ev.Message)
-	}
-}
-
-func (e *eventsByTopic) publish(pub message.Publisher) error {
-	for _, t := range e.topics {
-		if err := pub.Publish(t, e.msgs[t]...); err != nil {
-			return fmt.Errorf("publishing %d events on %s: %w", len(e.msgs[t]), t, err)
-		}
-	}
-	return nil
 }
 
 // ListInbound returns metadata of inbound messages in id order. See
