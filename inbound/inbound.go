@@ -308,7 +308,8 @@ func (s *Service) Accept(ctx context.Context, peer Peer, raw []byte) (Result, er
 		Size:                 len(raw),
 		Sealed:               sealed,
 	}
-	ack := ackCode(hdr, outcome)
+	ackReq := hl7.AckRequest{Original: hdr, Outcome: outcome, Errors: details, ControlID: ackControlID(id), Time: now}
+	ack := ackReq.Code()
 	rec.AckCode = string(ack)
 	acc := store.Accept{Message: rec}
 	if perr != nil {
@@ -345,13 +346,7 @@ func (s *Service) Accept(ctx context.Context, peer Peer, raw []byte) (Result, er
 		State:     res.State,
 		Duplicate: res.Duplicate,
 		AckCode:   ack,
-		ACK: hl7.BuildACK(hl7.AckRequest{
-			Original:  hdr,
-			Outcome:   outcome,
-			Errors:    details,
-			ControlID: ackControlID(id),
-			Time:      now,
-		}),
+		ACK:       hl7.BuildACK(ackReq),
 	}, nil
 }
 
@@ -390,19 +385,21 @@ func receivedEvent(id, msgType string) (*message.Message, error) {
 // check parses what it must of raw and returns its header (as much as could
 // be read) and every problem found, each with its position.
 func (s *Service) check(raw []byte) (hl7.Header, []error) {
-	hdr, err := hl7.ParseHeader(raw)
-	if err != nil {
-		return hdr, []error{err}
-	}
 	m, err := hl7.ParseWithLimits(raw, s.cfg.Limits)
 	if err != nil {
+		// Read what we can of the header so the negative ACK can echo it;
+		// a header problem is the one to report.
+		hdr, herr := hl7.ParseHeader(raw)
+		if herr != nil {
+			return hdr, []error{herr}
+		}
 		return hdr, []error{err}
 	}
 	var problems []error
 	for _, p := range s.cfg.Rules.check(m) {
 		problems = append(problems, p)
 	}
-	return hdr, problems
+	return m.Header(), problems
 }
 
 // rejectOutcome chooses AR for a message we cannot take at all (its header
@@ -416,28 +413,6 @@ func rejectOutcome(err error) hl7.Outcome {
 		return hl7.Error
 	}
 	return hl7.Reject
-}
-
-// ackCode is the code BuildACK will put in MSA-1, kept for the record.
-func ackCode(h hl7.Header, o hl7.Outcome) hl7.AckCode {
-	enhanced := h.AcceptAckType != "" || h.AppAckType != ""
-	switch o {
-	case hl7.Accept:
-		if enhanced {
-			return "CA"
-		}
-		return "AA"
-	case hl7.Error:
-		if enhanced {
-			return "CE"
-		}
-		return "AE"
-	default:
-		if enhanced {
-			return "CR"
-		}
-		return "AR"
-	}
 }
 
 // ackControlID makes a 20-character MSH-10 for our ACK (ST is 20 characters
