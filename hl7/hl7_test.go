@@ -267,3 +267,47 @@ func TestACK(t *testing.T) {
 		}
 	})
 }
+
+func TestPositionalAccess(t *testing.T) {
+	msg := "MSH|^~\\&|APP|FAC|||20261103||ADT^A01|C1|P|2.5.1\rPID|1||111^^^A&1.2&ISO^MR~222^^^B^SS||DOE^JANE^Q~ROE^J\rPV1||I|ICU^101^A\r"
+	m, err := Parse([]byte(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.SegmentIs(1, "PID") || m.SegmentIs(1, "PV1") || m.SegmentIs(9, "PID") {
+		t.Fatal("SegmentIs wrong")
+	}
+	pid3 := m.Field(1, 3)
+	if got := pid3.Repetitions(); got != 2 {
+		t.Fatalf("PID-3 repetitions = %d, want 2", got)
+	}
+	tests := []struct {
+		name string
+		v    Value
+		want string
+		pres bool
+	}{
+		{"rep2 comp1", pid3.Repetition(2).Component(1), "222", true},
+		{"comp4 sub2", pid3.Component(4).Subcomponent(2), "1.2", true},
+		{"field comp on first rep", pid3.Component(5), "MR", true},
+		{"sub of field", m.Field(1, 5).Subcomponent(1), "DOE", true},
+		{"rep 3 absent", pid3.Repetition(3), "", false},
+		{"comp beyond", m.Field(2, 3).Component(4), "", false},
+		{"MSH-2 not split", m.Field(0, 2).Component(1), "", false},
+		{"MSH-9.2", m.Field(0, 9).Component(2), "A01", true},
+		{"field beyond", m.Field(2, 40), "", false},
+		{"comp of comp 1 is itself", m.Field(2, 3).Component(1).Component(1), "ICU", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.v.String(); got != tt.want || tt.v.Present() != tt.pres {
+				t.Errorf("got %q present=%v, want %q present=%v", got, tt.v.Present(), tt.want, tt.pres)
+			}
+		})
+	}
+	// Get and positional access agree on levels.
+	v, _ := m.Get("PID-3[2]")
+	if got := v.Component(5).String(); got != "SS" {
+		t.Errorf("Get(PID-3[2]).Component(5) = %q", got)
+	}
+}

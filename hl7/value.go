@@ -14,6 +14,7 @@ type Value struct {
 	present bool
 	d       Delimiters
 	latin1  bool
+	level   uint8 // levelField…levelSub: what raw is, for positional access
 }
 
 // Present reports whether the message has the element (a field beyond the
@@ -61,7 +62,7 @@ func (m *Message) Get(path string) (Value, error) {
 		if p.rep > 1 || p.comp > 1 || p.sub > 1 {
 			return v, nil
 		}
-		v.present, v.raw = true, f
+		v.present, v.raw, v.level = true, f, levelSub
 		return v, nil
 	}
 	var ok bool
@@ -78,7 +79,12 @@ func (m *Message) Get(path string) (Value, error) {
 			return v, nil
 		}
 	}
-	v.present, v.raw = true, f
+	v.present, v.raw, v.level = true, f, levelRep
+	if p.sub > 0 {
+		v.level = levelSub
+	} else if p.comp > 0 {
+		v.level = levelComp
+	}
 	return v, nil
 }
 
