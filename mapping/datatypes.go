@@ -270,7 +270,7 @@ func contactPoint(v hl7.Value, business bool) (fhirmodel.ContactPoint, bool) {
 	case text(v.Component(7)) != "":
 		value = text(v.Component(7))
 		if a := text(v.Component(6)); a != "" {
-			value = "(" + a + ")" + value
+			value = a + " " + value
 		}
 		if c := text(v.Component(5)); c != "" {
 			value = "+" + c + " " + value

@@ -192,9 +192,9 @@ func (m *mapper) encounter(pv1, pv2 int) {
 // location maps a PL (point of care, room, bed, facility) to a Location.
 func (m *mapper) location(v hl7.Value) (string, Location, bool) {
 	l := Location{
-		Unit:     text(v.Component(1)),
-		Room:     text(v.Component(2)),
-		Bed:      text(v.Component(3)),
+		Unit:     text(v.Component(1).Subcomponent(1)),
+		Room:     text(v.Component(2).Subcomponent(1)),
+		Bed:      text(v.Component(3).Subcomponent(1)),
 		Facility: text(v.Component(4).Subcomponent(1)),
 	}
 	if l.Unit == "" && l.Room == "" && l.Bed == "" {
