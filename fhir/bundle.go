@@ -29,16 +29,26 @@ type bundleRequest struct {
 // resources instead of creating copies. Each entry's fullUrl is urn:uuid:id,
 // as carebridge ids have the shape of a UUID.
 func TransactionBundle(resources []Resource) ([]byte, error) {
-	b := bundle{ResourceType: "Bundle", Type: "transaction", Entry: make([]bundleEntry, 0, len(resources))}
+	items := make([]Serialized, 0, len(resources))
 	for _, r := range resources {
-		body, err := json.Marshal(r.Body)
+		body, err := r.MarshalJSON()
 		if err != nil {
 			return nil, fmt.Errorf("serialising %s for a bundle: %w", r.Type, err)
 		}
+		items = append(items, Serialized{Resource: r, JSON: body})
+	}
+	return SerializedBundle(items)
+}
+
+// SerializedBundle is TransactionBundle for resources already serialised
+// (by Validator.Gate, say).
+func SerializedBundle(items []Serialized) ([]byte, error) {
+	b := bundle{ResourceType: "Bundle", Type: "transaction", Entry: make([]bundleEntry, 0, len(items))}
+	for _, it := range items {
 		b.Entry = append(b.Entry, bundleEntry{
-			FullURL:  "urn:uuid:" + r.ID,
-			Resource: body,
-			Request:  &bundleRequest{Method: "PUT", URL: r.Reference()},
+			FullURL:  "urn:uuid:" + it.ID,
+			Resource: it.JSON,
+			Request:  &bundleRequest{Method: "PUT", URL: it.Reference()},
 		})
 	}
 	return json.Marshal(b)

@@ -171,3 +171,34 @@ func TestOperationOutcomeKeepsDiagnosticsApart(t *testing.T) {
 		t.Errorf("String() = %q", o[0].String())
 	}
 }
+
+// TestGateKeepsValidAndReportsInvalid: an invalid resource never leaves;
+// the outcome names it without quoting its content, and the valid ones
+// around it still go out, in order.
+func TestGateKeepsValidAndReportsInvalid(t *testing.T) {
+	v := newValidator(t)
+	good := &fhirmodel.Patient{Id: new(fhir.ID("Patient", "ok")), Active: new(true)}
+	bad := map[string]any{"resourceType": "Patient", "id": "bad", "birthDate": "ZZTOPSECRET"}
+	other := &fhirmodel.Patient{Id: new(fhir.ID("Patient", "ok2"))}
+	var out fhir.Outcome
+	kept := v.Gate([]fhir.Resource{
+		{Type: "Patient", ID: *good.Id, Body: good},
+		{Type: "Patient", ID: "bad", Body: bad},
+		{Type: "Patient", ID: *other.Id, Body: other},
+	}, &out)
+	if len(kept) != 2 || kept[0].ID != *good.Id || kept[1].ID != *other.Id {
+		t.Fatalf("kept %d resources, want the two valid ones in order", len(kept))
+	}
+	if len(out) != 1 || out[0].Severity != fhir.SeverityError || out[0].Code != fhir.CodeInvalid || out[0].Location != "Patient/bad" {
+		t.Fatalf("outcome = %+v, want one invalid error for Patient/bad", out)
+	}
+	if strings.Contains(out[0].String(), "ZZTOPSECRET") {
+		t.Errorf("issue text quotes content: %s", out[0])
+	}
+	if !json.Valid(kept[0].JSON) {
+		t.Errorf("kept JSON is not JSON")
+	}
+	if b, err := fhir.SerializedBundle(kept); err != nil || v.Validate(b) != nil {
+		t.Errorf("bundle of kept resources: %v", err)
+	}
+}

@@ -19,9 +19,17 @@ type Resource struct {
 // Reference is the relative reference "Type/id".
 func (r Resource) Reference() string { return r.Type + "/" + r.ID }
 
-// MarshalJSON serialises the body.
+// MarshalJSON serialises the body. Call it directly rather than through
+// json.Marshal, which would copy and re-check the output: the models write
+// compact JSON already.
 func (r Resource) MarshalJSON() ([]byte, error) {
-	b, err := json.Marshal(r.Body)
+	var b []byte
+	var err error
+	if m, ok := r.Body.(json.Marshaler); ok {
+		b, err = m.MarshalJSON()
+	} else {
+		b, err = json.Marshal(r.Body)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("serialising %s/%s: %w", r.Type, r.ID, err)
 	}

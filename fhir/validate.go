@@ -70,11 +70,42 @@ func (v *Validator) Validate(resource []byte) error {
 
 // ValidateResource serialises r and validates it, returning the JSON.
 func (v *Validator) ValidateResource(r Resource) ([]byte, error) {
-	b, err := json.Marshal(r.Body)
+	b, err := r.MarshalJSON()
 	if err != nil {
 		return nil, fmt.Errorf("serialising %s: %w", r.Type, err)
 	}
 	return b, v.Validate(b)
+}
+
+// Serialized is a resource with its JSON.
+type Serialized struct {
+	Resource
+	JSON []byte
+}
+
+// Gate is the door out: it serialises and validates each resource and
+// returns the valid ones, in order. Each resource that fails is left out and
+// recorded in out as an error naming the resource; the validator's text,
+// which may quote content, goes to the issue's diagnostics only.
+func (v *Validator) Gate(resources []Resource, out *Outcome) []Serialized {
+	kept := make([]Serialized, 0, len(resources))
+	for _, r := range resources {
+		b, err := v.ValidateResource(r)
+		if err != nil {
+			is := Issue{Severity: SeverityError, Code: CodeInvalid, Location: r.Reference(),
+				Details: "the mapped " + r.Type + " is not valid FHIR R4; it is not sent on"}
+			var ve *ValidationError
+			if errors.As(err, &ve) {
+				is.Diagnostics = ve.Diagnostics
+			} else if errors.Is(err, ErrTooLarge) {
+				is.Details = "the mapped " + r.Type + " is larger than the validator accepts; it is not sent on"
+			}
+			*out = append(*out, is)
+			continue
+		}
+		kept = append(kept, Serialized{Resource: r, JSON: b})
+	}
+	return kept
 }
 
 // resourceType reads the resourceType member, if it is a plain FHIR type name.

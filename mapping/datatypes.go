@@ -23,7 +23,40 @@ func text(v hl7.Value) string {
 	if v.Empty() || v.Null() {
 		return ""
 	}
-	return strings.TrimSpace(v.String())
+	return clean(strings.TrimSpace(v.String()))
+}
+
+// codeText fits a string to the FHIR code type: single spaces between
+// words, none at the ends.
+func codeText(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == ' ' && (i == 0 || i == len(s)-1 || s[i+1] == ' ') || c == '\t' || c == '\n' || c == '\r' {
+			return strings.Join(strings.Fields(s), " ")
+		}
+	}
+	return s
+}
+
+// clean drops the control characters FHIR strings may not hold (all below
+// U+0020 but tab, CR and LF); a feed that sends them still maps.
+func clean(s string) string {
+	for i := 0; i < len(s); i++ {
+		if control(rune(s[i])) {
+			return strings.Map(func(r rune) rune {
+				if control(r) {
+					return -1
+				}
+				return r
+			}, s)
+		}
+	}
+	return s
+}
+
+// control is a control character a FHIR string may not hold (DEL too: no
+// text means it, and URIs may not carry it).
+func control(r rune) bool {
+	return r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0x7f
 }
 
 // codeSystems maps HL7 table 0396 coding-system names to FHIR system URIs.
@@ -57,6 +90,19 @@ func codeSystem(name string) string {
 	return ""
 }
 
+// isOID reports whether s is an OID in dotted form (digits and single dots).
+func isOID(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if (s[i] < '0' || s[i] > '9') && s[i] != '.' {
+			return false
+		}
+	}
+	return true
+}
+
 func isDigits(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
@@ -75,7 +121,7 @@ func codeableConcept(v hl7.Value) (fhirmodel.CodeableConcept, bool) {
 		if code == "" {
 			continue
 		}
-		cd := fhirmodel.Coding{Code: new(code)}
+		cd := fhirmodel.Coding{Code: new(codeText(code))}
 		if d := text(v.Component(c + 1)); d != "" {
 			cd.Display = new(d)
 		}
@@ -96,7 +142,7 @@ func codeableConcept(v hl7.Value) (fhirmodel.CodeableConcept, bool) {
 
 // coding builds a coding of a FHIR or HL7 code system.
 func coding(system, code, display string) fhirmodel.Coding {
-	c := fhirmodel.Coding{System: new(system), Code: new(code)}
+	c := fhirmodel.Coding{System: new(system), Code: new(codeText(code))}
 	if display != "" {
 		c.Display = new(display)
 	}
@@ -107,9 +153,16 @@ func coding(system, code, display string) fhirmodel.Coding {
 // namespace, universal id and its type): urn:oid: for ISO, the URI itself
 // for URI, else a carebridge URN naming the namespace.
 func (m *mapper) identifierSystem(namespace, universal, kind string) string {
+	if strings.ContainsAny(universal, " \t\r\n") {
+		// Not a URI or OID; name the authority by namespace instead.
+		if namespace == "" {
+			namespace = universal
+		}
+		universal = ""
+	}
 	switch strings.ToUpper(kind) {
 	case "ISO":
-		if universal != "" {
+		if isOID(universal) {
 			return "urn:oid:" + universal
 		}
 	case "URI":

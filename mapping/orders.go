@@ -381,7 +381,7 @@ func (m *mapper) observationValue(i int, obs *fhirmodel.Observation, r *LabResul
 	case "ST", "TX", "FT":
 		var parts []string
 		for k := 1; k <= val.Repetitions(); k++ {
-			parts = append(parts, strings.ReplaceAll(val.Repetition(k).String(), `\.br\`, "\n"))
+			parts = append(parts, clean(strings.ReplaceAll(val.Repetition(k).String(), `\.br\`, "\n")))
 		}
 		s := strings.TrimSpace(strings.Join(parts, "\n"))
 		if s != "" {
@@ -489,7 +489,7 @@ func quantity(num string, unit hl7.Value) *fhirmodel.Quantity {
 	q.Unit = new(u)
 	if code != "" && codeSystem(sys) == "http://unitsofmeasure.org" {
 		q.System = new("http://unitsofmeasure.org")
-		q.Code = new(code)
+		q.Code = new(codeText(code))
 	}
 	return q
 }

@@ -29,11 +29,15 @@ type Message struct {
 
 // Notification is one Communication routing produced, summarised.
 type Notification struct {
-	Rule          string
-	Priority      Priority
-	Category      string
-	Recipients    []string // references
-	Communication string   // reference
+	Rule       string
+	Priority   Priority
+	Category   string
+	Recipients []string // references
+	// Why says, for each recipient, the source that chose it and who that
+	// is ("attending WELBY, MARCUS", "on_call Night intensivist"), for an
+	// analyst trying a rules file. Names of staff only, never a patient's.
+	Why           []string
+	Communication string // reference
 }
 
 // CommunicationIdentifierSystem is the system of the identifier that ties a
@@ -78,7 +82,7 @@ func (r *Rules) Route(res *Result, now time.Time) []Notification {
 		if !ok {
 			continue
 		}
-		recipients := r.recipients(ru, ev, orders, results, local, emit)
+		recipients, why := r.recipients(ru, ev, orders, results, local, emit)
 		if len(recipients) == 0 {
 			res.Outcome.Add(fhir.SeverityWarning, fhir.CodeProcessing, "rule "+ru.name,
 				"the rule matched but found no recipient; nobody is notified")
@@ -139,7 +143,7 @@ func (r *Rules) Route(res *Result, now time.Time) []Notification {
 		c.Sent = new(now.UTC().Format(time.RFC3339))
 		c.Payload = []fhir.CommunicationPayload{{ContentString: &text}}
 		cref := emit("Communication", id, c)
-		out = append(out, Notification{Rule: ru.name, Priority: prio, Category: ru.category, Recipients: recipients, Communication: cref})
+		out = append(out, Notification{Rule: ru.name, Priority: prio, Category: ru.category, Recipients: recipients, Why: why, Communication: cref})
 	}
 	return out
 }
@@ -174,7 +178,7 @@ func (ru *rule) render(msg *Message) (string, error) {
 	if err := ru.tmpl.Execute(w, msg); err != nil && err != errLimit {
 		return "", err
 	}
-	return strings.TrimSpace(b.String()), nil
+	return clean(strings.TrimSpace(b.String())), nil
 }
 
 var errLimit = fmt.Errorf("template output limit reached")
@@ -247,12 +251,23 @@ func inList(list []string, v string) bool {
 }
 
 // recipients resolves the rule's sources, in order, without repeats.
-func (r *Rules) recipients(ru *rule, ev *Event, orders, results []int, now time.Time, emit func(string, string, any) string) []string {
-	var out []string
-	add := func(ref string) {
+func (r *Rules) recipients(ru *rule, ev *Event, orders, results []int, now time.Time, emit func(string, string, any) string) (out, why []string) {
+	add := func(ref, source, who string) {
 		if ref != "" && !slices.Contains(out, ref) {
 			out = append(out, ref)
+			if who == "" {
+				who = ref
+			}
+			why = append(why, source+" "+who)
 		}
+	}
+	staff := func(ref string) string {
+		for _, p := range ev.Providers {
+			if p.Ref == ref && p.Name != "" {
+				return p.Name
+			}
+		}
+		return ""
 	}
 	for _, s := range ru.notify {
 		switch s.kind {
@@ -260,43 +275,43 @@ func (r *Rules) recipients(ru *rule, ev *Event, orders, results []int, now time.
 			if s.role == RoleOrdering && (len(orders) < len(ev.Orders) || len(results) < len(ev.Results)) {
 				// The rule is about some orders or results: tell who ordered those.
 				for _, k := range orders {
-					add(ev.Orders[k].Orderer)
+					add(ev.Orders[k].Orderer, string(s.role), staff(ev.Orders[k].Orderer))
 				}
 				for _, k := range results {
 					if o := ev.Results[k].Order; o >= 0 {
-						add(ev.Orders[o].Orderer)
+						add(ev.Orders[o].Orderer, string(s.role), staff(ev.Orders[o].Orderer))
 					}
 				}
 				continue
 			}
 			for _, p := range ev.Providers {
 				if p.Role == s.role {
-					add(p.Ref)
+					add(p.Ref, string(s.role), p.Name)
 				}
 			}
 		case sourceOnCall:
 			for _, sh := range r.onCall[ev.Location.Unit] {
 				if sh.active(now) {
-					add(r.fixedRef(sh, emit))
+					add(r.fixedRef(sh, emit), "on_call", sh.name)
 				}
 			}
 		case sourceUnitTeams:
 			for _, t := range r.teams {
 				if ev.Location.Unit != "" && slices.Contains(t.units, ev.Location.Unit) {
-					add(r.teamRef(t, emit))
+					add(r.teamRef(t, emit), "care_team", t.name)
 				}
 			}
 		case sourceTeam:
 			for _, t := range r.teams {
 				if t.id == s.team {
-					add(r.teamRef(t, emit))
+					add(r.teamRef(t, emit), "care_team", t.name)
 				}
 			}
 		case sourceFixed:
-			add(r.fixedRef(s.fixed, emit))
+			add(r.fixedRef(s.fixed, emit), "fixed", s.fixed.name)
 		}
 	}
-	return out
+	return out, why
 }
 
 func (r *Rules) teamRef(t careTeam, emit func(string, string, any) string) string {

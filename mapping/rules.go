@@ -52,6 +52,10 @@ type Rules struct {
 	rules  []*rule
 }
 
+// Location is the time zone the file's schedules are written in: the
+// hospital's zone, and the default for HL7 times sent without an offset.
+func (r *Rules) Location() *time.Location { return r.loc }
+
 type careTeam struct {
 	id, name string
 	units    []string

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // rules files name IANA zones; do not depend on the host's copy
 )
 
 // errUsage marks an error that is the caller's: it exits 2 without a
@@ -41,6 +42,7 @@ func commands() []command {
 		{"inbound", "list and show received messages (metadata; content only with --reveal)", runInbound},
 		{"migrate", "apply database migrations and exit", runMigrate},
 		{"keys", "show or rotate the encryption key ring", runKeys},
+		{"map", "map HL7v2 files to FHIR and route them offline, to try a rules file", runMap},
 	}
 }
 
@@ -108,5 +110,7 @@ CAREBRIDGE_DATA_DIR, --database-url is CAREBRIDGE_DATABASE_URL, and so on.
 Example: start on the embedded database, then send the sample messages
   carebridge serve
   carebridge send ../shared/corpus/hl7v2/microsoft-fhir-converter
+Try a rules file on sample messages without a server
+  carebridge map --summary --rules mapping/testdata/rules.yaml mapping/testdata/hl7
 `)
 }
