@@ -53,3 +53,52 @@ func BenchmarkORUR01TenOBX(b *testing.B) { benchPipeline(b, "oru-r01-10obx-v251.
 // BenchmarkORUR01Critical: a critical potassium, routed to three
 // recipients through the on-call schedule.
 func BenchmarkORUR01Critical(b *testing.B) { benchPipeline(b, "oru-r01-critical-k-v251.hl7") }
+
+// BenchmarkStages splits the ten-result ORU into its stages, to show where
+// the time goes.
+func BenchmarkStages(b *testing.B) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "hl7", "oru-r01-10obx-v251.hl7"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	mp := mapping.New(mapping.Config{})
+	rules := testRules(b)
+	msg, err := hl7.Parse(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("parse", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := hl7.Parse(raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("map", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			mp.Map(msg)
+		}
+	})
+	b.Run("route", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			b.StopTimer()
+			res := mp.Map(msg)
+			b.StartTimer()
+			rules.Route(res, testNow)
+		}
+	})
+	res := mp.Map(msg)
+	b.Run("serialise", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, r := range res.Resources {
+				if _, err := r.MarshalJSON(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}

@@ -96,8 +96,10 @@ type mapper struct {
 // Map maps one parsed message. It never fails: what cannot be mapped is
 // reported in the Result's outcome.
 func (mp *Mapper) Map(msg *hl7.Message) *Result {
-	res := &Result{}
-	m := &mapper{cfg: mp.cfg, msg: msg, res: res, seen: make(map[string]bool, 8)}
+	// About one resource per segment, plus Practitioners and Locations.
+	n := msg.SegmentCount() + 8
+	res := &Result{Resources: make([]fhir.Resource, 0, n)}
+	m := &mapper{cfg: mp.cfg, msg: msg, res: res, seen: make(map[string]bool, n)}
 	m.header()
 	kind, ok := triggers[res.Event.Trigger]
 	if !ok {
