@@ -23,8 +23,13 @@ func (r Resource) Reference() string { return r.Type + "/" + r.ID }
 // json.Marshal, which would copy and re-check the output: the models write
 // compact JSON already.
 func (r Resource) MarshalJSON() ([]byte, error) {
-	var b []byte
-	var err error
+	b, fast, err := encodeFast(r.Body)
+	if fast {
+		if err != nil {
+			return nil, fmt.Errorf("serialising %s/%s: %w", r.Type, r.ID, err)
+		}
+		return b, nil
+	}
 	if m, ok := r.Body.(json.Marshaler); ok {
 		b, err = m.MarshalJSON()
 	} else {
@@ -43,14 +48,15 @@ func (r Resource) MarshalJSON() ([]byte, error) {
 // (version 8, "custom": the first 122 bits of SHA-256), so it also works in
 // urn:uuid: full URLs.
 func ID(kind string, parts ...string) string {
-	h := sha256.New()
-	h.Write([]byte(kind))
+	// Hash kind NUL part NUL part …; on the stack when it is small.
+	var stack [256]byte
+	in := append(stack[:0], kind...)
 	for _, p := range parts {
-		h.Write([]byte{0})
-		h.Write([]byte(p))
+		in = append(in, 0)
+		in = append(in, p...)
 	}
-	var sum [sha256.Size]byte
-	b := h.Sum(sum[:0])
+	sum := sha256.Sum256(in)
+	b := sum[:]
 	b[6] = b[6]&0x0f | 0x80 // version 8
 	b[8] = b[8]&0x3f | 0x80 // RFC 9562 variant
 	var out [36]byte

@@ -1,6 +1,8 @@
 package mapping_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -97,6 +99,9 @@ func TestCorpusMapsAndValidates(t *testing.T) {
 						diag = ve.Diagnostics
 					}
 					t.Errorf("%s message %d (%s): %s is not valid R4: %s\n%s", folder, i, res.Event.Trigger, r.Type, diag, b)
+				}
+				if std, _ := json.Marshal(r.Body); !bytes.Equal(b, std) {
+					t.Errorf("%s message %d: %s: the fast encoder differs from encoding/json:\n%s\n%s", folder, i, r.Type, b, std)
 				}
 				resources++
 				if r.Type == "Communication" {

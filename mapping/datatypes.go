@@ -116,17 +116,28 @@ func isDigits(s string) bool {
 // one (4-6) and original text (9, v2.5+) or the primary text.
 func codeableConcept(v hl7.Value) (fhirmodel.CodeableConcept, bool) {
 	var cc fhirmodel.CodeableConcept
-	for _, c := range [2]int{1, 4} {
+	var strs *[7]string // the strings the concept points to, in one allocation
+	str := func(k int, s string) *string {
+		if strs == nil {
+			strs = new([7]string)
+		}
+		strs[k] = s
+		return &strs[k]
+	}
+	for k, c := range [2]int{1, 4} {
 		code := text(v.Component(c))
 		if code == "" {
 			continue
 		}
-		cd := fhirmodel.Coding{Code: new(codeText(code))}
+		cd := fhirmodel.Coding{Code: str(3*k, codeText(code))}
 		if d := text(v.Component(c + 1)); d != "" {
-			cd.Display = new(d)
+			cd.Display = str(3*k+1, d)
 		}
 		if s := codeSystem(text(v.Component(c + 2))); s != "" {
-			cd.System = new(s)
+			cd.System = str(3*k+2, s)
+		}
+		if cc.Coding == nil {
+			cc.Coding = make([]fhirmodel.Coding, 0, 2)
 		}
 		cc.Coding = append(cc.Coding, cd)
 	}
@@ -135,16 +146,17 @@ func codeableConcept(v hl7.Value) (fhirmodel.CodeableConcept, bool) {
 		t = text(v.Component(2))
 	}
 	if t != "" {
-		cc.Text = new(t)
+		cc.Text = str(6, t)
 	}
 	return cc, len(cc.Coding) > 0 || cc.Text != nil
 }
 
 // coding builds a coding of a FHIR or HL7 code system.
 func coding(system, code, display string) fhirmodel.Coding {
-	c := fhirmodel.Coding{System: new(system), Code: new(codeText(code))}
+	x := &[3]string{system, codeText(code), display} // one allocation
+	c := fhirmodel.Coding{System: &x[0], Code: &x[1]}
 	if display != "" {
-		c.Display = new(display)
+		c.Display = &x[2]
 	}
 	return c
 }

@@ -119,7 +119,7 @@ func (m *mapper) encounter(pv1, pv2 int) {
 
 	period := &fhirmodel.Period{}
 	if admitRaw != "" {
-		if t, ok := dateTime(admitRaw, m.cfg.Location); ok {
+		if t, ok := m.dateTime(admitRaw); ok {
 			period.Start = new(t)
 		} else {
 			m.issue(fhir.SeverityWarning, fhir.CodeValue, m.loc(pv1, 44), "admit time is not an HL7 timestamp; left out")
@@ -127,7 +127,7 @@ func (m *mapper) encounter(pv1, pv2 int) {
 	}
 	dischargeRaw := text(m.msg.Field(pv1, 45).Component(1))
 	if dischargeRaw != "" && m.res.Event.Trigger != "ADT^A13" {
-		if t, ok := dateTime(dischargeRaw, m.cfg.Location); ok {
+		if t, ok := m.dateTime(dischargeRaw); ok {
 			period.End = new(t)
 		} else {
 			m.issue(fhir.SeverityWarning, fhir.CodeValue, m.loc(pv1, 45), "discharge time is not an HL7 timestamp; left out")

@@ -1,6 +1,7 @@
 package mapping_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -42,6 +43,9 @@ func FuzzMap(f *testing.F) {
 				var ve *fhir.ValidationError
 				errors.As(err, &ve)
 				t.Fatalf("%s: %v: %s\n%s", r.Reference(), err, ve.Diagnostics, b)
+			}
+			if std, _ := json.Marshal(r.Body); !bytes.Equal(b, std) {
+				t.Fatalf("%s: the fast encoder differs from encoding/json:\n%s\n%s", r.Reference(), b, std)
 			}
 		}
 	})

@@ -91,6 +91,21 @@ type mapper struct {
 	res  *Result
 	kind triggerKind
 	seen map[string]bool // resource references already emitted
+	// last remembers the last HL7 time converted: the OBX of one panel
+	// mostly carry the same observation time.
+	last struct{ in, out string }
+}
+
+// dateTime is dateTime in the configured zone, remembering the last one.
+func (m *mapper) dateTime(s string) (string, bool) {
+	if s != "" && s == m.last.in {
+		return m.last.out, true
+	}
+	out, ok := dateTime(s, m.cfg.Location)
+	if ok {
+		m.last.in, m.last.out = s, out
+	}
+	return out, ok
 }
 
 // Map maps one parsed message. It never fails: what cannot be mapped is
@@ -159,7 +174,7 @@ func (m *mapper) header() {
 	ev.ControlID = text(m.msg.Field(msh, 10))
 	ev.SendingApplication = text(m.msg.Field(msh, 3).Component(1))
 	ev.SendingFacility = text(m.msg.Field(msh, 4).Component(1))
-	if t, ok := dateTime(text(m.msg.Field(msh, 7).Component(1)), m.cfg.Location); ok {
+	if t, ok := m.dateTime(text(m.msg.Field(msh, 7).Component(1))); ok {
 		ev.MessageTime = t
 	}
 }
@@ -239,4 +254,12 @@ func (m *mapper) walk() {
 }
 
 // ref builds a Reference to type/id.
-func ref(r string) *fhirmodel.Reference { return &fhirmodel.Reference{Reference: new(r)} }
+func ref(r string) *fhirmodel.Reference {
+	// One allocation for the Reference and its string.
+	x := &struct {
+		ref fhirmodel.Reference
+		s   string
+	}{s: r}
+	x.ref.Reference = &x.s
+	return &x.ref
+}

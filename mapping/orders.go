@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 
@@ -225,7 +226,7 @@ func (m *mapper) serviceRequest(n int, g *orderState) (string, int) {
 		}
 	}
 	if v, seg := m.field(9, g.orc); seg >= 0 {
-		if t, ok := dateTime(text(v.Component(1)), m.cfg.Location); ok {
+		if t, ok := m.dateTime(text(v.Component(1))); ok {
 			sr.AuthoredOn = new(t)
 		} else {
 			m.issue(fhir.SeverityWarning, fhir.CodeValue, m.loc(seg, 9), "transaction time is not an HL7 timestamp; left out")
@@ -348,7 +349,7 @@ func (m *mapper) observation(i int, g *orderState, srID string, orderIdx int, co
 		eff, seg = m.field(7, g.obr)
 	}
 	if seg >= 0 {
-		if t, ok := dateTime(text(eff.Component(1)), m.cfg.Location); ok {
+		if t, ok := m.dateTime(text(eff.Component(1))); ok {
 			obs.EffectiveDateTime = new(t)
 		}
 	}
@@ -397,7 +398,7 @@ func (m *mapper) observationValue(i int, obs *fhirmodel.Observation, r *LabResul
 			}
 		}
 	case "DT", "TS", "DTM":
-		if t, ok := dateTime(text(val.Repetition(1).Component(1)), m.cfg.Location); ok {
+		if t, ok := m.dateTime(text(val.Repetition(1).Component(1))); ok {
 			obs.ValueDateTime = &t
 			r.Value = t
 		} else {
@@ -476,20 +477,26 @@ func (m *mapper) structuredNumeric(i int, v, unit hl7.Value, obs *fhirmodel.Obse
 // quantity builds a Quantity with the OBX-6 units: code (1), text (2),
 // system (3); UCUM units get system and code.
 func quantity(num string, unit hl7.Value) *fhirmodel.Quantity {
-	n := jsonNumber(num)
-	q := &fhirmodel.Quantity{Value: &n}
+	// One allocation for the Quantity and the values it points to.
+	x := &struct {
+		q                  fhirmodel.Quantity
+		n                  json.Number
+		unit, system, code string
+	}{n: jsonNumber(num)}
+	q := &x.q
+	q.Value = &x.n
 	code, txt, sys := text(unit.Component(1)), text(unit.Component(2)), text(unit.Component(3))
 	if code == "" && txt == "" {
 		return q
 	}
-	u := txt
-	if u == "" {
-		u = code
+	x.unit = txt
+	if x.unit == "" {
+		x.unit = code
 	}
-	q.Unit = new(u)
+	q.Unit = &x.unit
 	if code != "" && codeSystem(sys) == "http://unitsofmeasure.org" {
-		q.System = new("http://unitsofmeasure.org")
-		q.Code = new(codeText(code))
+		x.system, x.code = "http://unitsofmeasure.org", codeText(code)
+		q.System, q.Code = &x.system, &x.code
 	}
 	return q
 }
@@ -566,8 +573,12 @@ func referenceRange(s string, value *fhirmodel.Quantity) (fhirmodel.ObservationR
 		return rr, false
 	}
 	bound := func(num string) *fhirmodel.Quantity {
-		n := jsonNumber(num)
-		q := &fhirmodel.Quantity{Value: &n}
+		x := &struct {
+			q fhirmodel.Quantity
+			n json.Number
+		}{n: jsonNumber(num)}
+		q := &x.q
+		q.Value = &x.n
 		if value != nil {
 			q.Unit, q.System, q.Code = value.Unit, value.System, value.Code
 		}

@@ -94,7 +94,7 @@ func (m *mapper) patient(pid, pd1 int) bool {
 	}
 	switch text(m.msg.Field(pid, 30)) {
 	case "Y":
-		if t, ok := dateTime(text(m.msg.Field(pid, 29).Component(1)), m.cfg.Location); ok {
+		if t, ok := m.dateTime(text(m.msg.Field(pid, 29).Component(1))); ok {
 			p.DeceasedDateTime = new(t)
 		} else {
 			p.DeceasedBoolean = new(true)
