@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/carebridge/carebridge/hl7/hl7test"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -53,22 +50,12 @@ func parseWithin(t *testing.T, name string, msg []byte, d time.Duration) (*Messa
 // fails with a positioned *ParseError; none panics or hangs. Messages from
 // microsoft-fhir-converter re-encode canonically and parse back equal.
 func TestCorpus(t *testing.T) {
-	root := hl7test.CorpusDir(t)
 	type counts struct{ files, parsed, failed int }
 	perFolder := map[string]*counts{}
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(root, path)
-		folder := strings.SplitN(rel, string(filepath.Separator), 2)[0]
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
+	hl7test.WalkCorpus(t, func(folder, rel string, data []byte) {
 		isBad := strings.Contains(rel, "BadInputs")
 		if !isBad && !looksLikeHL7(data) {
-			return nil
+			return
 		}
 		c := perFolder[folder]
 		if c == nil {
@@ -112,11 +99,7 @@ func TestCorpus(t *testing.T) {
 				t.Errorf("%s: re-parsed message differs", name)
 			}
 		}
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for folder, c := range perFolder {
 		t.Logf("%-28s files %4d  messages parsed %4d  failed with a position %3d", folder, c.files, c.parsed, c.failed)
 	}

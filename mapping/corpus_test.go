@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -20,28 +17,17 @@ import (
 // corpusMessages reads every message in the shared HL7v2 corpus, by folder.
 func corpusMessages(t *testing.T) map[string][][]byte {
 	t.Helper()
-	root := hl7test.CorpusDir(t)
 	out := map[string][][]byte{}
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || strings.HasSuffix(path, ".txt") || strings.HasSuffix(path, ".md") || strings.Contains(path, "LICENSE") {
-			return err
-		}
-		rel, _ := filepath.Rel(root, path)
-		folder := strings.SplitN(rel, string(filepath.Separator), 2)[0]
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
+	hl7test.WalkCorpus(t, func(folder, rel string, data []byte) {
+		if strings.HasSuffix(rel, ".txt") || strings.HasSuffix(rel, ".md") || strings.Contains(rel, "LICENSE") {
+			return
 		}
 		msgs, err := hl7.Split(data)
 		if err != nil {
-			return nil // not splittable: the hl7 corpus test covers it
+			return // not splittable: the hl7 corpus test covers it
 		}
 		out[folder] = append(out[folder], msgs...)
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	return out
 }
 

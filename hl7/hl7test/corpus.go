@@ -3,8 +3,10 @@
 package hl7test
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -38,4 +40,30 @@ func CorpusDir(t testing.TB) string {
 		t.Skipf("corpus %s is absent; skipping", c)
 	}
 	return c
+}
+
+// WalkCorpus calls fn for every file of the corpus, in lexical order, with
+// its top-level folder (the source of the samples), its path relative to
+// the corpus and its content.
+func WalkCorpus(t testing.TB, fn func(folder, rel string, data []byte)) {
+	t.Helper()
+	root := CorpusDir(t)
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		fn(strings.SplitN(rel, string(filepath.Separator), 2)[0], rel, data)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("reading the corpus: %v", err)
+	}
 }
