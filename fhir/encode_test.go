@@ -3,6 +3,7 @@ package fhir
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	fhirmodel "github.com/samply/golang-fhir-models/fhir-models/fhir"
@@ -89,4 +90,30 @@ func BenchmarkEncodeObservation(b *testing.B) {
 			json.Marshal(obs)
 		}
 	})
+}
+
+// TestFastEncoderConcurrentFirstUse: plans built by several goroutines at
+// once (run with -race) are complete and agree with encoding/json.
+func TestFastEncoderConcurrentFirstUse(t *testing.T) {
+	org := &fhirmodel.Organization{Name: new("Good Health <ICU>"), Alias: []string{"GH"}}
+	role := &fhirmodel.PractitionerRole{Active: new(true), Practitioner: &fhirmodel.Reference{Reference: new("Practitioner/1")}}
+	done := make(chan error, 16)
+	for i := 0; i < 16; i++ {
+		go func() {
+			for _, body := range []any{org, role} {
+				fast, ok, err := encodeFast(body)
+				std, _ := json.Marshal(body)
+				if !ok || err != nil || !bytes.Equal(fast, std) {
+					done <- fmt.Errorf("%T: ok=%v err=%v\n fast: %s\n  std: %s", body, ok, err, fast, std)
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for i := 0; i < 16; i++ {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
 }
