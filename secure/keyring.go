@@ -1,5 +1,6 @@
 // Package secure keeps carebridge's secrets: the key ring of key-encryption
-// keys and the envelope encryption that seals every record at rest.
+// keys (and of the Ed25519 keys that sign audit checkpoints) and the
+// envelope encryption that seals every record at rest.
 //
 // Each sealed record gets its own random AES-256 data key. The record is
 // encrypted with AES-256-GCM under that data key, and the data key is
@@ -11,6 +12,7 @@ package secure
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -42,16 +44,21 @@ var ErrUnknownKey = errors.New("secure: unknown key")
 type KeyRing struct {
 	path string
 
-	mu     sync.RWMutex
-	active string
-	keys   map[string]cipher.AEAD
-	file   ringFile
+	mu      sync.RWMutex
+	active  string
+	keys    map[string]cipher.AEAD
+	signing map[string]ed25519.PrivateKey
+	file    ringFile
 }
 
 type ringFile struct {
 	Version int       `json:"version"`
 	Active  string    `json:"active"`
 	Keys    []ringKey `json:"keys"`
+	// Signing keys (Ed25519 seeds) sign audit checkpoints; rings written
+	// before they existed have none until the next rotation.
+	ActiveSigning string    `json:"active_signing,omitempty"`
+	Signing       []ringKey `json:"signing,omitempty"`
 }
 
 type ringKey struct {
@@ -71,11 +78,13 @@ func LoadOrCreateKeyRing(path string) (*KeyRing, error) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	kr = &KeyRing{path: path, keys: map[string]cipher.AEAD{}}
+	kr = &KeyRing{path: path, keys: map[string]cipher.AEAD{}, signing: map[string]ed25519.PrivateKey{}}
 	kr.file.Version = 1
-	if _, err := kr.addKey(time.Now()); err != nil {
+	now := time.Now()
+	if _, err := kr.addKey(now); err != nil {
 		return nil, err
 	}
+	kr.addSigningKey(now)
 	if err := kr.save(true); err != nil {
 		if errors.Is(err, fs.ErrExist) { // another process created it first
 			return LoadKeyRing(path)
@@ -98,7 +107,7 @@ func LoadKeyRing(path string) (*KeyRing, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening key ring: %w", err)
 	}
-	kr := &KeyRing{path: path, keys: map[string]cipher.AEAD{}}
+	kr := &KeyRing{path: path, keys: map[string]cipher.AEAD{}, signing: map[string]ed25519.PrivateKey{}}
 	if err := json.Unmarshal(data, &kr.file); err != nil {
 		return nil, fmt.Errorf("reading key ring %s: %w", path, err)
 	}
@@ -120,7 +129,38 @@ func LoadKeyRing(path string) (*KeyRing, error) {
 		return nil, fmt.Errorf("reading key ring %s: active key %q is missing", path, kr.file.Active)
 	}
 	kr.active = kr.file.Active
+	for _, k := range kr.file.Signing {
+		seed, err := base64.StdEncoding.DecodeString(k.Key)
+		if err != nil || len(seed) != ed25519.SeedSize {
+			return nil, fmt.Errorf("reading key ring %s: signing key %q is not %d base64 bytes", path, k.ID, ed25519.SeedSize)
+		}
+		kr.signing[k.ID] = ed25519.NewKeyFromSeed(seed)
+	}
+	if _, ok := kr.signing[kr.file.ActiveSigning]; kr.file.ActiveSigning != "" && !ok {
+		return nil, fmt.Errorf("reading key ring %s: active signing key %q is missing", path, kr.file.ActiveSigning)
+	}
 	return kr, nil
+}
+
+// SigningKey returns the active Ed25519 signing key and its id; ok is false
+// for a ring written before signing keys existed (rotate it to add one).
+func (kr *KeyRing) SigningKey() (id string, key ed25519.PrivateKey, ok bool) {
+	kr.mu.RLock()
+	defer kr.mu.RUnlock()
+	key, ok = kr.signing[kr.file.ActiveSigning]
+	return kr.file.ActiveSigning, key, ok
+}
+
+// SigningPublicKey returns the public half of signing key id, active or
+// not, so that old signatures still verify.
+func (kr *KeyRing) SigningPublicKey(id string) (ed25519.PublicKey, bool) {
+	kr.mu.RLock()
+	defer kr.mu.RUnlock()
+	k, ok := kr.signing[id]
+	if !ok {
+		return nil, false
+	}
+	return k.Public().(ed25519.PublicKey), true
 }
 
 // ActiveKeyID names the key that new records are sealed under.
@@ -130,8 +170,9 @@ func (kr *KeyRing) ActiveKeyID() string {
 	return kr.active
 }
 
-// Rotate adds a new key, makes it the active one and saves the ring. Records
-// sealed under earlier keys still open.
+// Rotate adds a new key and a new signing key, makes them the active ones
+// and saves the ring. Records sealed under earlier keys still open, and
+// signatures by earlier signing keys still verify.
 func (kr *KeyRing) Rotate(now time.Time) (string, error) {
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
@@ -139,6 +180,7 @@ func (kr *KeyRing) Rotate(now time.Time) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	kr.addSigningKey(now)
 	if err := kr.save(false); err != nil {
 		return "", err
 	}
@@ -161,6 +203,20 @@ func (kr *KeyRing) addKey(now time.Time) (string, error) {
 	kr.keys[id] = aead
 	kr.active = id
 	return id, nil
+}
+
+// addSigningKey makes a new Ed25519 key the active signing key; the caller
+// holds mu (or owns kr alone).
+func (kr *KeyRing) addSigningKey(now time.Time) string {
+	seed := make([]byte, ed25519.SeedSize)
+	rand.Read(seed)
+	var suffix [4]byte
+	rand.Read(suffix[:])
+	id := fmt.Sprintf("s%d-%s-%x", len(kr.file.Signing)+1, now.UTC().Format("20060102T150405Z"), suffix)
+	kr.file.Signing = append(kr.file.Signing, ringKey{ID: id, Created: now.UTC(), Key: base64.StdEncoding.EncodeToString(seed)})
+	kr.file.ActiveSigning = id
+	kr.signing[id] = ed25519.NewKeyFromSeed(seed)
+	return id
 }
 
 // save writes the ring atomically (temp file, fsync, rename). With

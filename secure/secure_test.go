@@ -2,6 +2,8 @@ package secure
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
@@ -175,5 +177,60 @@ func BenchmarkOpen1500(b *testing.B) {
 		if _, err := kr.Open(sealed, nil); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestSigningKeys: a new ring has a signing key; rotation adds a new one
+// and old public keys stay, across a reload; a ring from before signing
+// keys existed loads and gains one on rotation.
+func TestSigningKeys(t *testing.T) {
+	kr, path := newRing(t)
+	id1, key1, ok := kr.SigningKey()
+	if !ok || len(key1) != ed25519.PrivateKeySize {
+		t.Fatalf("new ring has no signing key")
+	}
+	msg := []byte("checkpoint")
+	sig1 := ed25519.Sign(key1, msg)
+	if _, err := kr.Rotate(time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	id2, _, _ := kr.SigningKey()
+	if id2 == id1 {
+		t.Fatal("rotation kept the signing key")
+	}
+	reloaded, err := LoadKeyRing(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub1, ok := reloaded.SigningPublicKey(id1)
+	if !ok || !ed25519.Verify(pub1, msg, sig1) {
+		t.Fatal("the old signing key's signature does not verify after rotation and reload")
+	}
+	if got, _, _ := reloaded.SigningKey(); got != id2 {
+		t.Fatalf("reloaded active signing key = %q, want %q", got, id2)
+	}
+	if _, ok := reloaded.SigningPublicKey("s9-unknown"); ok {
+		t.Fatal("an unknown signing key id was found")
+	}
+
+	// A ring written before signing keys: no "signing" members.
+	old := filepath.Join(t.TempDir(), "keyring.json")
+	raw := `{"version":1,"active":"k1","keys":[{"id":"k1","created":"2026-11-01T00:00:00Z","key":"` +
+		base64.StdEncoding.EncodeToString(make([]byte, 32)) + `"}]}`
+	if err := os.WriteFile(old, []byte(raw), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	legacy, err := LoadKeyRing(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := legacy.SigningKey(); ok {
+		t.Fatal("a legacy ring claims a signing key")
+	}
+	if _, err := legacy.Rotate(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := legacy.SigningKey(); !ok {
+		t.Fatal("rotation did not add a signing key to a legacy ring")
 	}
 }

@@ -37,7 +37,8 @@ func runKeys(ctx context.Context, env *environment, args []string) error {
 	)
 	fs := newFlagSet(env, "keys", "keys [flags]", `
 Shows the key ring (key ids only, never key material). With --rotate it adds
-a new key that seals all new records; older keys stay to open old records.
+a new key that seals all new records and a new Ed25519 key that signs audit
+checkpoints; older keys stay to open old records and verify old signatures.
 Stop "serve" before rotating, or restart it afterwards.`, `  carebridge keys
   carebridge keys --rotate --data-dir /var/lib/carebridge`)
 	storage.register(fs)
@@ -58,5 +59,10 @@ Stop "serve" before rotating, or restart it afterwards.`, `  carebridge keys
 		return nil
 	}
 	fmt.Fprintf(env.stdout, "key ring: %s\nactive key: %s\n", storage.keyRingPath(), kr.ActiveKeyID())
+	if id, _, ok := kr.SigningKey(); ok {
+		fmt.Fprintf(env.stdout, "active signing key: %s\n", id)
+	} else {
+		fmt.Fprintln(env.stdout, "active signing key: none (this ring predates audit signing; run keys --rotate)")
+	}
 	return nil
 }
