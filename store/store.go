@@ -142,9 +142,57 @@ type Inbound interface {
 	GetInbound(ctx context.Context, id string) (InboundMessage, error)
 }
 
+// ErrConflict is returned when a write collides with one already stored,
+// such as an audit record whose chain and sequence number exist.
+var ErrConflict = errors.New("conflict")
+
+// AuditRecord is one audit record as stored: package audit builds, links
+// and verifies them; the store keeps them as given. PHI-free by contract.
+type AuditRecord struct {
+	Chain        string
+	Seq          uint64
+	At           time.Time // microsecond precision, UTC
+	ActorKind    string
+	ActorID      string
+	ActorAddress string
+	Action       string
+	Outcome      uint8
+	Correlation  string
+	Entities     []string
+	Patient      string
+	Prev         []byte // 32 bytes
+	Hash         []byte // 32 bytes
+}
+
+// AuditCheckpoint is a signed checkpoint of an audit chain, as stored.
+type AuditCheckpoint struct {
+	Chain     string
+	Seq       uint64
+	Hash      []byte
+	At        time.Time
+	KeyID     string
+	Signature []byte
+}
+
+// Audit is the append-only audit trail.
+type Audit interface {
+	// AppendAudit stores records and checkpoints in one transaction. A
+	// record whose chain and sequence number exist already fails the whole
+	// call with ErrConflict (another writer appended first).
+	AppendAudit(ctx context.Context, records []AuditRecord, checkpoints []AuditCheckpoint) error
+	// AuditHead returns the last record of chain, or ErrNotFound.
+	AuditHead(ctx context.Context, chain string) (AuditRecord, error)
+	// WalkAudit calls fn for every record, by chain and then sequence
+	// number, stopping at fn's first error.
+	WalkAudit(ctx context.Context, fn func(AuditRecord) error) error
+	// AuditCheckpoints returns every checkpoint, by chain and sequence.
+	AuditCheckpoints(ctx context.Context) ([]AuditCheckpoint, error)
+}
+
 // Store is everything a backend provides.
 type Store interface {
 	Inbound
+	Audit
 	// Subscriber returns a Watermill subscriber on the store's own queue
 	// tables for the given consumer group.
 	Subscriber(consumerGroup string) (message.Subscriber, error)

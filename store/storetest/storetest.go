@@ -83,6 +83,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"ListPaging", testListPaging},
 		{"GetUnknown", testGetUnknown},
 		{"ConcurrentDedupe", testConcurrentDedupe},
+		{"AuditRoundTrip", testAuditRoundTrip},
+		{"AuditConflict", testAuditConflict},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

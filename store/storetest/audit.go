@@ -1,0 +1,90 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/carebridge/carebridge/store"
+)
+
+func auditRecord(chain string, seq uint64) store.AuditRecord {
+	h := bytes.Repeat([]byte{byte(seq)}, 32)
+	return store.AuditRecord{
+		Chain: chain, Seq: seq, At: time.Date(2026, 11, 3, 14, 30, 0, int(seq)*1000, time.UTC),
+		ActorKind: "peer", ActorID: "ENGINE-A", ActorAddress: "10.0.0.7:50122", Action: "message.accepted",
+		Outcome: 4, Correlation: fmt.Sprintf("corr-%d", seq), Entities: []string{"inbound/1", "Patient/p"},
+		Patient: "Patient/p", Prev: make([]byte, 32), Hash: h,
+	}
+}
+
+// testAuditRoundTrip: records and checkpoints come back as stored, in
+// chain and sequence order, and the head is the last record.
+func testAuditRoundTrip(t *testing.T, st store.Store) {
+	ctx := context.Background()
+	if _, err := st.AuditHead(ctx, "a"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("head of an empty chain: %v, want ErrNotFound", err)
+	}
+	var want []store.AuditRecord
+	for _, chain := range []string{"b", "a"} {
+		for seq := uint64(1); seq <= 3; seq++ {
+			r := auditRecord(chain, seq)
+			if seq == 2 {
+				r.Entities = nil
+			}
+			cp := store.AuditCheckpoint{Chain: chain, Seq: seq, Hash: r.Hash, At: r.At, KeyID: "s1", Signature: []byte("sig")}
+			if err := st.AppendAudit(ctx, []store.AuditRecord{r}, []store.AuditCheckpoint{cp}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, chain := range []string{"a", "b"} {
+		for seq := uint64(1); seq <= 3; seq++ {
+			r := auditRecord(chain, seq)
+			if seq == 2 {
+				r.Entities = []string{}
+			}
+			want = append(want, r)
+		}
+	}
+	var got []store.AuditRecord
+	if err := st.WalkAudit(ctx, func(r store.AuditRecord) error { got = append(got, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("walk:\n got %+v\nwant %+v", got, want)
+	}
+	head, err := st.AuditHead(ctx, "b")
+	if err != nil || !reflect.DeepEqual(head, want[5]) {
+		t.Fatalf("head = %+v, %v", head, err)
+	}
+	cps, err := st.AuditCheckpoints(ctx)
+	if err != nil || len(cps) != 6 || cps[0].Chain != "a" || cps[5].Seq != 3 || !cps[0].At.Equal(want[0].At) || string(cps[0].Signature) != "sig" {
+		t.Fatalf("checkpoints = %+v, %v", cps, err)
+	}
+	stop := errors.New("stop")
+	n := 0
+	if err := st.WalkAudit(ctx, func(store.AuditRecord) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+		t.Fatalf("walk did not stop at fn's error: %v after %d", err, n)
+	}
+}
+
+// testAuditConflict: a record at a taken position fails the whole append.
+func testAuditConflict(t *testing.T, st store.Store) {
+	ctx := context.Background()
+	if err := st.AppendAudit(ctx, []store.AuditRecord{auditRecord("c", 1)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	err := st.AppendAudit(ctx, []store.AuditRecord{auditRecord("c", 2), auditRecord("c", 1)}, nil)
+	if !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("append at a taken position: %v, want ErrConflict", err)
+	}
+	head, err := st.AuditHead(ctx, "c")
+	if err != nil || head.Seq != 1 {
+		t.Fatalf("the failed append left record %d behind (%v)", head.Seq, err)
+	}
+}
