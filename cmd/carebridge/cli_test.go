@@ -27,6 +27,9 @@ func TestHelpOnEveryCommand(t *testing.T) {
 			if c.name == "inbound" {
 				args = []string{"inbound", "list", "--help"}
 			}
+			if c.name == "audit" {
+				args = []string{"audit", "verify", "--help"}
+			}
 			out, _, err := runCLI(t, "", args...)
 			if err != nil {
 				t.Fatalf("--help returned %v", err)

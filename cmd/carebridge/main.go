@@ -42,6 +42,7 @@ func commands() []command {
 		{"inbound", "list and show received messages (metadata; content only with --reveal)", runInbound},
 		{"migrate", "apply database migrations and exit", runMigrate},
 		{"keys", "show or rotate the encryption key ring", runKeys},
+		{"audit", "verify the tamper-evident audit trail", runAudit},
 		{"map", "map HL7v2 files to FHIR and route them offline, to try a rules file", runMap},
 	}
 }
