@@ -35,6 +35,7 @@ var fastResources = map[reflect.Type]string{
 	reflect.TypeFor[fhirmodel.CareTeam]():         "CareTeam",
 	reflect.TypeFor[fhirmodel.Device]():           "Device",
 	reflect.TypeFor[fhirmodel.Organization]():     "Organization",
+	reflect.TypeFor[fhirmodel.AuditEvent]():       "AuditEvent",
 }
 
 // plans caches one finished encoding plan per type, like encoding/json's
