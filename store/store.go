@@ -189,10 +189,60 @@ type Audit interface {
 	AuditCheckpoints(ctx context.Context) ([]AuditCheckpoint, error)
 }
 
+// SealedResource is one FHIR resource mapping produced, its JSON sealed
+// (package secure, with "Type/id" as associated data).
+type SealedResource struct {
+	Type   string
+	ID     string
+	Sealed []byte
+}
+
+// CommunicationRow is one secure message: the PHI-free fields the API
+// searches on and delivery needs, and the whole resource sealed.
+type CommunicationRow struct {
+	ID         string
+	Identifier string   // the source identifier (facility^MSH-10^rule)
+	Status     string   // FHIR event status: in-progress, completed, …
+	Priority   string   // routine, urgent, asap, stat
+	Category   string   // alert, notification, reminder, instruction
+	Subject    string   // Patient reference
+	Encounter  string   // Encounter reference, or ""
+	Recipients []string // references
+	Sent       time.Time
+	Sealed     []byte // the Communication resource, sealed with "Communication/ID"
+}
+
+// Mapped is what the map stage stores for one inbound message, in one
+// transaction with the events of the next stages.
+type Mapped struct {
+	InboundID      string
+	MappedAt       time.Time
+	Outcome        []byte // the mapping outcome, sealed (its diagnostics may quote content)
+	Resources      []SealedResource
+	Communications []CommunicationRow
+	Events         []Event
+}
+
+// Mapping is the output of the map stage.
+type Mapping interface {
+	// StoreMapped stores m in one transaction: resources are written
+	// (replacing an earlier version of the same Type/id), Communications
+	// are inserted unless their id exists, and the events are published.
+	// When m.InboundID was stored before, nothing changes or is published
+	// and stored is false: a redelivered message is a no-op.
+	StoreMapped(ctx context.Context, m Mapped) (stored bool, err error)
+	// GetResource returns one stored resource, or ErrNotFound.
+	GetResource(ctx context.Context, typ, id string) (SealedResource, error)
+	// CommunicationsOf returns the Communications produced from an
+	// inbound message, by id.
+	CommunicationsOf(ctx context.Context, inboundID string) ([]CommunicationRow, error)
+}
+
 // Store is everything a backend provides.
 type Store interface {
 	Inbound
 	Audit
+	Mapping
 	// Subscriber returns a Watermill subscriber on the store's own queue
 	// tables for the given consumer group.
 	Subscriber(consumerGroup string) (message.Subscriber, error)

@@ -85,6 +85,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"ConcurrentDedupe", testConcurrentDedupe},
 		{"AuditRoundTrip", testAuditRoundTrip},
 		{"AuditConflict", testAuditConflict},
+		{"MappedOnce", testMappedOnce},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

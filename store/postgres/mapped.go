@@ -1,0 +1,106 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/carebridge/carebridge/store"
+)
+
+// errAlreadyMapped ends the transaction of a redelivered message.
+var errAlreadyMapped = errors.New("already mapped")
+
+// StoreMapped stores the map stage's output in one transaction. See
+// store.Mapping.
+func (s *Store) StoreMapped(ctx context.Context, m store.Mapped) (bool, error) {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO mapped (inbound_id, mapped_at, outcome) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+			m.InboundID, m.MappedAt, nonNil(m.Outcome))
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return errAlreadyMapped
+		}
+		b := &pgx.Batch{}
+		for _, r := range m.Resources {
+			b.Queue(`INSERT INTO resource (type, id, version, updated_at, sealed) VALUES ($1, $2, 1, $3, $4)
+				ON CONFLICT (type, id) DO UPDATE SET version = resource.version + 1, updated_at = excluded.updated_at, sealed = excluded.sealed`,
+				r.Type, r.ID, m.MappedAt, r.Sealed)
+		}
+		for _, c := range m.Communications {
+			recipients := c.Recipients
+			if recipients == nil {
+				recipients = []string{}
+			}
+			b.Queue(`INSERT INTO communication (id, inbound_id, identifier, status, priority, category,
+				subject, encounter, recipients, sent, sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING`,
+				c.ID, m.InboundID, c.Identifier, c.Status, c.Priority, c.Category, c.Subject, c.Encounter, recipients, c.Sent, c.Sealed)
+		}
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		var events store.EventsByTopic
+		events.Add(m.Events)
+		if events.Len() > 0 {
+			pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+			if err != nil {
+				return fmt.Errorf("creating publisher: %w", err)
+			}
+			return events.Publish(pub)
+		}
+		return nil
+	})
+	if errors.Is(err, errAlreadyMapped) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("storing mapped message %s: %w", m.InboundID, err)
+	}
+	return true, nil
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// GetResource returns one stored resource. See store.Mapping.
+func (s *Store) GetResource(ctx context.Context, typ, id string) (store.SealedResource, error) {
+	r := store.SealedResource{Type: typ, ID: id}
+	err := s.pool.QueryRow(ctx, `SELECT sealed FROM resource WHERE type = $1 AND id = $2`, typ, id).Scan(&r.Sealed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, fmt.Errorf("reading %s/%s: %w", typ, id, store.ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("reading %s/%s: %w", typ, id, err)
+	}
+	return r, nil
+}
+
+// CommunicationsOf returns the Communications of an inbound message. See
+// store.Mapping.
+func (s *Store) CommunicationsOf(ctx context.Context, inboundID string) ([]store.CommunicationRow, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, identifier, status, priority, category, subject, encounter,
+		recipients, sent, sealed FROM communication WHERE inbound_id = $1 ORDER BY id`, inboundID)
+	if err != nil {
+		return nil, fmt.Errorf("reading the Communications of %s: %w", inboundID, err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.CommunicationRow, error) {
+		var c store.CommunicationRow
+		err := row.Scan(&c.ID, &c.Identifier, &c.Status, &c.Priority, &c.Category, &c.Subject, &c.Encounter,
+			&c.Recipients, &c.Sent, &c.Sealed)
+		c.Sent = c.Sent.UTC()
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the Communications of %s: %w", inboundID, err)
+	}
+	return out, nil
+}

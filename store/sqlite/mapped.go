@@ -1,0 +1,134 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+
+	"github.com/carebridge/carebridge/store"
+)
+
+// StoreMapped stores the map stage's output in one transaction. See
+// store.Mapping.
+func (s *Store) StoreMapped(ctx context.Context, m store.Mapped) (bool, error) {
+	if s.write == nil {
+		return false, fmt.Errorf("storing mapped message %s: %w", m.InboundID, ErrReadOnly)
+	}
+	stored, err := s.storeMapped(ctx, m)
+	if err != nil {
+		return false, fmt.Errorf("storing mapped message %s: %w", m.InboundID, err)
+	}
+	return stored, nil
+}
+
+func (s *Store) storeMapped(ctx context.Context, m store.Mapped) (_ bool, err error) {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("beginning transaction: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	res, err := tx.ExecContext(ctx, `INSERT INTO mapped (inbound_id, mapped_at, outcome) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+		m.InboundID, m.MappedAt.UnixMicro(), nonNil(m.Outcome))
+	if err != nil {
+		return false, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		_ = tx.Rollback()
+		return false, err // mapped before: a redelivery
+	}
+	for _, r := range m.Resources {
+		_, err := tx.ExecContext(ctx, `INSERT INTO resource (type, id, version, updated_at, sealed) VALUES (?, ?, 1, ?, ?)
+			ON CONFLICT (type, id) DO UPDATE SET version = version + 1, updated_at = excluded.updated_at, sealed = excluded.sealed`,
+			r.Type, r.ID, m.MappedAt.UnixMicro(), r.Sealed)
+		if err != nil {
+			return false, fmt.Errorf("writing %s/%s: %w", r.Type, r.ID, err)
+		}
+	}
+	for _, c := range m.Communications {
+		recipients, err := json.Marshal(nonNilStrings(c.Recipients))
+		if err != nil {
+			return false, err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO communication (id, inbound_id, identifier, status, priority, category,
+			subject, encounter, recipients, sent, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+			c.ID, m.InboundID, c.Identifier, c.Status, c.Priority, c.Category, c.Subject, c.Encounter,
+			string(recipients), c.Sent.UnixMicro(), c.Sealed)
+		if err != nil {
+			return false, fmt.Errorf("writing Communication/%s: %w", c.ID, err)
+		}
+	}
+	var events store.EventsByTopic
+	events.Add(m.Events)
+	if events.Len() > 0 {
+		pub, err := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+		if err != nil {
+			return false, fmt.Errorf("creating publisher: %w", err)
+		}
+		if err := events.Publish(pub); err != nil {
+			return false, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("committing: %w", err)
+	}
+	return true, nil
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// GetResource returns one stored resource. See store.Mapping.
+func (s *Store) GetResource(ctx context.Context, typ, id string) (store.SealedResource, error) {
+	r := store.SealedResource{Type: typ, ID: id}
+	err := s.read.QueryRowContext(ctx, `SELECT sealed FROM resource WHERE type = ? AND id = ?`, typ, id).Scan(&r.Sealed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("reading %s/%s: %w", typ, id, store.ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("reading %s/%s: %w", typ, id, err)
+	}
+	return r, nil
+}
+
+// CommunicationsOf returns the Communications of an inbound message. See
+// store.Mapping.
+func (s *Store) CommunicationsOf(ctx context.Context, inboundID string) ([]store.CommunicationRow, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT id, identifier, status, priority, category, subject, encounter,
+		recipients, sent, sealed FROM communication WHERE inbound_id = ? ORDER BY id`, inboundID)
+	if err != nil {
+		return nil, fmt.Errorf("reading the Communications of %s: %w", inboundID, err)
+	}
+	defer rows.Close()
+	var out []store.CommunicationRow
+	for rows.Next() {
+		var c store.CommunicationRow
+		var recipients string
+		var sent int64
+		if err := rows.Scan(&c.ID, &c.Identifier, &c.Status, &c.Priority, &c.Category, &c.Subject, &c.Encounter,
+			&recipients, &sent, &c.Sealed); err != nil {
+			return nil, fmt.Errorf("reading the Communications of %s: %w", inboundID, err)
+		}
+		if err := json.Unmarshal([]byte(recipients), &c.Recipients); err != nil {
+			return nil, fmt.Errorf("reading Communication/%s: recipients: %w", c.ID, err)
+		}
+		c.Sent = time.UnixMicro(sent).UTC()
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the Communications of %s: %w", inboundID, err)
+	}
+	return out, nil
+}
