@@ -31,9 +31,9 @@ const (
 // Actor is who acted: a kind, an id (user id, client id, peer certificate
 // name) and a network address where there is one.
 type Actor struct {
-	Kind    ActorKind
-	ID      string
-	Address string
+	Kind    ActorKind `json:"kind"`
+	ID      string    `json:"id,omitempty"`
+	Address string    `json:"address,omitempty"`
 }
 
 // Outcome is the FHIR AuditEvent outcome code: 0 success, 4 minor failure,
@@ -183,4 +183,23 @@ type Problem struct {
 
 func (p *Problem) Error() string {
 	return fmt.Sprintf("audit chain %q record %d: %s: %s", p.Chain, p.Seq, p.Kind, p.Detail)
+}
+
+// Entry is an audit record before it is linked: what a pipeline stage
+// publishes on audit.recorded, for the audit consumer to append to its
+// chain. Its JSON form is the event payload.
+type Entry struct {
+	At          time.Time `json:"at"`
+	Actor       Actor     `json:"actor"`
+	Action      string    `json:"action"`
+	Outcome     Outcome   `json:"outcome"`
+	Correlation string    `json:"correlation,omitempty"`
+	Entities    []string  `json:"entities,omitempty"`
+	Patient     string    `json:"patient,omitempty"`
+}
+
+// Record is the entry as an unlinked record.
+func (e Entry) Record() Record {
+	return Record{At: e.At, Actor: e.Actor, Action: e.Action, Outcome: e.Outcome,
+		Correlation: e.Correlation, Entities: e.Entities, Patient: e.Patient}
 }

@@ -1,0 +1,247 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	fhirmodel "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/carebridge/carebridge/audit"
+	"github.com/carebridge/carebridge/fhir"
+	"github.com/carebridge/carebridge/hl7"
+	"github.com/carebridge/carebridge/inbound"
+	"github.com/carebridge/carebridge/mapping"
+	"github.com/carebridge/carebridge/store"
+)
+
+// Topics of the pipeline after the front door's inbound.TopicReceived.
+const (
+	// TopicCommunicationCreated carries a CommunicationCreated for each
+	// new Communication, for the deliver stage.
+	TopicCommunicationCreated = "communication.created"
+	// TopicAuditRecorded carries an audit.Entry for the audit consumer.
+	TopicAuditRecorded = "audit.recorded"
+)
+
+// Topics are the queue topics the pipeline publishes and consumes.
+func Topics() []string {
+	return []string{inbound.TopicReceived, TopicCommunicationCreated, TopicAuditRecorded}
+}
+
+// CommunicationCreated is the payload on TopicCommunicationCreated: ids
+// and the priority only, never content.
+type CommunicationCreated struct {
+	CommunicationID string   `json:"communication_id"`
+	InboundID       string   `json:"inbound_id"`
+	Priority        string   `json:"priority"`
+	Recipients      []string `json:"recipients"`
+}
+
+// MapStore is what the map stage needs of storage.
+type MapStore interface {
+	GetInbound(ctx context.Context, id string) (store.InboundMessage, error)
+	StoreMapped(ctx context.Context, m store.Mapped) (bool, error)
+}
+
+// Sealer seals and opens records at rest (the key ring).
+type Sealer interface {
+	Seal(plaintext, aad []byte) ([]byte, error)
+	Open(sealed, aad []byte) ([]byte, error)
+}
+
+// MapStage is the handler of inbound.TopicReceived: it opens the stored
+// message, parses, maps and routes it, validates every resource as R4 and
+// stores the result sealed, in one transaction with the events of the
+// next stages. A redelivered message changes nothing.
+type MapStage struct {
+	Store     MapStore
+	Sealer    Sealer
+	Mapper    *mapping.Mapper
+	Rules     *mapping.Rules
+	Validator *fhir.Validator
+	Limits    hl7.Limits
+	Now       func() time.Time
+	Log       *slog.Logger
+}
+
+// errPermanent marks a message that no retry can fix (its payload is not a
+// Received, or the stored record cannot be opened).
+var errPermanent = errors.New("permanent")
+
+// IsPermanent reports whether err says retrying cannot help.
+func IsPermanent(err error) bool { return errors.Is(err, errPermanent) }
+
+// Handle processes one hl7.received message. It is a watermill
+// NoPublishHandlerFunc: events go out through the store's transaction.
+func (s *MapStage) Handle(msg *message.Message) error {
+	ctx := msg.Context()
+	var ev inbound.Received
+	if err := json.Unmarshal(msg.Payload, &ev); err != nil || ev.InboundID == "" {
+		return fmt.Errorf("%w: %s payload is not an inbound message reference", errPermanent, inbound.TopicReceived)
+	}
+	corr := msg.Metadata.Get(inbound.CorrelationIDKey)
+	if corr == "" {
+		corr = ev.InboundID
+	}
+	m, err := s.Store.GetInbound(ctx, ev.InboundID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%w: inbound message %s is not stored", errPermanent, ev.InboundID)
+	}
+	if err != nil {
+		return fmt.Errorf("loading inbound message %s: %w", ev.InboundID, err)
+	}
+	raw, err := s.Sealer.Open(m.Sealed, []byte(m.ID))
+	if err != nil {
+		return fmt.Errorf("%w: opening inbound message %s: %v", errPermanent, m.ID, err)
+	}
+	out, err := s.mapped(m, raw, corr)
+	if err != nil {
+		return err
+	}
+	stored, err := s.Store.StoreMapped(ctx, out)
+	if err != nil {
+		return err
+	}
+	s.Log.Debug("mapped", "inbound_id", m.ID, "correlation_id", corr, "resources", len(out.Resources),
+		"communications", len(out.Communications), "redelivery", !stored)
+	return nil
+}
+
+// mapped builds what one message stores: sealed resources and
+// Communications, the sealed outcome, and the events.
+func (s *MapStage) mapped(m store.InboundMessage, raw []byte, corr string) (store.Mapped, error) {
+	now := s.Now().UTC()
+	out := store.Mapped{InboundID: m.ID, MappedAt: now}
+	var res *mapping.Result
+	msg, err := hl7.ParseWithLimits(raw, s.Limits)
+	if err != nil {
+		// Accepted messages parsed at the door; keep the reason all the same.
+		res = &mapping.Result{}
+		res.Outcome.Add(fhir.SeverityError, fhir.CodeInvalid, "message", "the stored message no longer parses: "+err.Error())
+	} else {
+		res = s.Mapper.Map(msg)
+	}
+	s.Rules.Route(res, now) // appends the Communications to res.Resources
+	kept := s.Validator.Gate(res.Resources, &res.Outcome)
+
+	valid := make(map[string]bool, len(kept))
+	var patient string
+	for _, r := range kept {
+		valid[r.Reference()] = true
+		if r.Type == "Communication" {
+			continue
+		}
+		sealed, err := s.Sealer.Seal(r.JSON, []byte(r.Reference()))
+		if err != nil {
+			return out, fmt.Errorf("sealing %s: %w", r.Reference(), err)
+		}
+		out.Resources = append(out.Resources, store.SealedResource{Type: r.Type, ID: r.ID, Sealed: sealed})
+	}
+	if p := res.Event.Patient; p != nil && valid[p.Ref] {
+		patient = p.Ref
+	}
+	system := audit.Actor{Kind: audit.ActorSystem, ID: "carebridge"}
+	entry := func(action string, outcome audit.Outcome, entities ...string) (store.Event, error) {
+		return auditEvent(audit.Entry{At: now, Actor: system, Action: action, Outcome: outcome,
+			Correlation: corr, Entities: entities, Patient: patient}, corr)
+	}
+	for _, r := range kept {
+		if r.Type != "Communication" {
+			continue
+		}
+		c := r.Body.(*fhir.Communication)
+		row, err := s.communicationRow(c, r.JSON)
+		if err != nil {
+			return out, err
+		}
+		out.Communications = append(out.Communications, row)
+		created, err := json.Marshal(CommunicationCreated{CommunicationID: row.ID, InboundID: m.ID, Priority: row.Priority, Recipients: row.Recipients})
+		if err != nil {
+			return out, err
+		}
+		ev := message.NewMessage(watermill.NewUUID(), created)
+		ev.Metadata.Set(inbound.CorrelationIDKey, corr)
+		out.Events = append(out.Events, store.Event{Topic: TopicCommunicationCreated, Message: ev})
+		a, err := entry("communication.created", audit.OutcomeSuccess, append([]string{r.Reference()}, row.Recipients...)...)
+		if err != nil {
+			return out, err
+		}
+		out.Events = append(out.Events, a)
+	}
+	outcome, err := json.Marshal(res.Outcome)
+	if err != nil {
+		return out, err
+	}
+	if out.Outcome, err = s.Sealer.Seal(outcome, []byte("mapped/"+m.ID)); err != nil {
+		return out, fmt.Errorf("sealing the outcome: %w", err)
+	}
+	result := audit.OutcomeSuccess
+	switch {
+	case res.Outcome.HasErrors():
+		result = audit.OutcomeSerious
+	case len(res.Outcome) > 0:
+		result = audit.OutcomeMinor
+	}
+	a, err := entry("message.mapped", result, "inbound/"+m.ID)
+	if err != nil {
+		return out, err
+	}
+	out.Events = append(out.Events, a)
+	return out, nil
+}
+
+// communicationRow is the stored form of a Communication: PHI-free search
+// fields and the resource sealed.
+func (s *MapStage) communicationRow(c *fhir.Communication, body []byte) (store.CommunicationRow, error) {
+	row := store.CommunicationRow{ID: *c.Id, Status: c.Status.Code()}
+	if len(c.Identifier) > 0 && c.Identifier[0].Value != nil {
+		row.Identifier = *c.Identifier[0].Value
+	}
+	if c.Priority != nil {
+		row.Priority = c.Priority.Code()
+	}
+	if len(c.Category) > 0 && len(c.Category[0].Coding) > 0 && c.Category[0].Coding[0].Code != nil {
+		row.Category = *c.Category[0].Coding[0].Code
+	}
+	row.Subject = refOf(c.Subject)
+	row.Encounter = refOf(c.Encounter)
+	for i := range c.Recipient {
+		row.Recipients = append(row.Recipients, refOf(&c.Recipient[i]))
+	}
+	if c.Sent != nil {
+		t, err := time.Parse(time.RFC3339, *c.Sent)
+		if err != nil {
+			return row, fmt.Errorf("reading the sent time of Communication/%s: %w", row.ID, err)
+		}
+		row.Sent = t.UTC()
+	}
+	sealed, err := s.Sealer.Seal(body, []byte("Communication/"+row.ID))
+	if err != nil {
+		return row, fmt.Errorf("sealing Communication/%s: %w", row.ID, err)
+	}
+	row.Sealed = sealed
+	return row, nil
+}
+
+func refOf(r *fhirmodel.Reference) string {
+	if r == nil || r.Reference == nil {
+		return ""
+	}
+	return *r.Reference
+}
+
+func auditEvent(e audit.Entry, corr string) (store.Event, error) {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return store.Event{}, fmt.Errorf("encoding an audit entry: %w", err)
+	}
+	m := message.NewMessage(watermill.NewUUID(), b)
+	m.Metadata.Set(inbound.CorrelationIDKey, corr)
+	return store.Event{Topic: TopicAuditRecorded, Message: m}, nil
+}

@@ -1,0 +1,225 @@
+package bridge_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/carebridge/carebridge/audit"
+	"github.com/carebridge/carebridge/bridge"
+	"github.com/carebridge/carebridge/fhir"
+	"github.com/carebridge/carebridge/hl7"
+	"github.com/carebridge/carebridge/inbound"
+	"github.com/carebridge/carebridge/mapping"
+	"github.com/carebridge/carebridge/secure"
+	"github.com/carebridge/carebridge/store"
+	"github.com/carebridge/carebridge/store/sqlite"
+)
+
+var routedAt = time.Date(2026, 11, 3, 14, 30, 0, 0, time.UTC) // a Tuesday afternoon: the day intensivist is on call
+
+type pipeline struct {
+	st    *sqlite.Store
+	kr    *secure.KeyRing
+	in    *inbound.Service
+	stage *bridge.MapStage
+}
+
+func newPipeline(t *testing.T) *pipeline {
+	t.Helper()
+	dir := t.TempDir()
+	kr, err := secure.LoadOrCreateKeyRing(filepath.Join(dir, "keyring.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(dir, "carebridge.db"), Topics: bridge.Topics()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	in, err := inbound.New(st, kr, inbound.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { in.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	rulesFile, err := os.ReadFile(filepath.Join("..", "mapping", "testdata", "rules.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := mapping.ParseRules(rulesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := fhir.NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage := &bridge.MapStage{
+		Store: st, Sealer: kr, Mapper: mapping.New(mapping.Config{}), Rules: rules, Validator: v,
+		Limits: hl7.DefaultLimits(), Now: func() time.Time { return routedAt }, Log: slog.New(slog.DiscardHandler),
+	}
+	return &pipeline{st: st, kr: kr, in: in, stage: stage}
+}
+
+func (p *pipeline) accept(t *testing.T, file string) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "mapping", "testdata", "hl7", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.in.Accept(context.Background(), inbound.Peer{Addr: "127.0.0.1:50000", Transport: "mllp"}, raw)
+	if err != nil || res.State != store.StateAccepted {
+		t.Fatalf("accept %s: %+v, %v", file, res, err)
+	}
+	return res.ID
+}
+
+// next reads the next n events of topic for a fresh consumer group.
+func next(t *testing.T, st store.Store, topic string, n int) []*message.Message {
+	t.Helper()
+	sub, err := st.Subscriber("test-" + watermill.NewShortUUID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ch, err := sub.Subscribe(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*message.Message
+	for len(out) < n {
+		select {
+		case m := <-ch:
+			m.Ack()
+			out = append(out, m)
+		case <-ctx.Done():
+			t.Fatalf("%s: %d of %d events", topic, len(out), n)
+		}
+	}
+	select {
+	case m := <-ch:
+		m.Ack()
+		t.Fatalf("%s: more events than %d (%s)", topic, n, m.Payload)
+	case <-time.After(300 * time.Millisecond):
+	}
+	return out
+}
+
+func received(id string) *message.Message {
+	b, _ := json.Marshal(inbound.Received{InboundID: id, MessageType: "ORU^R01"})
+	m := message.NewMessage(watermill.NewUUID(), b)
+	m.Metadata.Set(inbound.CorrelationIDKey, "corr-"+id)
+	return m
+}
+
+// TestMapStageStoresSealedAndQueuesOnce: a critical potassium accepted at
+// the door becomes sealed resources and one urgent Communication for the
+// orderer, the attending and the on-call, with its communication.created
+// and audit events; handling the same message again changes nothing.
+func TestMapStageStoresSealedAndQueuesOnce(t *testing.T) {
+	p := newPipeline(t)
+	id := p.accept(t, "oru-r01-critical-k-v251.hl7")
+	if err := p.stage.Handle(received(id)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.stage.Handle(received(id)); err != nil {
+		t.Fatalf("redelivery: %v", err)
+	}
+	ctx := context.Background()
+	comms, err := p.st.CommunicationsOf(ctx, id)
+	if err != nil || len(comms) != 1 {
+		t.Fatalf("Communications = %+v, %v; want one", comms, err)
+	}
+	c := comms[0]
+	if c.Priority != "urgent" || c.Category != "alert" || c.Status != "in-progress" || len(c.Recipients) != 3 ||
+		!strings.HasSuffix(c.Identifier, "^ORU251-0001^critical-result") || !strings.HasPrefix(c.Subject, "Patient/") {
+		t.Errorf("Communication row = %+v", c)
+	}
+	body, err := p.kr.Open(c.Sealed, []byte("Communication/"+c.ID))
+	if err != nil || !strings.Contains(string(body), "CRITICAL result for SAMPLE, JORDAN") {
+		t.Fatalf("sealed Communication opens to %q, %v", body, err)
+	}
+	if strings.Contains(string(c.Sealed), "SAMPLE") {
+		t.Error("the Communication is stored in clear")
+	}
+	pat, err := p.st.GetResource(ctx, "Patient", strings.TrimPrefix(c.Subject, "Patient/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := p.kr.Open(pat.Sealed, []byte(c.Subject)); err != nil || !strings.Contains(string(b), `"family":"SAMPLE"`) {
+		t.Fatalf("sealed Patient opens to %q, %v", b, err)
+	}
+
+	created := next(t, p.st, bridge.TopicCommunicationCreated, 1)
+	var cc bridge.CommunicationCreated
+	if err := json.Unmarshal(created[0].Payload, &cc); err != nil || cc.CommunicationID != c.ID || cc.Priority != "urgent" || cc.InboundID != id {
+		t.Errorf("communication.created = %s, %v", created[0].Payload, err)
+	}
+	if got := created[0].Metadata.Get(inbound.CorrelationIDKey); got != "corr-"+id {
+		t.Errorf("correlation id = %q", got)
+	}
+	audits := next(t, p.st, bridge.TopicAuditRecorded, 2)
+	actions := map[string]audit.Entry{}
+	for _, m := range audits {
+		var e audit.Entry
+		if err := json.Unmarshal(m.Payload, &e); err != nil {
+			t.Fatal(err)
+		}
+		actions[e.Action] = e
+		if strings.Contains(string(m.Payload), "SAMPLE") || strings.Contains(string(m.Payload), "200345") {
+			t.Errorf("audit entry carries PHI: %s", m.Payload)
+		}
+	}
+	if e, ok := actions["communication.created"]; !ok || e.Patient != c.Subject || e.Correlation != "corr-"+id || len(e.Entities) != 4 {
+		t.Errorf("communication.created audit entry = %+v", e)
+	}
+	if e, ok := actions["message.mapped"]; !ok || e.Entities[0] != "inbound/"+id || e.Outcome != audit.OutcomeSuccess {
+		t.Errorf("message.mapped audit entry = %+v", e)
+	}
+}
+
+func TestMapStageRefusesWhatNoRetryFixes(t *testing.T) {
+	p := newPipeline(t)
+	bad := message.NewMessage(watermill.NewUUID(), []byte("not json"))
+	if err := p.stage.Handle(bad); !bridge.IsPermanent(err) {
+		t.Errorf("garbage payload: %v, want a permanent error", err)
+	}
+	if err := p.stage.Handle(received("no-such-id")); !bridge.IsPermanent(err) {
+		t.Errorf("unknown inbound id: %v, want a permanent error", err)
+	}
+}
+
+// TestMapStageUnmappedTriggerIsMarked: a trigger mapping does not cover is
+// marked done with its outcome, and notifies nobody.
+func TestMapStageUnmappedTriggerIsMarked(t *testing.T) {
+	p := newPipeline(t)
+	raw := "MSH|^~\\&|ADTSYS|GOODHEALTH|CAREBRIDGE|CAREBRIDGE|20261103081500||ADT^A06|X-1|P|2.5.1\rPID|1||1^^^GH^MR\r"
+	res, err := p.in.Accept(context.Background(), inbound.Peer{Addr: "127.0.0.1:1", Transport: "mllp"}, []byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.stage.Handle(received(res.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if comms, _ := p.st.CommunicationsOf(context.Background(), res.ID); len(comms) != 0 {
+		t.Errorf("an unmapped trigger produced %d Communications", len(comms))
+	}
+	audits := next(t, p.st, bridge.TopicAuditRecorded, 1)
+	var e audit.Entry
+	if err := json.Unmarshal(audits[0].Payload, &e); err != nil || e.Action != "message.mapped" || e.Outcome != audit.OutcomeMinor {
+		t.Errorf("audit entry = %+v, %v", e, err)
+	}
+}
