@@ -64,6 +64,7 @@ type Record struct {
 	Correlation string   // the correlation id set at the front door
 	Entities    []string // references or ids of what was acted on; never content
 	Patient     string   // the Patient reference, where there is one
+	EntryID     string   // the id of the entry it was appended from, so a redelivered entry is appended once
 	Prev        Hash     // Hash of the record before; zero for the first
 	Hash        Hash     // SHA-256 of this record's canonical form, Prev included
 }
@@ -112,7 +113,7 @@ func (r *Record) check() error {
 	for _, f := range [...]struct{ name, s string }{
 		{"chain", r.Chain}, {"actor kind", string(r.Actor.Kind)}, {"actor id", r.Actor.ID},
 		{"actor address", r.Actor.Address}, {"action", r.Action}, {"correlation", r.Correlation},
-		{"patient", r.Patient},
+		{"patient", r.Patient}, {"entry id", r.EntryID},
 	} {
 		if len(f.s) > MaxFieldBytes {
 			return fmt.Errorf("%w: %s longer than %d bytes", ErrInvalid, f.name, MaxFieldBytes)
@@ -153,6 +154,7 @@ func (r *Record) canonical() []byte {
 		str(e)
 	}
 	str(r.Patient)
+	str(r.EntryID)
 	return append(b, r.Prev[:]...)
 }
 
@@ -189,6 +191,7 @@ func (p *Problem) Error() string {
 // publishes on audit.recorded, for the audit consumer to append to its
 // chain. Its JSON form is the event payload.
 type Entry struct {
+	ID          string    `json:"id"` // unique per entry; a redelivery is recognised by it
 	At          time.Time `json:"at"`
 	Actor       Actor     `json:"actor"`
 	Action      string    `json:"action"`
@@ -201,5 +204,5 @@ type Entry struct {
 // Record is the entry as an unlinked record.
 func (e Entry) Record() Record {
 	return Record{At: e.At, Actor: e.Actor, Action: e.Action, Outcome: e.Outcome,
-		Correlation: e.Correlation, Entities: e.Entities, Patient: e.Patient}
+		Correlation: e.Correlation, Entities: e.Entities, Patient: e.Patient, EntryID: e.ID}
 }

@@ -17,6 +17,7 @@ type Store interface {
 	AuditHead(ctx context.Context, chain string) (store.AuditRecord, error)
 	WalkAudit(ctx context.Context, fn func(store.AuditRecord) error) error
 	AuditCheckpoints(ctx context.Context) ([]store.AuditCheckpoint, error)
+	AuditEntryStored(ctx context.Context, entryID string) (bool, error)
 }
 
 // Signer gives the active signing key (the key ring's).
@@ -114,6 +115,25 @@ func (l *Log) Append(ctx context.Context, records ...Record) error {
 	return nil
 }
 
+// AppendEntry appends one entry unless a record of its id is stored
+// already (a redelivery, here or on another writer's chain); appended says
+// which.
+func (l *Log) AppendEntry(ctx context.Context, e Entry) (appended bool, err error) {
+	if e.ID != "" {
+		if done, err := l.st.AuditEntryStored(ctx, e.ID); err != nil || done {
+			return false, err
+		}
+	}
+	err = l.Append(ctx, e.Record())
+	if errors.Is(err, store.ErrConflict) && e.ID != "" {
+		// Another writer appended the same entry meanwhile?
+		if done, err2 := l.st.AuditEntryStored(ctx, e.ID); err2 == nil && done {
+			return false, nil
+		}
+	}
+	return err == nil, err
+}
+
 func (l *Log) load(ctx context.Context) error {
 	if l.loaded {
 		return nil
@@ -187,7 +207,7 @@ func toRow(r Record) store.AuditRecord {
 	return store.AuditRecord{
 		Chain: r.Chain, Seq: r.Seq, At: r.At, ActorKind: string(r.Actor.Kind), ActorID: r.Actor.ID,
 		ActorAddress: r.Actor.Address, Action: r.Action, Outcome: uint8(r.Outcome), Correlation: r.Correlation,
-		Entities: r.Entities, Patient: r.Patient, Prev: r.Prev[:], Hash: r.Hash[:],
+		Entities: r.Entities, Patient: r.Patient, EntryID: r.EntryID, Prev: r.Prev[:], Hash: r.Hash[:],
 	}
 }
 
@@ -195,6 +215,7 @@ func fromRow(row store.AuditRecord) Record {
 	r := Record{
 		Chain: row.Chain, Seq: row.Seq, At: row.At, Actor: Actor{Kind: ActorKind(row.ActorKind), ID: row.ActorID, Address: row.ActorAddress},
 		Action: row.Action, Outcome: Outcome(row.Outcome), Correlation: row.Correlation, Entities: row.Entities, Patient: row.Patient,
+		EntryID: row.EntryID,
 	}
 	copy(r.Prev[:], row.Prev)
 	copy(r.Hash[:], row.Hash)

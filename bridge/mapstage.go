@@ -237,11 +237,12 @@ func refOf(r *fhirmodel.Reference) string {
 }
 
 func auditEvent(e audit.Entry, corr string) (store.Event, error) {
+	e.ID = watermill.NewUUID()
 	b, err := json.Marshal(e)
 	if err != nil {
 		return store.Event{}, fmt.Errorf("encoding an audit entry: %w", err)
 	}
-	m := message.NewMessage(watermill.NewUUID(), b)
+	m := message.NewMessage(e.ID, b)
 	m.Metadata.Set(inbound.CorrelationIDKey, corr)
 	return store.Event{Topic: TopicAuditRecorded, Message: m}, nil
 }

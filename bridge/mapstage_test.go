@@ -223,3 +223,33 @@ func TestMapStageUnmappedTriggerIsMarked(t *testing.T) {
 		t.Errorf("audit entry = %+v, %v", e, err)
 	}
 }
+
+// TestAuditStageAppendsOnce: the audit entries the map stage publishes are
+// appended to the chain once each, however often they are delivered, and
+// the chain verifies.
+func TestAuditStageAppendsOnce(t *testing.T) {
+	p := newPipeline(t)
+	id := p.accept(t, "oru-r01-critical-k-v251.hl7")
+	if err := p.stage.Handle(received(id)); err != nil {
+		t.Fatal(err)
+	}
+	log, err := audit.NewLog(p.st, p.kr, audit.LogConfig{Chain: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage := &bridge.AuditStage{Log: log}
+	entries := next(t, p.st, bridge.TopicAuditRecorded, 2)
+	for _, m := range append(entries, entries...) { // every entry delivered twice
+		m.SetContext(context.Background())
+		if err := stage.Handle(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := audit.Verify(context.Background(), p.st, p.kr.SigningPublicKey)
+	if err != nil || rep.Records != 2 {
+		t.Fatalf("verify = %+v, %v; want 2 records", rep, err)
+	}
+	if err := stage.Handle(message.NewMessage("x", []byte(`{"action":""}`))); !bridge.IsPermanent(err) {
+		t.Errorf("an empty entry: %v, want a permanent error", err)
+	}
+}

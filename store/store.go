@@ -160,6 +160,7 @@ type AuditRecord struct {
 	Correlation  string
 	Entities     []string
 	Patient      string
+	EntryID      string // unique when not empty
 	Prev         []byte // 32 bytes
 	Hash         []byte // 32 bytes
 }
@@ -177,8 +178,8 @@ type AuditCheckpoint struct {
 // Audit is the append-only audit trail.
 type Audit interface {
 	// AppendAudit stores records and checkpoints in one transaction. A
-	// record whose chain and sequence number exist already fails the whole
-	// call with ErrConflict (another writer appended first).
+	// record whose chain and sequence number, or whose entry id, exist
+	// already fails the whole call with ErrConflict.
 	AppendAudit(ctx context.Context, records []AuditRecord, checkpoints []AuditCheckpoint) error
 	// AuditHead returns the last record of chain, or ErrNotFound.
 	AuditHead(ctx context.Context, chain string) (AuditRecord, error)
@@ -187,6 +188,8 @@ type Audit interface {
 	WalkAudit(ctx context.Context, fn func(AuditRecord) error) error
 	// AuditCheckpoints returns every checkpoint, by chain and sequence.
 	AuditCheckpoints(ctx context.Context) ([]AuditCheckpoint, error)
+	// AuditEntryStored reports whether a record with this entry id exists.
+	AuditEntryStored(ctx context.Context, entryID string) (bool, error)
 }
 
 // SealedResource is one FHIR resource mapping produced, its JSON sealed

@@ -12,7 +12,7 @@ import (
 )
 
 const auditColumns = `chain, seq, at, actor_kind, actor_id, actor_address, action, outcome,
-	correlation, entities, patient, prev, hash`
+	correlation, entities, entry_id, patient, prev, hash`
 
 // AppendAudit stores records and checkpoints in one transaction. See
 // store.Audit.
@@ -24,9 +24,9 @@ func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord, ch
 			if entities == nil {
 				entities = []string{}
 			}
-			b.Queue(`INSERT INTO audit (`+auditColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+			b.Queue(`INSERT INTO audit (`+auditColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
 				r.Chain, int64(r.Seq), r.At, r.ActorKind, r.ActorID, r.ActorAddress, r.Action, int16(r.Outcome),
-				r.Correlation, entities, r.Patient, r.Prev, r.Hash)
+				r.Correlation, entities, r.EntryID, r.Patient, r.Prev, r.Hash)
 		}
 		for _, c := range checkpoints {
 			b.Queue(`INSERT INTO audit_checkpoint (chain, seq, hash, at, key_id, signature) VALUES ($1, $2, $3, $4, $5, $6)`,
@@ -102,12 +102,22 @@ func (s *Store) AuditCheckpoints(ctx context.Context) ([]store.AuditCheckpoint, 
 	return out, nil
 }
 
+// AuditEntryStored reports whether an entry was appended. See store.Audit.
+func (s *Store) AuditEntryStored(ctx context.Context, entryID string) (bool, error) {
+	var found bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM audit WHERE entry_id = $1 AND entry_id <> '')`, entryID).Scan(&found)
+	if err != nil {
+		return false, fmt.Errorf("looking up audit entry %s: %w", entryID, err)
+	}
+	return found, nil
+}
+
 func scanAudit(row pgx.CollectableRow) (store.AuditRecord, error) {
 	var r store.AuditRecord
 	var seq int64
 	var outcome int16
 	err := row.Scan(&r.Chain, &seq, &r.At, &r.ActorKind, &r.ActorID, &r.ActorAddress, &r.Action, &outcome,
-		&r.Correlation, &r.Entities, &r.Patient, &r.Prev, &r.Hash)
+		&r.Correlation, &r.Entities, &r.EntryID, &r.Patient, &r.Prev, &r.Hash)
 	r.Seq, r.At, r.Outcome = uint64(seq), r.At.UTC(), uint8(outcome)
 	return r, err
 }

@@ -13,7 +13,7 @@ import (
 )
 
 const auditColumns = `chain, seq, at, actor_kind, actor_id, actor_address, action, outcome,
-	correlation, entities, patient, prev, hash`
+	correlation, entities, entry_id, patient, prev, hash`
 
 // AppendAudit stores records and checkpoints in one transaction. See
 // store.Audit.
@@ -45,9 +45,9 @@ func (s *Store) appendAudit(ctx context.Context, records []store.AuditRecord, ch
 		if r.Entities == nil {
 			entities = []byte("[]")
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO audit (`+auditColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err = tx.ExecContext(ctx, `INSERT INTO audit (`+auditColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			r.Chain, int64(r.Seq), r.At.UnixMicro(), r.ActorKind, r.ActorID, r.ActorAddress, r.Action, int64(r.Outcome),
-			r.Correlation, string(entities), r.Patient, r.Prev, r.Hash)
+			r.Correlation, string(entities), r.EntryID, r.Patient, r.Prev, r.Hash)
 		if err != nil {
 			return uniqueConflict(err)
 		}
@@ -129,6 +129,15 @@ func (s *Store) AuditCheckpoints(ctx context.Context) ([]store.AuditCheckpoint, 
 	return out, nil
 }
 
+// AuditEntryStored reports whether an entry was appended. See store.Audit.
+func (s *Store) AuditEntryStored(ctx context.Context, entryID string) (bool, error) {
+	var n int
+	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM audit WHERE entry_id = ? AND entry_id <> ''`, entryID).Scan(&n); err != nil {
+		return false, fmt.Errorf("looking up audit entry %s: %w", entryID, err)
+	}
+	return n > 0, nil
+}
+
 type scanner interface{ Scan(dest ...any) error }
 
 func scanAudit(sc scanner) (store.AuditRecord, error) {
@@ -136,7 +145,7 @@ func scanAudit(sc scanner) (store.AuditRecord, error) {
 	var seq, at, outcome int64
 	var entities string
 	err := sc.Scan(&r.Chain, &seq, &at, &r.ActorKind, &r.ActorID, &r.ActorAddress, &r.Action, &outcome,
-		&r.Correlation, &entities, &r.Patient, &r.Prev, &r.Hash)
+		&r.Correlation, &entities, &r.EntryID, &r.Patient, &r.Prev, &r.Hash)
 	if err != nil {
 		return r, err
 	}

@@ -88,3 +88,27 @@ func testAuditConflict(t *testing.T, st store.Store) {
 		t.Fatalf("the failed append left record %d behind (%v)", head.Seq, err)
 	}
 }
+
+// testAuditEntryOnce: an entry id is stored once, across chains.
+func testAuditEntryOnce(t *testing.T, st store.Store) {
+	ctx := context.Background()
+	r := auditRecord("x", 1)
+	r.EntryID = "entry-1"
+	if ok, err := st.AuditEntryStored(ctx, "entry-1"); err != nil || ok {
+		t.Fatalf("before: %v, %v", ok, err)
+	}
+	if err := st.AppendAudit(ctx, []store.AuditRecord{r}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := st.AuditEntryStored(ctx, "entry-1"); err != nil || !ok {
+		t.Fatalf("after: %v, %v", ok, err)
+	}
+	other := auditRecord("y", 1)
+	other.EntryID = "entry-1"
+	if err := st.AppendAudit(ctx, []store.AuditRecord{other}, nil); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("the same entry on another chain: %v, want ErrConflict", err)
+	}
+	if ok, _ := st.AuditEntryStored(ctx, ""); ok {
+		t.Error("the empty entry id counts as stored")
+	}
+}

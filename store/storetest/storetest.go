@@ -85,6 +85,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"ConcurrentDedupe", testConcurrentDedupe},
 		{"AuditRoundTrip", testAuditRoundTrip},
 		{"AuditConflict", testAuditConflict},
+		{"AuditEntryOnce", testAuditEntryOnce},
 		{"MappedOnce", testMappedOnce},
 	}
 	for _, tc := range tests {

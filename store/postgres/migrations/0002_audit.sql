@@ -11,11 +11,15 @@ CREATE TABLE audit (
 	outcome       smallint    NOT NULL,
 	correlation   text        NOT NULL,
 	entities      text[]      NOT NULL,
+	entry_id      text        NOT NULL,
 	patient       text        NOT NULL,
 	prev          bytea       NOT NULL,
 	hash          bytea       NOT NULL,
 	PRIMARY KEY (chain, seq)
 );
+
+-- An entry redelivered by the queue is appended once.
+CREATE UNIQUE INDEX audit_entry ON audit (entry_id) WHERE entry_id <> '';
 
 -- Signed checkpoints of the chains.
 CREATE TABLE audit_checkpoint (

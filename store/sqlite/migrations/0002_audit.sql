@@ -12,11 +12,15 @@ CREATE TABLE audit (
 	outcome       INTEGER NOT NULL,
 	correlation   TEXT    NOT NULL,
 	entities      TEXT    NOT NULL,
+	entry_id      TEXT    NOT NULL,
 	patient       TEXT    NOT NULL,
 	prev          BLOB    NOT NULL,
 	hash          BLOB    NOT NULL,
 	PRIMARY KEY (chain, seq)
 ) STRICT;
+
+-- An entry redelivered by the queue is appended once.
+CREATE UNIQUE INDEX audit_entry ON audit (entry_id) WHERE entry_id <> '';
 
 -- Signed checkpoints of the chains.
 CREATE TABLE audit_checkpoint (
