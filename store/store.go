@@ -241,11 +241,37 @@ type Mapping interface {
 	CommunicationsOf(ctx context.Context, inboundID string) ([]CommunicationRow, error)
 }
 
+// PoisonMessage is a queue message a handler failed on for good: kept with
+// the reason until it is replayed. Pipeline payloads carry ids, never
+// content, so they are kept as they are.
+type PoisonMessage struct {
+	ID       string // the queue message's UUID
+	Handler  string // the consumer group that failed on it
+	Topic    string
+	Payload  []byte
+	Metadata map[string]string
+	Reason   string // PHI-free
+	FailedAt time.Time
+}
+
+// Poison is where messages no retry can fix wait for an operator.
+type Poison interface {
+	// StorePoison keeps m; storing the same ID and Handler again replaces
+	// the reason.
+	StorePoison(ctx context.Context, m PoisonMessage) error
+	// ListPoison returns every poison message, oldest first.
+	ListPoison(ctx context.Context) ([]PoisonMessage, error)
+	// ReplayPoison publishes the message again on its topic and forgets
+	// it, in one transaction; ErrNotFound if there is no such message.
+	ReplayPoison(ctx context.Context, id, handler string) error
+}
+
 // Store is everything a backend provides.
 type Store interface {
 	Inbound
 	Audit
 	Mapping
+	Poison
 	// Subscriber returns a Watermill subscriber on the store's own queue
 	// tables for the given consumer group.
 	Subscriber(consumerGroup string) (message.Subscriber, error)

@@ -87,6 +87,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"AuditConflict", testAuditConflict},
 		{"AuditEntryOnce", testAuditEntryOnce},
 		{"MappedOnce", testMappedOnce},
+		{"PoisonReplay", testPoisonReplay},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
