@@ -253,3 +253,55 @@ func TestAuditStageAppendsOnce(t *testing.T) {
 		t.Errorf("an empty entry: %v, want a permanent error", err)
 	}
 }
+
+// TestRouterRunsThePipeline: with the router running on the store's queue,
+// an accepted message is mapped and audited without further help; a
+// message no retry can fix is set aside with its reason, not lost.
+func TestRouterRunsThePipeline(t *testing.T) {
+	p := newPipeline(t)
+	log, err := audit.NewLog(p.st, p.kr, audit.LogConfig{Chain: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := bridge.NewRouter(bridge.RouterConfig{
+		Subscriber: p.st.Subscriber, Poison: p.st, Map: p.stage, Audit: &bridge.AuditStage{Log: log},
+		Logger: slog.New(slog.DiscardHandler), RetryInterval: time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	id := p.accept(t, "oru-r01-critical-k-v251.hl7")
+	// A garbage hl7.received, published through the poison store's replay.
+	bad := store.PoisonMessage{ID: watermill.NewUUID(), Handler: "test", Topic: inbound.TopicReceived, Payload: []byte("garbage"), FailedAt: routedAt}
+	if err := p.st.StorePoison(context.Background(), bad); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.st.ReplayPoison(context.Background(), bad.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		comms, _ := p.st.CommunicationsOf(context.Background(), id)
+		head, _ := p.st.AuditHead(context.Background(), "test")
+		poison, _ := p.st.ListPoison(context.Background())
+		if len(comms) == 1 && head.Seq == 2 && len(poison) == 1 {
+			if poison[0].ID != bad.ID || poison[0].Handler != bridge.GroupMap || !strings.Contains(poison[0].Reason, "not an inbound message reference") {
+				t.Errorf("poison = %+v", poison[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 15 s: %d Communications, audit head %d, %d poison messages", len(comms), head.Seq, len(poison))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if rep, err := audit.Verify(context.Background(), p.st, p.kr.SigningPublicKey); err != nil || rep.Records != 2 {
+		t.Errorf("verify = %+v, %v", rep, err)
+	}
+}
