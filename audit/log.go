@@ -115,6 +115,27 @@ func (l *Log) Append(ctx context.Context, records ...Record) error {
 	return nil
 }
 
+// Checkpoint signs the chain's last record if records were appended since
+// the last checkpoint, so that a quiet chain's tail is pinned too. Call it
+// periodically (serve does, every CheckpointAfter).
+func (l *Log) Checkpoint(ctx context.Context, now time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.loaded || l.head == nil || l.unsigned == 0 {
+		return nil
+	}
+	id, key, _ := l.signer.SigningKey()
+	cp := SignCheckpoint(*l.head, now, id, key)
+	if err := l.st.AppendAudit(ctx, nil, []store.AuditCheckpoint{checkpointRow(cp)}); err != nil {
+		return fmt.Errorf("signing audit chain %q: %w", l.cfg.Chain, err)
+	}
+	l.unsigned, l.lastCheck = 0, l.head.At
+	return nil
+}
+
+// Every is how often Checkpoint should be called.
+func (l *Log) Every() time.Duration { return l.cfg.CheckpointAfter }
+
 // AppendEntry appends one entry unless a record of its id is stored
 // already (a redelivery, here or on another writer's chain); appended says
 // which.

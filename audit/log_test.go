@@ -203,3 +203,24 @@ func TestVerifyWithAnotherKeyRing(t *testing.T) {
 	}
 	var _ ed25519.PublicKey // keys are ed25519
 }
+
+// TestCheckpointPinsAQuietTail: after a periodic Checkpoint, cutting off
+// the last records of a quiet chain is caught.
+func TestCheckpointPinsAQuietTail(t *testing.T) {
+	b := backends(t)["sqlite"](t)
+	kr := keyRing(t)
+	log := newLog(t, b.st, kr)
+	fill(t, log, 0, 20) // one checkpoint, at the first batch (record 7)
+	if err := log.Checkpoint(context.Background(), start.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := log.Checkpoint(context.Background(), start.Add(2*time.Hour)); err != nil {
+		t.Fatal(err) // nothing new: no second checkpoint, no conflict
+	}
+	b.exec(t, "DELETE FROM audit WHERE seq > 15")
+	_, err := audit.Verify(context.Background(), b.st, kr.SigningPublicKey)
+	var p *audit.Problem
+	if !errors.As(err, &p) || p.Kind != audit.ProblemTruncated || p.Seq != 16 {
+		t.Fatalf("verify = %v, want the tail from record 16 reported as cut off", err)
+	}
+}

@@ -151,6 +151,32 @@ func (kr *KeyRing) SigningKey() (id string, key ed25519.PrivateKey, ok bool) {
 	return kr.file.ActiveSigning, key, ok
 }
 
+// EnsureSigningKey gives a ring written before signing keys existed its
+// first one, saving the ring; it does nothing when the ring has one. It
+// re-reads the file after writing, so that of two processes upgrading the
+// same ring at once, both end up with the key that was kept.
+func (kr *KeyRing) EnsureSigningKey(now time.Time) error {
+	if _, _, ok := kr.SigningKey(); ok {
+		return nil
+	}
+	kr.mu.Lock()
+	kr.addSigningKey(now)
+	err := kr.save(false)
+	kr.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	fresh, err := LoadKeyRing(kr.path)
+	if err != nil {
+		return err
+	}
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	kr.file.Signing, kr.file.ActiveSigning = fresh.file.Signing, fresh.file.ActiveSigning
+	kr.signing = fresh.signing
+	return nil
+}
+
 // SigningPublicKey returns the public half of signing key id, active or
 // not, so that old signatures still verify.
 func (kr *KeyRing) SigningPublicKey(id string) (ed25519.PublicKey, bool) {

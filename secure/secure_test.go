@@ -227,10 +227,22 @@ func TestSigningKeys(t *testing.T) {
 	if _, _, ok := legacy.SigningKey(); ok {
 		t.Fatal("a legacy ring claims a signing key")
 	}
-	if _, err := legacy.Rotate(time.Now()); err != nil {
+	if err := legacy.EnsureSigningKey(time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, ok := legacy.SigningKey(); !ok {
-		t.Fatal("rotation did not add a signing key to a legacy ring")
+	sid, _, ok := legacy.SigningKey()
+	if !ok || legacy.ActiveKeyID() != "k1" {
+		t.Fatalf("EnsureSigningKey: signing key %v, active key %q (must stay k1)", ok, legacy.ActiveKeyID())
+	}
+	if err := legacy.EnsureSigningKey(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if again, _, _ := legacy.SigningKey(); again != sid {
+		t.Fatal("EnsureSigningKey replaced an existing signing key")
+	}
+	if reloaded, err := LoadKeyRing(old); err != nil {
+		t.Fatal(err)
+	} else if got, _, _ := reloaded.SigningKey(); got != sid {
+		t.Fatalf("the signing key was not saved: %q", got)
 	}
 }

@@ -43,6 +43,7 @@ func commands() []command {
 		{"migrate", "apply database migrations and exit", runMigrate},
 		{"keys", "show or rotate the encryption key ring", runKeys},
 		{"audit", "verify the tamper-evident audit trail", runAudit},
+		{"replay", "list and resend the messages a pipeline stage set aside", runReplay},
 		{"map", "map HL7v2 files to FHIR and route them offline, to try a rules file", runMap},
 	}
 }

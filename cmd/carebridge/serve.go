@@ -33,6 +33,9 @@ type serveConfig struct {
 	hl7Versions     string
 	requiredMSH     string
 	checkDatatypes  bool
+	rules           string
+	timezone        string
+	node            string
 }
 
 func runServe(ctx context.Context, env *environment, args []string) error {
@@ -41,6 +44,10 @@ func runServe(ctx context.Context, env *environment, args []string) error {
 Runs carebridge: listens for HL7v2 over MLLP, stores every message encrypted
 and queued in one transaction, and only then acknowledges it (AA/CA). Bad
 messages are stored as rejected and answered AE/AR with ERR segments.
+Accepted messages are then mapped to FHIR and routed to Communications
+(stored encrypted), and every step is appended to the audit trail
+("carebridge audit verify" checks it). A message no retry can fix is set
+aside with its reason ("carebridge replay" lists and resends them).
 With no flags it uses an embedded SQLite database in ./carebridge-data.
 SIGINT or SIGTERM stops it gracefully: messages in flight are still stored
 and acknowledged.`, `  carebridge serve
@@ -60,6 +67,9 @@ and acknowledged.`, `  carebridge serve
 	fs.StringVar(&cfg.hl7Versions, "hl7-versions", strings.Join(inbound.SupportedVersions(), ","), "HL7 versions (MSH-12) accepted; others are answered AR")
 	fs.StringVar(&cfg.requiredMSH, "required-msh", "9,10,11,12", "MSH fields that must be valued, e.g. 3,4,5,6,9,10,11,12 to insist on sender and receiver; others are answered AR")
 	fs.BoolVar(&cfg.checkDatatypes, "check-datatypes", true, "answer AE when an OBX typed NM (OBX-2) holds no number")
+	fs.StringVar(&cfg.rules, "rules", "", "routing rules file (YAML); default: the shipped rules (carebridge map --print-default-rules); try one with carebridge map first")
+	fs.StringVar(&cfg.timezone, "timezone", "", "IANA zone of HL7 times sent without an offset (default: the rules file's timezone)")
+	fs.StringVar(&cfg.node, "node", "", "this instance's name, which names its audit chain (default: the host name)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error (logs never contain message content)")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "text or json")
 	if err := parseFlags(env, fs, args); err != nil {
@@ -135,6 +145,13 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 	if err != nil {
 		return err
 	}
+	if err := keys.EnsureSigningKey(time.Now()); err != nil {
+		return fmt.Errorf("adding an audit signing key to the key ring: %w", err)
+	}
+	pipeline, err := newPipelineConfig(cfg, log)
+	if err != nil {
+		return err
+	}
 	st, err := cfg.storage.openStore(ctx, log, false)
 	if err != nil {
 		return err
@@ -154,6 +171,10 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 		return fmt.Errorf("--required-msh: %w", err)
 	}
 	in, err := inbound.New(st, keys, inbound.Config{DedupeWindow: cfg.dedupeWindow, Writers: writers, Rules: &rules, Logger: log})
+	if err != nil {
+		return err
+	}
+	router, trail, err := pipeline.router(st, keys)
 	if err != nil {
 		return err
 	}
@@ -197,6 +218,18 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 		if err := mllpSrv.Serve(gctx, mllpLn); err != nil {
 			return fmt.Errorf("MLLP listener: %w", err)
 		}
+		return nil
+	})
+	g.Go(func() error {
+		// The pipeline drains what is in flight when serve stops; anything
+		// left waits in the queue for the next start.
+		if err := router.Run(gctx); err != nil {
+			return fmt.Errorf("pipeline: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		runCheckpoints(gctx, trail, log)
 		return nil
 	})
 	g.Go(func() error {

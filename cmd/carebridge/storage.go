@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/carebridge/carebridge/inbound"
+	"github.com/carebridge/carebridge/bridge"
 	"github.com/carebridge/carebridge/secure"
 	"github.com/carebridge/carebridge/store"
 	"github.com/carebridge/carebridge/store/postgres"
@@ -18,7 +18,7 @@ import (
 )
 
 // queueTopics are the Watermill topics whose tables the store creates.
-var queueTopics = []string{inbound.TopicReceived}
+var queueTopics = bridge.Topics()
 
 // storageFlags select where carebridge keeps its data.
 type storageFlags struct {

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/carebridge/carebridge/audit"
+	"github.com/carebridge/carebridge/bridge"
+	"github.com/carebridge/carebridge/fhir"
+	"github.com/carebridge/carebridge/hl7"
+	"github.com/carebridge/carebridge/mapping"
+	"github.com/carebridge/carebridge/secure"
+	"github.com/carebridge/carebridge/store"
+)
+
+// pipelineConfig is what serve needs to run the stages after the front
+// door, checked before anything listens.
+type pipelineConfig struct {
+	rules *mapping.Rules
+	loc   *time.Location
+	node  string
+	log   *slog.Logger
+}
+
+func newPipelineConfig(cfg serveConfig, log *slog.Logger) (*pipelineConfig, error) {
+	rules, err := loadRules(cfg.rules)
+	if err != nil {
+		return nil, fmt.Errorf("--rules: %w", err)
+	}
+	loc := rules.Location()
+	if cfg.timezone != "" {
+		if loc, err = time.LoadLocation(cfg.timezone); err != nil {
+			return nil, fmt.Errorf("--timezone %q: unknown time zone", cfg.timezone)
+		}
+	}
+	node := cfg.node
+	if node == "" {
+		if node, err = os.Hostname(); err != nil || node == "" {
+			node = "carebridge"
+		}
+	}
+	return &pipelineConfig{rules: rules, loc: loc, node: node, log: log}, nil
+}
+
+// router wires the map and audit stages on the store's queue, and returns
+// the audit log, whose chain runCheckpoints signs periodically.
+func (p *pipelineConfig) router(st store.Store, keys *secure.KeyRing) (*message.Router, *audit.Log, error) {
+	v, err := fhir.NewValidator()
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading the FHIR R4 validator: %w", err)
+	}
+	trail, err := audit.NewLog(st, keys, audit.LogConfig{Chain: p.node})
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := bridge.NewRouter(bridge.RouterConfig{
+		Subscriber: st.Subscriber,
+		Poison:     st,
+		Map: &bridge.MapStage{
+			Store: st, Sealer: keys, Mapper: mapping.New(mapping.Config{Location: p.loc}), Rules: p.rules,
+			Validator: v, Limits: hl7.DefaultLimits(), Now: time.Now, Log: p.log,
+		},
+		Audit:  &bridge.AuditStage{Log: trail},
+		Logger: p.log,
+	})
+	return r, trail, err
+}
+
+// runCheckpoints signs the audit chain's tail every trail.Every() until ctx
+// ends, and once more on the way out.
+func runCheckpoints(ctx context.Context, trail *audit.Log, log *slog.Logger) {
+	t := time.NewTicker(trail.Every())
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		if err := trail.Checkpoint(context.WithoutCancel(ctx), time.Now()); err != nil {
+			log.Error("signing the audit chain", "error", err)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
