@@ -29,6 +29,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 
+	"github.com/carebridge/carebridge/audit"
 	"github.com/carebridge/carebridge/hl7"
 	"github.com/carebridge/carebridge/store"
 )
@@ -79,6 +80,10 @@ type Config struct {
 	// Now is the clock; default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
+	// AuditTopic, when set, is where each stored message's audit entry
+	// (message.accepted or message.rejected) is published, in the same
+	// transaction as the message.
+	AuditTopic string
 }
 
 func (c *Config) setDefaults() {
@@ -327,6 +332,14 @@ func (s *Service) Accept(ctx context.Context, peer Peer, raw []byte) (Result, er
 		acc.Events = []store.Event{{Topic: TopicReceived, Message: ev}}
 	}
 
+	if s.cfg.AuditTopic != "" {
+		ev, err := auditEntryEvent(idStr, peer, hdr, outcome, perr != nil, now)
+		if err != nil {
+			return Result{}, err
+		}
+		acc.Events = append(acc.Events, store.Event{Topic: s.cfg.AuditTopic, Message: ev})
+	}
+
 	res, err := s.submit(ctx, acc)
 	if err != nil {
 		return Result{}, err
@@ -370,6 +383,29 @@ func (s *Service) submit(ctx context.Context, acc store.Accept) (store.AcceptRes
 	case <-ctx.Done():
 		return store.AcceptResult{}, fmt.Errorf("waiting for commit: %w", ctx.Err())
 	}
+}
+
+// auditEntryEvent is the audit entry of a stored message: the sending
+// peer (MSH-3^MSH-4 and its address) accepted or rejected it. No content.
+func auditEntryEvent(id string, peer Peer, hdr hl7.Header, outcome hl7.Outcome, rejected bool, now time.Time) (*message.Message, error) {
+	e := audit.Entry{
+		ID: uuid.NewString(), At: now, Action: "message.accepted", Outcome: audit.OutcomeSuccess,
+		Actor:       audit.Actor{Kind: audit.ActorPeer, ID: hdr.SendingApplication + "^" + hdr.SendingFacility, Address: peer.Addr},
+		Correlation: id, Entities: []string{"inbound/" + id},
+	}
+	if rejected {
+		e.Action, e.Outcome = "message.rejected", audit.OutcomeMinor
+		if outcome == hl7.Reject {
+			e.Outcome = audit.OutcomeSerious
+		}
+	}
+	payload, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encoding an audit entry: %w", err)
+	}
+	m := message.NewMessage(e.ID, payload)
+	m.Metadata.Set(CorrelationIDKey, id)
+	return m, nil
 }
 
 func receivedEvent(id, msgType string) (*message.Message, error) {

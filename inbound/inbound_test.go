@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/carebridge/carebridge/audit"
 	"github.com/carebridge/carebridge/hl7"
 	"github.com/carebridge/carebridge/secure"
 	"github.com/carebridge/carebridge/store"
@@ -39,7 +40,7 @@ func (f *fakeStore) AcceptInbound(ctx context.Context, batch []store.Accept) ([]
 	if f.fail != nil {
 		return nil, f.fail
 	}
-	f.batches = append(f.batches, batch)
+	f.batches = append(f.batches, append([]store.Accept(nil), batch...)) // the service reuses its batch slice
 	out := make([]store.AcceptResult, len(batch))
 	for i, a := range batch {
 		if a.Dedupe {
@@ -320,5 +321,65 @@ func TestAckControlIDFitsST20(t *testing.T) {
 	}
 	if strings.Contains(string(res.ACK), "ZZTESTPATIENT") {
 		t.Fatal("the ACK echoes PHI")
+	}
+}
+
+// TestAuditEntriesGoWithTheMessage: with an audit topic, every stored
+// message carries its audit entry in the same transaction: accepted with
+// success, rejected with the failure's weight; never content.
+func TestAuditEntriesGoWithTheMessage(t *testing.T) {
+	st := &fakeStore{}
+	kr, err := secure.LoadOrCreateKeyRing(filepath.Join(t.TempDir(), "keyring.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(st, kr, Config{AuditTopic: "audit.recorded"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	good, err := s.Accept(context.Background(), peer, adt("AUD-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := s.Accept(context.Background(), peer, []byte("MSH|^~\\&|ADTSYS|GENHOSP|CAREBRIDGE|CB|20261124093000||ADT^A01^ADT_A01||P|2.5.1\rPID|1||X^^^GENHOSP^MR||ZZTESTPATIENT^QUINCY\r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]struct {
+		action  string
+		outcome audit.Outcome
+	}{good.ID: {"message.accepted", audit.OutcomeSuccess}, bad.ID: {"message.rejected", audit.OutcomeSerious}}
+	for _, b := range st.batches {
+		for _, a := range b {
+			var entries []audit.Entry
+			for _, ev := range a.Events {
+				if ev.Topic != "audit.recorded" {
+					continue
+				}
+				if strings.Contains(string(ev.Message.Payload), "ZZTESTPATIENT") {
+					t.Errorf("audit entry carries PHI: %s", ev.Message.Payload)
+				}
+				var e audit.Entry
+				if err := json.Unmarshal(ev.Message.Payload, &e); err != nil {
+					t.Fatal(err)
+				}
+				entries = append(entries, e)
+			}
+			w := want[a.Message.ID]
+			if len(entries) != 1 || entries[0].Action != w.action || entries[0].Outcome != w.outcome ||
+				entries[0].Actor.Kind != audit.ActorPeer || entries[0].Actor.Address != peer.Addr || entries[0].Actor.ID != "ADTSYS^GENHOSP" ||
+				entries[0].Entities[0] != "inbound/"+a.Message.ID || entries[0].ID == "" {
+				t.Errorf("message %s (%s): audit entries %+v, want one %s", a.Message.ID, a.Message.State, entries, w.action)
+			}
+			delete(want, a.Message.ID)
+		}
+	}
+	if len(want) != 0 {
+		t.Errorf("messages without a batch: %v", want)
 	}
 }

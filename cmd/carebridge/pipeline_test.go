@@ -12,7 +12,8 @@ import (
 
 // TestServeMapsAndAudits: a critical result sent to a running server over
 // MLLP is acknowledged, mapped to an urgent Communication for the orderer,
-// the attending and the on-call, and its steps land in an audit trail that
+// the attending and the on-call, and its steps (accepted, mapped,
+// Communication created) land in an audit trail that
 // verifies; nothing is set aside.
 func TestServeMapsAndAudits(t *testing.T) {
 	dir := t.TempDir()
@@ -24,7 +25,7 @@ func TestServeMapsAndAudits(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		out, _, err = runCLI(t, "", "audit", "verify", "--data-dir", dir)
-		if err == nil && strings.Contains(out, "verified: 2 records in 1 chains") {
+		if err == nil && strings.Contains(out, "verified: 3 records in 1 chains") {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/carebridge/carebridge/bridge"
 	"github.com/carebridge/carebridge/hl7/mllp"
 	"github.com/carebridge/carebridge/inbound"
 )
@@ -170,7 +171,7 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 	if rules.RequiredMSH, err = inbound.ParseFieldList(cfg.requiredMSH); err != nil {
 		return fmt.Errorf("--required-msh: %w", err)
 	}
-	in, err := inbound.New(st, keys, inbound.Config{DedupeWindow: cfg.dedupeWindow, Writers: writers, Rules: &rules, Logger: log})
+	in, err := inbound.New(st, keys, inbound.Config{DedupeWindow: cfg.dedupeWindow, Writers: writers, Rules: &rules, Logger: log, AuditTopic: bridge.TopicAuditRecorded})
 	if err != nil {
 		return err
 	}
