@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -31,6 +32,10 @@ func (s *AuditStage) Handle(msg *message.Message) error {
 		e.ID = msg.UUID
 	}
 	if _, err := s.Log.AppendEntry(msg.Context(), e); err != nil {
+		if errors.Is(err, audit.ErrInvalid) {
+			// Too long, too many entities: no retry makes it fit.
+			return fmt.Errorf("%w: appending audit entry %s: %v", errPermanent, e.ID, err)
+		}
 		return fmt.Errorf("appending audit entry %s: %w", e.ID, err)
 	}
 	return nil

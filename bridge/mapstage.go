@@ -168,7 +168,11 @@ func (s *MapStage) mapped(m store.InboundMessage, raw []byte, corr string) (stor
 		ev := message.NewMessage(watermill.NewUUID(), created)
 		ev.Metadata.Set(inbound.CorrelationIDKey, corr)
 		out.Events = append(out.Events, store.Event{Topic: TopicCommunicationCreated, Message: ev})
-		a, err := entry("communication.created", audit.OutcomeSuccess, append([]string{r.Reference()}, row.Recipients...)...)
+		entities := append([]string{r.Reference()}, row.Recipients...)
+		if len(entities) > audit.MaxEntities {
+			entities = entities[:audit.MaxEntities] // the Communication names them all
+		}
+		a, err := entry("communication.created", audit.OutcomeSuccess, entities...)
 		if err != nil {
 			return out, err
 		}

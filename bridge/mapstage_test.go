@@ -252,6 +252,12 @@ func TestAuditStageAppendsOnce(t *testing.T) {
 	if err := stage.Handle(message.NewMessage("x", []byte(`{"action":""}`))); !bridge.IsPermanent(err) {
 		t.Errorf("an empty entry: %v, want a permanent error", err)
 	}
+	tooMany := audit.Entry{ID: "many", At: routedAt, Action: "communication.created", Entities: make([]string, audit.MaxEntities+1)}
+	b, _ := json.Marshal(tooMany)
+	m := message.NewMessage("many", b)
+	if err := stage.Handle(m); !bridge.IsPermanent(err) {
+		t.Errorf("an entry with too many entities: %v, want a permanent error", err)
+	}
 }
 
 // TestRouterRunsThePipeline: with the router running on the store's queue,
