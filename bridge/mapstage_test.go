@@ -33,7 +33,9 @@ type pipeline struct {
 	stage *bridge.MapStage
 }
 
-func newPipeline(t *testing.T) *pipeline {
+func newPipeline(t *testing.T) *pipeline { return newPipelineB(t) }
+
+func newPipelineB(t testing.TB) *pipeline {
 	t.Helper()
 	dir := t.TempDir()
 	kr, err := secure.LoadOrCreateKeyRing(filepath.Join(dir, "keyring.json"))
@@ -72,7 +74,7 @@ func newPipeline(t *testing.T) *pipeline {
 	return &pipeline{st: st, kr: kr, in: in, stage: stage}
 }
 
-func (p *pipeline) accept(t *testing.T, file string) string {
+func (p *pipeline) accept(t testing.TB, file string) string {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join("..", "mapping", "testdata", "hl7", file))
 	if err != nil {

@@ -202,3 +202,19 @@ func TestGateKeepsValidAndReportsInvalid(t *testing.T) {
 		t.Errorf("bundle of kept resources: %v", err)
 	}
 }
+
+// TestValidatorRemembersOnlyValid: a resource that failed fails again (an
+// invalid one is never remembered as valid), and a valid one stays valid.
+func TestValidatorRemembersOnlyValid(t *testing.T) {
+	v := newValidator(t)
+	bad := []byte(`{"resourceType":"Patient","birthDate":"not a date"}`)
+	good := []byte(`{"resourceType":"Patient","birthDate":"1980-01-01"}`)
+	for range 3 {
+		if err := v.Validate(bad); err == nil {
+			t.Fatal("an invalid Patient passed")
+		}
+		if err := v.Validate(good); err != nil {
+			t.Fatalf("a valid Patient failed: %v", err)
+		}
+	}
+}

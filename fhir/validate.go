@@ -2,9 +2,11 @@ package fhir
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/google/fhir/go/fhirversion"
 	"github.com/google/fhir/go/jsonformat"
@@ -23,7 +25,45 @@ const maxDepth = 64
 // elements, choice elements with more than one value, malformed dates and
 // references. It is safe for concurrent use.
 type Validator struct {
-	um *jsonformat.Unmarshaller
+	um    *jsonformat.Unmarshaller
+	valid *validCache
+}
+
+// validCache remembers the SHA-256 of resources that validated, so that a
+// resource sent again unchanged (the same Practitioner, Location or Patient
+// in every message about them) is not parsed again: validity depends on
+// the bytes alone. It holds at most validCacheSize digests and forgets the
+// oldest first.
+type validCache struct {
+	mu    sync.Mutex
+	seen  map[[sha256.Size]byte]struct{}
+	order [][sha256.Size]byte
+	next  int
+}
+
+const validCacheSize = 8192
+
+func (c *validCache) has(h [sha256.Size]byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.seen[h]
+	return ok
+}
+
+func (c *validCache) add(h [sha256.Size]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.seen[h]; ok {
+		return
+	}
+	if len(c.order) < validCacheSize {
+		c.order = append(c.order, h)
+	} else {
+		delete(c.seen, c.order[c.next])
+		c.order[c.next] = h
+		c.next = (c.next + 1) % validCacheSize
+	}
+	c.seen[h] = struct{}{}
 }
 
 // NewValidator returns the strict R4 validator. Dates without a time zone are
@@ -34,7 +74,7 @@ func NewValidator() (*Validator, error) {
 		return nil, fmt.Errorf("creating the FHIR R4 validator: %w", err)
 	}
 	um.MaxNestingDepth = maxDepth
-	return &Validator{um: um}, nil
+	return &Validator{um: um, valid: &validCache{seen: map[[sha256.Size]byte]struct{}{}}}, nil
 }
 
 // ValidationError says why a resource is not valid R4. Error() names the
@@ -62,9 +102,14 @@ func (v *Validator) Validate(resource []byte) error {
 	if len(resource) > MaxResourceBytes {
 		return ErrTooLarge
 	}
+	h := sha256.Sum256(resource)
+	if v.valid.has(h) {
+		return nil
+	}
 	if _, err := v.um.Unmarshal(resource); err != nil {
 		return &ValidationError{ResourceType: resourceType(resource), Diagnostics: err.Error()}
 	}
+	v.valid.add(h)
 	return nil
 }
 
