@@ -75,3 +75,19 @@ func (e *EventsByTopic) Publish(pub message.Publisher) error {
 
 // Len is the number of topics with events.
 func (e *EventsByTopic) Len() int { return len(e.topics) }
+
+// DeliveryRank orders delivery states: an update to a lower rank is
+// ignored. It returns -1 for an unknown state.
+func DeliveryRank(state string) int {
+	switch state {
+	case DeliveryQueued:
+		return 0
+	case DeliveryFailed:
+		return 1
+	case DeliveryDelivered:
+		return 2
+	case DeliveryRead:
+		return 3
+	}
+	return -1
+}

@@ -241,6 +241,36 @@ type Mapping interface {
 	CommunicationsOf(ctx context.Context, inboundID string) ([]CommunicationRow, error)
 }
 
+// Delivery states of one Communication to one recipient.
+const (
+	DeliveryQueued    = "queued"
+	DeliveryDelivered = "delivered"
+	DeliveryRead      = "read"
+	DeliveryFailed    = "failed"
+)
+
+// Delivery is where one Communication stands for one recipient.
+type Delivery struct {
+	CommunicationID string
+	Recipient       string
+	State           string
+	UpdatedAt       time.Time
+}
+
+// Deliveries is the per-recipient delivery state.
+type Deliveries interface {
+	// QueueDeliveries records one queued delivery per recipient; one that
+	// exists already is left as it is (a redelivered event).
+	QueueDeliveries(ctx context.Context, communicationID string, recipients []string, at time.Time) error
+	// SetDelivery moves a delivery to state. It never moves one back: read
+	// stays read, and delivered does not become queued again.
+	SetDelivery(ctx context.Context, communicationID, recipient, state string, at time.Time) error
+	// DeliveriesOf returns the deliveries of a Communication, by recipient.
+	DeliveriesOf(ctx context.Context, communicationID string) ([]Delivery, error)
+	// Unread counts a recipient's deliveries not yet read.
+	Unread(ctx context.Context, recipient string) (int, error)
+}
+
 // PoisonMessage is a queue message a handler failed on for good: kept with
 // the reason until it is replayed. Pipeline payloads carry ids, never
 // content, so they are kept as they are.
@@ -272,6 +302,7 @@ type Store interface {
 	Audit
 	Mapping
 	Poison
+	Deliveries
 	// Subscriber returns a Watermill subscriber on the store's own queue
 	// tables for the given consumer group.
 	Subscriber(consumerGroup string) (message.Subscriber, error)

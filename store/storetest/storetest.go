@@ -88,6 +88,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"AuditEntryOnce", testAuditEntryOnce},
 		{"MappedOnce", testMappedOnce},
 		{"PoisonReplay", testPoisonReplay},
+		{"Deliveries", testDeliveries},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,90 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/carebridge/carebridge/store"
+)
+
+// QueueDeliveries records queued deliveries. See store.Deliveries.
+func (s *Store) QueueDeliveries(ctx context.Context, communicationID string, recipients []string, at time.Time) (err error) {
+	if s.write == nil {
+		return fmt.Errorf("queueing deliveries: %w", ErrReadOnly)
+	}
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("queueing deliveries: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	for _, r := range recipients {
+		if _, err = tx.ExecContext(ctx, `INSERT INTO delivery (communication_id, recipient, state, rank, updated_at)
+			VALUES (?, ?, 'queued', 0, ?) ON CONFLICT DO NOTHING`, communicationID, r, at.UnixMicro()); err != nil {
+			return fmt.Errorf("queueing the delivery of %s to %s: %w", communicationID, r, err)
+		}
+	}
+	if err = tx.Commit(); err != nil {
+		return fmt.Errorf("queueing deliveries: %w", err)
+	}
+	return nil
+}
+
+// SetDelivery moves a delivery forward. See store.Deliveries.
+func (s *Store) SetDelivery(ctx context.Context, communicationID, recipient, state string, at time.Time) error {
+	rank := store.DeliveryRank(state)
+	if rank < 0 {
+		return fmt.Errorf("setting a delivery: unknown state %q", state)
+	}
+	if s.write == nil {
+		return fmt.Errorf("setting a delivery: %w", ErrReadOnly)
+	}
+	res, err := s.write.ExecContext(ctx, `UPDATE delivery SET state = ?, rank = ?, updated_at = ?
+		WHERE communication_id = ? AND recipient = ? AND rank < ?`, state, rank, at.UnixMicro(), communicationID, recipient, rank)
+	if err != nil {
+		return fmt.Errorf("setting the delivery of %s to %s: %w", communicationID, recipient, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		var exists int
+		if err := s.write.QueryRowContext(ctx, `SELECT count(*) FROM delivery WHERE communication_id = ? AND recipient = ?`, communicationID, recipient).Scan(&exists); err != nil {
+			return err
+		}
+		if exists == 0 {
+			return fmt.Errorf("setting the delivery of %s to %s: %w", communicationID, recipient, store.ErrNotFound)
+		}
+	}
+	return nil
+}
+
+// DeliveriesOf returns a Communication's deliveries. See store.Deliveries.
+func (s *Store) DeliveriesOf(ctx context.Context, communicationID string) ([]store.Delivery, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT recipient, state, updated_at FROM delivery WHERE communication_id = ? ORDER BY recipient`, communicationID)
+	if err != nil {
+		return nil, fmt.Errorf("reading the deliveries of %s: %w", communicationID, err)
+	}
+	defer rows.Close()
+	var out []store.Delivery
+	for rows.Next() {
+		d := store.Delivery{CommunicationID: communicationID}
+		var at int64
+		if err := rows.Scan(&d.Recipient, &d.State, &at); err != nil {
+			return nil, fmt.Errorf("reading the deliveries of %s: %w", communicationID, err)
+		}
+		d.UpdatedAt = time.UnixMicro(at).UTC()
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// Unread counts a recipient's unread deliveries. See store.Deliveries.
+func (s *Store) Unread(ctx context.Context, recipient string) (int, error) {
+	var n int
+	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM delivery WHERE recipient = ? AND state <> 'read'`, recipient).Scan(&n); err != nil {
+		return 0, fmt.Errorf("counting unread messages: %w", err)
+	}
+	return n, nil
+}
