@@ -273,7 +273,8 @@ func TestRouterRunsThePipeline(t *testing.T) {
 	}
 	r, err := bridge.NewRouter(bridge.RouterConfig{
 		Subscriber: p.st.Subscriber, Poison: p.st, Map: p.stage, Audit: &bridge.AuditStage{Log: log},
-		Logger: slog.New(slog.DiscardHandler), RetryInterval: time.Millisecond,
+		Deliver: &bridge.DeliverStage{Store: p.st, Now: time.Now, Log: slog.New(slog.DiscardHandler)},
+		Logger:  slog.New(slog.DiscardHandler), RetryInterval: time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -298,14 +299,18 @@ func TestRouterRunsThePipeline(t *testing.T) {
 		comms, _ := p.st.CommunicationsOf(context.Background(), id)
 		head, _ := p.st.AuditHead(context.Background(), "test")
 		poison, _ := p.st.ListPoison(context.Background())
-		if len(comms) == 1 && head.Seq == 2 && len(poison) == 1 {
+		var deliveries []store.Delivery
+		if len(comms) == 1 {
+			deliveries, _ = p.st.DeliveriesOf(context.Background(), comms[0].ID)
+		}
+		if len(comms) == 1 && head.Seq == 2 && len(poison) == 1 && len(deliveries) == 3 {
 			if poison[0].ID != bad.ID || poison[0].Handler != bridge.GroupMap || !strings.Contains(poison[0].Reason, "not an inbound message reference") {
 				t.Errorf("poison = %+v", poison[0])
 			}
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 15 s: %d Communications, audit head %d, %d poison messages", len(comms), head.Seq, len(poison))
+			t.Fatalf("after 15 s: %d Communications, audit head %d, %d poison messages, %d deliveries", len(comms), head.Seq, len(poison), len(deliveries))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -90,6 +91,45 @@ func TestPushWebhookSignsAndClassifies(t *testing.T) {
 		status = s
 		if err := hook.Send(context.Background(), n); err == nil || errors.Is(err, bridge.ErrPushRejected) {
 			t.Errorf("%d: %v, want a transient error", s, err)
+		}
+	}
+}
+
+// TestDeliverStageQueuesAndPushes: a new Communication queues one delivery
+// per recipient and pushes each an id, the priority and the unread count;
+// no push body carries the patient's name or MRN.
+func TestDeliverStageQueuesAndPushes(t *testing.T) {
+	p := newPipeline(t)
+	id := p.accept(t, "oru-r01-critical-k-v251.hl7")
+	if err := p.stage.Handle(received(id)); err != nil {
+		t.Fatal(err)
+	}
+	var bodies []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		bodies = append(bodies, string(b))
+	}))
+	defer srv.Close()
+	stage := &bridge.DeliverStage{Store: p.st, Push: &bridge.PushWebhook{URL: srv.URL, Secret: []byte("s")}, Now: time.Now, Log: slog.New(slog.DiscardHandler)}
+	events := next(t, p.st, bridge.TopicCommunicationCreated, 1)
+	events[0].SetContext(context.Background())
+	for range 2 { // redelivered
+		if err := stage.Handle(events[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	comms, _ := p.st.CommunicationsOf(context.Background(), id)
+	ds, err := p.st.DeliveriesOf(context.Background(), comms[0].ID)
+	if err != nil || len(ds) != 3 {
+		t.Fatalf("deliveries = %+v, %v", ds, err)
+	}
+	if len(bodies) != 6 {
+		t.Fatalf("%d pushes, want 3 recipients twice", len(bodies))
+	}
+	for _, b := range bodies {
+		if strings.Contains(b, "SAMPLE") || strings.Contains(b, "200345") || strings.Contains(b, "Potassium") ||
+			!strings.Contains(b, comms[0].ID) || !strings.Contains(b, `"priority":"urgent"`) || !strings.Contains(b, `"unread":1`) {
+			t.Errorf("push body %s", b)
 		}
 	}
 }

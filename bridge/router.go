@@ -35,6 +35,7 @@ type RouterConfig struct {
 	Poison     PoisonStore
 	Map        *MapStage
 	Audit      *AuditStage
+	Deliver    *DeliverStage
 	Logger     *slog.Logger
 	// Retries is how often a transient failure is retried (with
 	// exponential backoff from RetryInterval) before the message is left
@@ -44,7 +45,7 @@ type RouterConfig struct {
 	Now           func() time.Time
 }
 
-// NewRouter returns the router running the map and audit stages. Every
+// NewRouter returns the router running the map, audit and deliver stages. Every
 // handler runs behind the same middleware, outermost first:
 //   - poison: an error IsPermanent recognises (a bad payload, a panic) sets
 //     the message aside in the poison store with its reason and acks it;
@@ -53,8 +54,8 @@ type RouterConfig struct {
 //   - retry: any other error is retried with backoff, then nacked, so the
 //     transport redelivers it later.
 func NewRouter(cfg RouterConfig) (*message.Router, error) {
-	if cfg.Subscriber == nil || cfg.Poison == nil || cfg.Map == nil || cfg.Audit == nil || cfg.Logger == nil {
-		return nil, errors.New("bridge: RouterConfig needs Subscriber, Poison, Map, Audit and Logger")
+	if cfg.Subscriber == nil || cfg.Poison == nil || cfg.Map == nil || cfg.Audit == nil || cfg.Deliver == nil || cfg.Logger == nil {
+		return nil, errors.New("bridge: RouterConfig needs Subscriber, Poison, Map, Audit, Deliver and Logger")
 	}
 	if cfg.Retries <= 0 {
 		cfg.Retries = 5
@@ -76,6 +77,7 @@ func NewRouter(cfg RouterConfig) (*message.Router, error) {
 	}{
 		{GroupMap, inbound.TopicReceived, cfg.Map.Handle},
 		{GroupAudit, TopicAuditRecorded, cfg.Audit.Handle},
+		{GroupDeliver, TopicCommunicationCreated, cfg.Deliver.Handle},
 	} {
 		sub, err := cfg.Subscriber(h.group)
 		if err != nil {

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"time"
 
@@ -24,6 +27,7 @@ type pipelineConfig struct {
 	rules *mapping.Rules
 	loc   *time.Location
 	node  string
+	push  *bridge.PushWebhook // nil without --push-url
 	log   *slog.Logger
 }
 
@@ -44,7 +48,23 @@ func newPipelineConfig(cfg serveConfig, log *slog.Logger) (*pipelineConfig, erro
 			node = "carebridge"
 		}
 	}
-	return &pipelineConfig{rules: rules, loc: loc, node: node, log: log}, nil
+	p := &pipelineConfig{rules: rules, loc: loc, node: node, log: log}
+	if cfg.pushURL != "" {
+		u, err := url.Parse(cfg.pushURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("--push-url %q: want an http(s) URL", cfg.pushURL)
+		}
+		secret, err := os.ReadFile(cfg.pushSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("--push-secret-file: %w", err)
+		}
+		secret = bytes.TrimSpace(secret)
+		if len(secret) < 16 {
+			return nil, errors.New("--push-secret-file: the secret must be at least 16 bytes")
+		}
+		p.push = &bridge.PushWebhook{URL: cfg.pushURL, Secret: secret}
+	}
+	return p, nil
 }
 
 // router wires the map and audit stages on the store's queue, and returns
@@ -65,10 +85,19 @@ func (p *pipelineConfig) router(st store.Store, keys *secure.KeyRing) (*message.
 			Store: st, Sealer: keys, Mapper: mapping.New(mapping.Config{Location: p.loc}), Rules: p.rules,
 			Validator: v, Limits: hl7.DefaultLimits(), Now: time.Now, Log: p.log,
 		},
-		Audit:  &bridge.AuditStage{Log: trail},
-		Logger: p.log,
+		Audit:   &bridge.AuditStage{Log: trail},
+		Deliver: p.deliver(st),
+		Logger:  p.log,
 	})
 	return r, trail, err
+}
+
+func (p *pipelineConfig) deliver(st store.Store) *bridge.DeliverStage {
+	d := &bridge.DeliverStage{Store: st, Now: time.Now, Log: p.log}
+	if p.push != nil {
+		d.Push = p.push // a nil *PushWebhook must not become a non-nil Pusher
+	}
+	return d
 }
 
 // runCheckpoints signs the audit chain's tail every trail.Every() until ctx

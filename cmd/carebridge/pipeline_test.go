@@ -2,8 +2,13 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +22,21 @@ import (
 // verifies; nothing is set aside.
 func TestServeMapsAndAudits(t *testing.T) {
 	dir := t.TempDir()
-	mllpAddr, _, stop := inProcessServer(t, dir, "--rules", filepath.Join(mapTestdata, "rules.yaml"), "--node", "test-node")
+	var mu sync.Mutex
+	var pushes []string
+	gateway := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		pushes = append(pushes, string(b))
+		mu.Unlock()
+	}))
+	defer gateway.Close()
+	secret := filepath.Join(dir, "push.secret")
+	if err := os.WriteFile(secret, []byte("0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mllpAddr, _, stop := inProcessServer(t, dir, "--rules", filepath.Join(mapTestdata, "rules.yaml"), "--node", "test-node",
+		"--push-url", gateway.URL, "--push-secret-file", secret)
 	out, _, err := runCLI(t, "", "send", "--addr", mllpAddr, filepath.Join(mapTestdata, "hl7", "oru-r01-critical-k-v251.hl7"))
 	if err != nil || !strings.Contains(out, "1 accepted") {
 		t.Fatalf("send = %v\n%s", err, out)
@@ -25,7 +44,10 @@ func TestServeMapsAndAudits(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		out, _, err = runCLI(t, "", "audit", "verify", "--data-dir", dir)
-		if err == nil && strings.Contains(out, "verified: 3 records in 1 chains") {
+		mu.Lock()
+		pushed := len(pushes)
+		mu.Unlock()
+		if err == nil && strings.Contains(out, "verified: 3 records in 1 chains") && pushed >= 3 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -48,6 +70,19 @@ func TestServeMapsAndAudits(t *testing.T) {
 	comms, err := st.CommunicationsOf(context.Background(), id)
 	if err != nil || len(comms) != 1 || comms[0].Priority != "urgent" || len(comms[0].Recipients) != 3 {
 		t.Fatalf("Communications of %s = %+v, %v", id, comms, err)
+	}
+	mu.Lock()
+	if len(pushes) != 3 {
+		t.Errorf("%d pushes, want one per recipient (3)", len(pushes))
+	}
+	for _, b := range pushes {
+		if strings.Contains(b, "SAMPLE") || !strings.Contains(b, comms[0].ID) {
+			t.Errorf("push body %s", b)
+		}
+	}
+	mu.Unlock()
+	if ds, err := st.DeliveriesOf(context.Background(), comms[0].ID); err != nil || len(ds) != 3 {
+		t.Errorf("deliveries = %+v, %v", ds, err)
 	}
 	out, _, err = runCLI(t, "", "replay", "--data-dir", dir)
 	if err != nil || !strings.Contains(out, "no messages set aside") {

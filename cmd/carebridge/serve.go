@@ -37,6 +37,8 @@ type serveConfig struct {
 	rules           string
 	timezone        string
 	node            string
+	pushURL         string
+	pushSecretFile  string
 }
 
 func runServe(ctx context.Context, env *environment, args []string) error {
@@ -71,6 +73,8 @@ and acknowledged.`, `  carebridge serve
 	fs.StringVar(&cfg.rules, "rules", "", "routing rules file (YAML); default: the shipped rules (carebridge map --print-default-rules); try one with carebridge map first")
 	fs.StringVar(&cfg.timezone, "timezone", "", "IANA zone of HL7 times sent without an offset (default: the rules file's timezone)")
 	fs.StringVar(&cfg.node, "node", "", "this instance's name, which names its audit chain (default: the host name)")
+	fs.StringVar(&cfg.pushURL, "push-url", "", "push gateway webhook (in front of APNs/FCM); each new message is announced there by opaque id, priority and unread count only")
+	fs.StringVar(&cfg.pushSecretFile, "push-secret-file", "", "file holding the shared secret that signs push webhook bodies (HMAC-SHA256); required with --push-url")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error (logs never contain message content)")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "text or json")
 	if err := parseFlags(env, fs, args); err != nil {
@@ -101,6 +105,9 @@ func (c *serveConfig) validate() error {
 	}
 	if c.tlsClientCA != "" && c.tlsCert == "" {
 		return errors.New("--tls-client-ca needs --tls-cert and --tls-key")
+	}
+	if (c.pushURL == "") != (c.pushSecretFile == "") {
+		return errors.New("--push-url and --push-secret-file go together")
 	}
 	if c.maxConns <= 0 {
 		return errors.New("--max-connections must be positive")

@@ -1,0 +1,78 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/carebridge/carebridge/inbound"
+)
+
+// GroupDeliver is the deliver stage's consumer group.
+const GroupDeliver = "deliver"
+
+// DeliveryStore is what the deliver stage needs of storage.
+type DeliveryStore interface {
+	QueueDeliveries(ctx context.Context, communicationID string, recipients []string, at time.Time) error
+	Unread(ctx context.Context, recipient string) (int, error)
+}
+
+// Pusher sends a push notification (PushWebhook does).
+type Pusher interface {
+	Send(ctx context.Context, n PushNotification) error
+}
+
+// DeliverStage is the handler of TopicCommunicationCreated: it records a
+// queued delivery per recipient and, with a Pusher, tells each recipient's
+// devices that a message waits (id, priority, unread count: nothing
+// more). Clinicians' sessions then fetch the message itself.
+type DeliverStage struct {
+	Store DeliveryStore
+	Push  Pusher // nil: no push gateway configured
+	Now   func() time.Time
+	Log   *slog.Logger
+}
+
+// Handle processes one communication.created event. Redelivery queues
+// nothing twice; a push may be sent again, with the same message id, which
+// devices deduplicate.
+func (s *DeliverStage) Handle(msg *message.Message) error {
+	ctx := msg.Context()
+	var ev CommunicationCreated
+	if err := json.Unmarshal(msg.Payload, &ev); err != nil || ev.CommunicationID == "" {
+		return fmt.Errorf("%w: %s payload is not a Communication reference", errPermanent, TopicCommunicationCreated)
+	}
+	if err := s.Store.QueueDeliveries(ctx, ev.CommunicationID, ev.Recipients, s.Now().UTC()); err != nil {
+		return err
+	}
+	if s.Push == nil {
+		return nil
+	}
+	for _, r := range ev.Recipients {
+		unread, err := s.Store.Unread(ctx, r)
+		if err != nil {
+			return err
+		}
+		n, err := NewPushNotification(ev.CommunicationID, r, ev.Priority, unread)
+		if err != nil {
+			// A recipient the gateway cannot address (a fixed reference
+			// of another type): the inbox still has the message.
+			s.Log.Warn("no push for this recipient", "communication_id", ev.CommunicationID, "recipient", r, "reason", err.Error())
+			continue
+		}
+		if err := s.Push.Send(ctx, n); err != nil {
+			if errors.Is(err, ErrPushRejected) {
+				s.Log.Warn("the push gateway refused a notification", "communication_id", ev.CommunicationID, "recipient", r,
+					"correlation_id", msg.Metadata.Get(inbound.CorrelationIDKey), "error", err.Error())
+				continue
+			}
+			return err
+		}
+	}
+	return nil
+}
