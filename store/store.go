@@ -269,6 +269,19 @@ type Deliveries interface {
 	DeliveriesOf(ctx context.Context, communicationID string) ([]Delivery, error)
 	// Unread counts a recipient's deliveries not yet read.
 	Unread(ctx context.Context, recipient string) (int, error)
+	// Inbox returns a recipient's newest Communications (at most limit),
+	// newest first, each with its delivery state.
+	Inbox(ctx context.Context, recipient string, limit int) ([]InboxEntry, error)
+	// GetCommunication returns one Communication, or ErrNotFound.
+	GetCommunication(ctx context.Context, id string) (CommunicationRow, error)
+	// PublishEvents publishes events in a transaction of their own.
+	PublishEvents(ctx context.Context, events []Event) error
+}
+
+// InboxEntry is one Communication in a recipient's inbox.
+type InboxEntry struct {
+	Communication CommunicationRow
+	State         string
 }
 
 // PoisonMessage is a queue message a handler failed on for good: kept with

@@ -2,9 +2,11 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/carebridge/carebridge/store"
@@ -66,4 +68,63 @@ func (s *Store) Unread(ctx context.Context, recipient string) (int, error) {
 		return 0, fmt.Errorf("counting unread messages: %w", err)
 	}
 	return n, nil
+}
+
+const communicationColumns = `c.id, c.identifier, c.status, c.priority, c.category, c.subject, c.encounter, c.recipients, c.sent, c.sealed`
+
+func communicationTargets(c *store.CommunicationRow) []any {
+	return []any{&c.ID, &c.Identifier, &c.Status, &c.Priority, &c.Category, &c.Subject, &c.Encounter, &c.Recipients, &c.Sent, &c.Sealed}
+}
+
+// Inbox returns a recipient's newest Communications. See store.Deliveries.
+func (s *Store) Inbox(ctx context.Context, recipient string, limit int) ([]store.InboxEntry, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+communicationColumns+`, d.state FROM delivery d
+		JOIN communication c ON c.id = d.communication_id WHERE d.recipient = $1 ORDER BY c.sent DESC, c.id LIMIT $2`, recipient, limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading an inbox: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.InboxEntry, error) {
+		var e store.InboxEntry
+		err := row.Scan(append(communicationTargets(&e.Communication), &e.State)...)
+		e.Communication.Sent = e.Communication.Sent.UTC()
+		return e, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading an inbox: %w", err)
+	}
+	return out, nil
+}
+
+// GetCommunication returns one Communication. See store.Deliveries.
+func (s *Store) GetCommunication(ctx context.Context, id string) (store.CommunicationRow, error) {
+	var c store.CommunicationRow
+	err := s.pool.QueryRow(ctx, `SELECT `+communicationColumns+` FROM communication c WHERE c.id = $1`, id).Scan(communicationTargets(&c)...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, fmt.Errorf("reading Communication/%s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return c, fmt.Errorf("reading Communication/%s: %w", id, err)
+	}
+	c.Sent = c.Sent.UTC()
+	return c, nil
+}
+
+// PublishEvents publishes events in one transaction. See store.Deliveries.
+func (s *Store) PublishEvents(ctx context.Context, events []store.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+		if err != nil {
+			return fmt.Errorf("creating publisher: %w", err)
+		}
+		var byTopic store.EventsByTopic
+		byTopic.Add(events)
+		return byTopic.Publish(pub)
+	})
+	if err != nil {
+		return fmt.Errorf("publishing events: %w", err)
+	}
+	return nil
 }

@@ -87,15 +87,13 @@ func (s *Store) GetResource(ctx context.Context, typ, id string) (store.SealedRe
 // CommunicationsOf returns the Communications of an inbound message. See
 // store.Mapping.
 func (s *Store) CommunicationsOf(ctx context.Context, inboundID string) ([]store.CommunicationRow, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, identifier, status, priority, category, subject, encounter,
-		recipients, sent, sealed FROM communication WHERE inbound_id = $1 ORDER BY id`, inboundID)
+	rows, err := s.pool.Query(ctx, `SELECT `+communicationColumns+` FROM communication c WHERE c.inbound_id = $1 ORDER BY c.id`, inboundID)
 	if err != nil {
 		return nil, fmt.Errorf("reading the Communications of %s: %w", inboundID, err)
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.CommunicationRow, error) {
 		var c store.CommunicationRow
-		err := row.Scan(&c.ID, &c.Identifier, &c.Status, &c.Priority, &c.Category, &c.Subject, &c.Encounter,
-			&c.Recipients, &c.Sent, &c.Sealed)
+		err := row.Scan(communicationTargets(&c)...)
 		c.Sent = c.Sent.UTC()
 		return c, err
 	})

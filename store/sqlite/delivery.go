@@ -2,8 +2,11 @@ package sqlite
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
+
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 
 	"github.com/carebridge/carebridge/store"
 )
@@ -87,4 +90,81 @@ func (s *Store) Unread(ctx context.Context, recipient string) (int, error) {
 		return 0, fmt.Errorf("counting unread messages: %w", err)
 	}
 	return n, nil
+}
+
+const communicationColumns = `c.id, c.identifier, c.status, c.priority, c.category, c.subject, c.encounter, c.recipients, c.sent, c.sealed`
+
+func scanCommunication(sc scanner, extra ...any) (store.CommunicationRow, error) {
+	var c store.CommunicationRow
+	var recipients string
+	var sent int64
+	if err := sc.Scan(append([]any{&c.ID, &c.Identifier, &c.Status, &c.Priority, &c.Category, &c.Subject, &c.Encounter,
+		&recipients, &sent, &c.Sealed}, extra...)...); err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal([]byte(recipients), &c.Recipients); err != nil {
+		return c, fmt.Errorf("reading the recipients of Communication/%s: %w", c.ID, err)
+	}
+	c.Sent = time.UnixMicro(sent).UTC()
+	return c, nil
+}
+
+// Inbox returns a recipient's newest Communications. See store.Deliveries.
+func (s *Store) Inbox(ctx context.Context, recipient string, limit int) ([]store.InboxEntry, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+communicationColumns+`, d.state FROM delivery d
+		JOIN communication c ON c.id = d.communication_id WHERE d.recipient = ? ORDER BY c.sent DESC, c.id LIMIT ?`, recipient, limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading an inbox: %w", err)
+	}
+	defer rows.Close()
+	var out []store.InboxEntry
+	for rows.Next() {
+		var e store.InboxEntry
+		if e.Communication, err = scanCommunication(rows, &e.State); err != nil {
+			return nil, fmt.Errorf("reading an inbox: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// GetCommunication returns one Communication. See store.Deliveries.
+func (s *Store) GetCommunication(ctx context.Context, id string) (store.CommunicationRow, error) {
+	c, err := scanCommunication(s.read.QueryRowContext(ctx, `SELECT `+communicationColumns+` FROM communication c WHERE c.id = ?`, id))
+	if isNoRows(err) {
+		return c, fmt.Errorf("reading Communication/%s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return c, fmt.Errorf("reading Communication/%s: %w", id, err)
+	}
+	return c, nil
+}
+
+// PublishEvents publishes events in one transaction. See store.Deliveries.
+func (s *Store) PublishEvents(ctx context.Context, events []store.Event) (err error) {
+	if len(events) == 0 {
+		return nil
+	}
+	if s.write == nil {
+		return fmt.Errorf("publishing events: %w", ErrReadOnly)
+	}
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("publishing events: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	pub, err := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+	if err != nil {
+		return fmt.Errorf("creating publisher: %w", err)
+	}
+	var byTopic store.EventsByTopic
+	byTopic.Add(events)
+	if err = byTopic.Publish(pub); err != nil {
+		return err
+	}
+	return tx.Commit()
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 
@@ -106,25 +105,17 @@ func (s *Store) GetResource(ctx context.Context, typ, id string) (store.SealedRe
 // CommunicationsOf returns the Communications of an inbound message. See
 // store.Mapping.
 func (s *Store) CommunicationsOf(ctx context.Context, inboundID string) ([]store.CommunicationRow, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT id, identifier, status, priority, category, subject, encounter,
-		recipients, sent, sealed FROM communication WHERE inbound_id = ? ORDER BY id`, inboundID)
+	rows, err := s.read.QueryContext(ctx, `SELECT `+communicationColumns+` FROM communication c WHERE c.inbound_id = ? ORDER BY c.id`, inboundID)
 	if err != nil {
 		return nil, fmt.Errorf("reading the Communications of %s: %w", inboundID, err)
 	}
 	defer rows.Close()
 	var out []store.CommunicationRow
 	for rows.Next() {
-		var c store.CommunicationRow
-		var recipients string
-		var sent int64
-		if err := rows.Scan(&c.ID, &c.Identifier, &c.Status, &c.Priority, &c.Category, &c.Subject, &c.Encounter,
-			&recipients, &sent, &c.Sealed); err != nil {
+		c, err := scanCommunication(rows)
+		if err != nil {
 			return nil, fmt.Errorf("reading the Communications of %s: %w", inboundID, err)
 		}
-		if err := json.Unmarshal([]byte(recipients), &c.Recipients); err != nil {
-			return nil, fmt.Errorf("reading Communication/%s: recipients: %w", c.ID, err)
-		}
-		c.Sent = time.UnixMicro(sent).UTC()
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {

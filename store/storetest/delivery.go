@@ -3,8 +3,12 @@ package storetest
 import (
 	"context"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/carebridge/carebridge/store"
 )
@@ -57,4 +61,48 @@ func testDeliveries(t *testing.T, st store.Store) {
 	if err := st.SetDelivery(ctx, "c1", "Practitioner/a", "lost", at); err == nil {
 		t.Error("an unknown state was accepted")
 	}
+}
+
+// testInbox: a recipient's inbox lists their Communications, newest first,
+// with the delivery state; events can be published on their own.
+func testInbox(t *testing.T, st store.Store) {
+	ctx := context.Background()
+	at := time.Date(2026, 11, 3, 14, 30, 0, 0, time.UTC)
+	for i, id := range []string{"in-old", "in-new"} {
+		m := mappedOf(id, at.Add(time.Duration(i)*time.Hour), []byte("p"))
+		m.Events = nil
+		if _, err := st.StoreMapped(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		c := m.Communications[0]
+		if err := st.QueueDeliveries(ctx, c.ID, c.Recipients, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.SetDelivery(ctx, "c-in-old", "Practitioner/a", store.DeliveryRead, at); err != nil {
+		t.Fatal(err)
+	}
+	inbox, err := st.Inbox(ctx, "Practitioner/a", 10)
+	if err != nil || len(inbox) != 2 {
+		t.Fatalf("Inbox = %+v, %v", inbox, err)
+	}
+	if inbox[0].Communication.ID != "c-in-new" || inbox[0].State != store.DeliveryQueued || inbox[1].State != store.DeliveryRead {
+		t.Errorf("inbox order or states: %s %s, %s %s", inbox[0].Communication.ID, inbox[0].State, inbox[1].Communication.ID, inbox[1].State)
+	}
+	if inbox, _ := st.Inbox(ctx, "Practitioner/a", 1); len(inbox) != 1 {
+		t.Errorf("limit not applied: %d", len(inbox))
+	}
+	c, err := st.GetCommunication(ctx, "c-in-new")
+	if err != nil || !reflect.DeepEqual(c, inbox[0].Communication) {
+		t.Errorf("GetCommunication = %+v, %v", c, err)
+	}
+	if _, err := st.GetCommunication(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown Communication: %v", err)
+	}
+	ev := store.Event{Topic: TopicOther, Message: message.NewMessage(watermill.NewUUID(), []byte("alone"))}
+	if err := st.PublishEvents(ctx, []store.Event{ev}); err != nil {
+		t.Fatal(err)
+	}
+	got := received(t, st, "inbox-"+watermill.NewShortUUID(), TopicOther, 1, 300*time.Millisecond)
+	sameEvent(t, got[0], ev)
 }

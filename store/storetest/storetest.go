@@ -89,6 +89,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"MappedOnce", testMappedOnce},
 		{"PoisonReplay", testPoisonReplay},
 		{"Deliveries", testDeliveries},
+		{"Inbox", testInbox},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
