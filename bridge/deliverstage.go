@@ -11,6 +11,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/carebridge/carebridge/inbound"
+	"github.com/carebridge/carebridge/store"
 )
 
 // GroupDeliver is the deliver stage's consumer group.
@@ -20,6 +21,7 @@ const GroupDeliver = "deliver"
 type DeliveryStore interface {
 	QueueDeliveries(ctx context.Context, communicationID string, recipients []string, at time.Time) error
 	Unread(ctx context.Context, recipient string) (int, error)
+	GetCommunication(ctx context.Context, id string) (store.CommunicationRow, error)
 }
 
 // Pusher sends a push notification (PushWebhook does).
@@ -34,6 +36,8 @@ type Pusher interface {
 type DeliverStage struct {
 	Store DeliveryStore
 	Push  Pusher // nil: no push gateway configured
+	Hub   *Hub   // nil: no inbox sessions in this process
+	Keys  Opener // needed with Hub
 	Now   func() time.Time
 	Log   *slog.Logger
 }
@@ -49,6 +53,19 @@ func (s *DeliverStage) Handle(msg *message.Message) error {
 	}
 	if err := s.Store.QueueDeliveries(ctx, ev.CommunicationID, ev.Recipients, s.Now().UTC()); err != nil {
 		return err
+	}
+	if s.Hub != nil {
+		c, err := s.Store.GetCommunication(ctx, ev.CommunicationID)
+		if err != nil {
+			return err
+		}
+		item, err := inboxItem(c, s.Keys)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errPermanent, err)
+		}
+		for _, r := range ev.Recipients {
+			s.Hub.Publish(r, item)
+		}
 	}
 	if s.Push == nil {
 		return nil

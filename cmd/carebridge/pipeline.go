@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -28,6 +29,8 @@ type pipelineConfig struct {
 	loc   *time.Location
 	node  string
 	push  *bridge.PushWebhook // nil without --push-url
+	inbox map[string]string   // dev token → recipient; nil without --inbox-dev-tokens
+	hub   *bridge.Hub
 	log   *slog.Logger
 }
 
@@ -48,7 +51,12 @@ func newPipelineConfig(cfg serveConfig, log *slog.Logger) (*pipelineConfig, erro
 			node = "carebridge"
 		}
 	}
-	p := &pipelineConfig{rules: rules, loc: loc, node: node, log: log}
+	p := &pipelineConfig{rules: rules, loc: loc, node: node, log: log, hub: bridge.NewHub()}
+	if cfg.inboxTokens != "" {
+		if p.inbox, err = readDevTokens(cfg.inboxTokens); err != nil {
+			return nil, fmt.Errorf("--inbox-dev-tokens: %w", err)
+		}
+	}
 	if cfg.pushURL != "" {
 		u, err := url.Parse(cfg.pushURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -86,18 +94,58 @@ func (p *pipelineConfig) router(st store.Store, keys *secure.KeyRing) (*message.
 			Validator: v, Limits: hl7.DefaultLimits(), Now: time.Now, Log: p.log,
 		},
 		Audit:   &bridge.AuditStage{Log: trail},
-		Deliver: p.deliver(st),
+		Deliver: p.deliver(st, keys),
 		Logger:  p.log,
 	})
 	return r, trail, err
 }
 
-func (p *pipelineConfig) deliver(st store.Store) *bridge.DeliverStage {
+func (p *pipelineConfig) deliver(st store.Store, keys *secure.KeyRing) *bridge.DeliverStage {
 	d := &bridge.DeliverStage{Store: st, Now: time.Now, Log: p.log}
+	if p.inbox != nil {
+		d.Hub, d.Keys = p.hub, keys
+	}
 	if p.push != nil {
 		d.Push = p.push // a nil *PushWebhook must not become a non-nil Pusher
 	}
 	return d
+}
+
+func (p *pipelineConfig) inboxAPI(st store.Store, keys *secure.KeyRing) *bridge.InboxAPI {
+	return &bridge.InboxAPI{Store: st, Keys: keys, Hub: p.hub, Tokens: p.inbox, Now: time.Now, Log: p.log}
+}
+
+// readDevTokens reads "TOKEN REFERENCE" lines; # starts a comment. Tokens
+// must be long enough not to be guessed; the file must not be readable by
+// others.
+func readDevTokens(path string) (map[string]string, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s lets other users read it; run chmod 600 on it", path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	tokens := map[string]string{}
+	for n, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 2 || len(f[0]) < 16 || !strings.Contains(f[1], "/") {
+			return nil, fmt.Errorf("line %d: want \"TOKEN Practitioner/ID\" with a token of at least 16 characters", n+1)
+		}
+		tokens[f[0]] = f[1]
+	}
+	if len(tokens) == 0 {
+		return nil, errors.New("no tokens")
+	}
+	return tokens, nil
 }
 
 // runCheckpoints signs the audit chain's tail every trail.Every() until ctx

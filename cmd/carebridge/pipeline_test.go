@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -88,4 +90,47 @@ func TestServeMapsAndAudits(t *testing.T) {
 	if err != nil || !strings.Contains(out, "no messages set aside") {
 		t.Errorf("replay list = %v\n%s", err, out)
 	}
+}
+
+// TestServeInbox: with development tokens, the orderer's session streams
+// the critical result the moment it is stored.
+func TestServeInbox(t *testing.T) {
+	dir := t.TempDir()
+	msg := filepath.Join(mapTestdata, "hl7", "oru-r01-critical-k-v251.hl7")
+	summary, _, err := runCLI(t, "", "map", "--summary", "--rules", filepath.Join(mapTestdata, "rules.yaml"), msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orderer := regexp.MustCompile(`ordering [^<]*<(Practitioner/[^>]+)>`).FindStringSubmatch(summary)
+	if orderer == nil {
+		t.Fatalf("no orderer in %s", summary)
+	}
+	tokens := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(tokens, []byte("# trial\ndev-token-0123456789 "+orderer[1]+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mllpAddr, httpAddr, _ := inProcessServer(t, dir, "--rules", filepath.Join(mapTestdata, "rules.yaml"), "--inbox-dev-tokens", tokens)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/api/inbox/stream", nil)
+	req.Header.Set("Authorization", "Bearer dev-token-0123456789")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	if out, _, err := runCLI(t, "", "send", "--addr", mllpAddr, msg); err != nil {
+		t.Fatalf("send: %v\n%s", err, out)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			if !strings.Contains(data, "CRITICAL result for SAMPLE, JORDAN") || !strings.Contains(data, `"priority":"urgent"`) {
+				t.Errorf("event = %s", data)
+			}
+			return
+		}
+	}
+	t.Fatalf("the stream ended without the message: %v", sc.Err())
 }

@@ -39,6 +39,7 @@ type serveConfig struct {
 	node            string
 	pushURL         string
 	pushSecretFile  string
+	inboxTokens     string
 }
 
 func runServe(ctx context.Context, env *environment, args []string) error {
@@ -74,6 +75,7 @@ and acknowledged.`, `  carebridge serve
 	fs.StringVar(&cfg.timezone, "timezone", "", "IANA zone of HL7 times sent without an offset (default: the rules file's timezone)")
 	fs.StringVar(&cfg.node, "node", "", "this instance's name, which names its audit chain (default: the host name)")
 	fs.StringVar(&cfg.pushURL, "push-url", "", "push gateway webhook (in front of APNs/FCM); each new message is announced there by opaque id, priority and unread count only")
+	fs.StringVar(&cfg.inboxTokens, "inbox-dev-tokens", "", "file of development bearer tokens for the clinician inbox (/api/inbox, /api/inbox/stream), one \"TOKEN Practitioner/ID\" per line; for trials only, until real sign-in exists")
 	fs.StringVar(&cfg.pushSecretFile, "push-secret-file", "", "file holding the shared secret that signs push webhook bodies (HMAC-SHA256); required with --push-url")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error (logs never contain message content)")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "text or json")
@@ -210,8 +212,13 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 	}
 
 	var ready atomic.Bool
+	httpMux := http.NewServeMux()
+	httpMux.Handle("/", healthHandler(&ready, st))
+	if pipeline.inbox != nil {
+		httpMux.Handle("/api/", pipeline.inboxAPI(st, keys).Handler())
+	}
 	httpSrv := &http.Server{
-		Handler:           healthHandler(&ready, st),
+		Handler:           httpMux,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 

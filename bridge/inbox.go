@@ -1,0 +1,300 @@
+package bridge
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/carebridge/carebridge/audit"
+	"github.com/carebridge/carebridge/fhir"
+	"github.com/carebridge/carebridge/store"
+)
+
+// InboxItem is a message as its recipient's session receives it. It holds
+// the message text (PHI), so it goes only to that recipient.
+type InboxItem struct {
+	ID        string    `json:"id"`
+	Priority  string    `json:"priority"`
+	Category  string    `json:"category"`
+	Sent      time.Time `json:"sent"`
+	Subject   string    `json:"subject"`
+	Encounter string    `json:"encounter,omitempty"`
+	Text      string    `json:"text"`
+	State     string    `json:"state,omitempty"`
+}
+
+// Opener opens what was sealed at rest (the key ring).
+type Opener interface {
+	Open(sealed, aad []byte) ([]byte, error)
+}
+
+// inboxItem opens a stored Communication into an item.
+func inboxItem(c store.CommunicationRow, keys Opener) (InboxItem, error) {
+	body, err := keys.Open(c.Sealed, []byte("Communication/"+c.ID))
+	if err != nil {
+		return InboxItem{}, fmt.Errorf("opening Communication/%s: %w", c.ID, err)
+	}
+	var comm fhir.Communication
+	if err := json.Unmarshal(body, &comm); err != nil {
+		return InboxItem{}, fmt.Errorf("reading Communication/%s: %w", c.ID, err)
+	}
+	item := InboxItem{ID: c.ID, Priority: c.Priority, Category: c.Category, Sent: c.Sent, Subject: c.Subject, Encounter: c.Encounter}
+	for _, p := range comm.Payload {
+		if p.ContentString != nil {
+			item.Text = *p.ContentString
+			break
+		}
+	}
+	return item, nil
+}
+
+// Hub hands new messages to the recipients' connected sessions in this
+// process. A session that falls behind misses live items, never messages:
+// it gets them from its backlog when it reconnects.
+type Hub struct {
+	mu   sync.Mutex
+	subs map[string]map[chan InboxItem]struct{}
+}
+
+// NewHub returns an empty hub.
+func NewHub() *Hub { return &Hub{subs: map[string]map[chan InboxItem]struct{}{}} }
+
+// Subscribe returns the items for recipient and a function that ends the
+// subscription.
+func (h *Hub) Subscribe(recipient string) (<-chan InboxItem, func()) {
+	ch := make(chan InboxItem, 64)
+	h.mu.Lock()
+	if h.subs[recipient] == nil {
+		h.subs[recipient] = map[chan InboxItem]struct{}{}
+	}
+	h.subs[recipient][ch] = struct{}{}
+	h.mu.Unlock()
+	return ch, func() {
+		h.mu.Lock()
+		delete(h.subs[recipient], ch)
+		if len(h.subs[recipient]) == 0 {
+			delete(h.subs, recipient)
+		}
+		h.mu.Unlock()
+	}
+}
+
+// Publish offers item to recipient's sessions without waiting.
+func (h *Hub) Publish(recipient string, item InboxItem) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.subs[recipient] {
+		select {
+		case ch <- item:
+		default:
+		}
+	}
+}
+
+// InboxStore is what the inbox needs of storage.
+type InboxStore interface {
+	Inbox(ctx context.Context, recipient string, limit int) ([]store.InboxEntry, error)
+	SetDelivery(ctx context.Context, communicationID, recipient, state string, at time.Time) error
+	PublishEvents(ctx context.Context, events []store.Event) error
+}
+
+// InboxAPI serves a clinician's inbox over HTTP:
+//
+//	GET  /api/inbox               the newest messages, with their state (JSON)
+//	GET  /api/inbox/stream        Server-Sent Events: undelivered messages, then each new one as it is stored
+//	POST /api/inbox/{id}/read     the read receipt
+//
+// Identity is a development bearer token per recipient (Tokens: token →
+// Practitioner/PractitionerRole/CareTeam reference) until the access
+// issue brings real sessions. Every delivery and read is audited.
+type InboxAPI struct {
+	Store     InboxStore
+	Keys      Opener
+	Hub       *Hub
+	Tokens    map[string]string
+	Now       func() time.Time
+	Log       *slog.Logger
+	Heartbeat time.Duration // default 15 s
+}
+
+// Handler returns the routes.
+func (a *InboxAPI) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/inbox", a.auth(a.list))
+	mux.HandleFunc("GET /api/inbox/stream", a.auth(a.stream))
+	mux.HandleFunc("POST /api/inbox/{id}/read", a.auth(a.read))
+	return mux
+}
+
+type recipientKey struct{}
+
+// auth resolves the bearer token to its recipient, comparing in constant
+// time; the token itself is never logged.
+func (a *InboxAPI) auth(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		recipient := ""
+		if ok {
+			for t, rec := range a.Tokens {
+				if subtle.ConstantTimeCompare([]byte(t), []byte(token)) == 1 {
+					recipient = rec
+				}
+			}
+		}
+		if recipient == "" {
+			a.Log.Warn("inbox request without a valid token", "remote", r.RemoteAddr, "path", r.URL.Path)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="carebridge inbox"`)
+			http.Error(w, "a valid bearer token is required", http.StatusUnauthorized)
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), recipientKey{}, recipient)))
+	}
+}
+
+func recipientOf(r *http.Request) string { return r.Context().Value(recipientKey{}).(string) }
+
+func (a *InboxAPI) list(w http.ResponseWriter, r *http.Request) {
+	recipient := recipientOf(r)
+	entries, err := a.Store.Inbox(r.Context(), recipient, 100)
+	if err != nil {
+		a.fail(w, "reading an inbox", err)
+		return
+	}
+	items := make([]InboxItem, 0, len(entries))
+	for _, e := range entries {
+		it, err := inboxItem(e.Communication, a.Keys)
+		if err != nil {
+			a.fail(w, "opening an inbox message", err)
+			return
+		}
+		it.State = e.State
+		items = append(items, it)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(items)
+}
+
+func (a *InboxAPI) stream(w http.ResponseWriter, r *http.Request) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	recipient := recipientOf(r)
+	live, cancel := a.Hub.Subscribe(recipient) // before the backlog, so nothing falls between
+	defer cancel()
+	entries, err := a.Store.Inbox(r.Context(), recipient, 100)
+	if err != nil {
+		a.fail(w, "reading an inbox", err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no")
+	fmt.Fprint(w, "retry: 3000\n\n")
+	flusher.Flush()
+	sent := map[string]bool{}
+	slices.Reverse(entries) // oldest first
+	for _, e := range entries {
+		if e.State != store.DeliveryQueued && e.State != store.DeliveryFailed {
+			continue
+		}
+		it, err := inboxItem(e.Communication, a.Keys)
+		if err != nil {
+			a.Log.Error("opening an inbox message", "communication_id", e.Communication.ID, "error", err)
+			continue
+		}
+		if !a.send(w, flusher, r, recipient, it) {
+			return
+		}
+		sent[it.ID] = true
+	}
+	beat := a.Heartbeat
+	if beat <= 0 {
+		beat = 15 * time.Second
+	}
+	tick := time.NewTicker(beat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case it := <-live:
+			if sent[it.ID] {
+				continue
+			}
+			if !a.send(w, flusher, r, recipient, it) {
+				return
+			}
+			sent[it.ID] = true
+		case <-tick.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return
+			}
+			flusher.Flush()
+		}
+	}
+}
+
+// send writes one event and records the delivery; false when the client
+// is gone.
+func (a *InboxAPI) send(w http.ResponseWriter, f http.Flusher, r *http.Request, recipient string, it InboxItem) bool {
+	it.State = store.DeliveryDelivered
+	b, err := json.Marshal(it)
+	if err != nil {
+		return false
+	}
+	if _, err := fmt.Fprintf(w, "id: %s\nevent: communication\ndata: %s\n\n", it.ID, b); err != nil {
+		return false
+	}
+	f.Flush()
+	ctx := context.WithoutCancel(r.Context())
+	if err := a.Store.SetDelivery(ctx, it.ID, recipient, store.DeliveryDelivered, a.Now().UTC()); err != nil {
+		a.Log.Error("recording a delivery", "communication_id", it.ID, "error", err)
+	}
+	a.audit(ctx, r, recipient, "communication.delivered", it.ID, it.Subject)
+	return true
+}
+
+func (a *InboxAPI) read(w http.ResponseWriter, r *http.Request) {
+	recipient, id := recipientOf(r), r.PathValue("id")
+	err := a.Store.SetDelivery(r.Context(), id, recipient, store.DeliveryRead, a.Now().UTC())
+	if errors.Is(err, store.ErrNotFound) {
+		http.Error(w, "no such message in this inbox", http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		a.fail(w, "recording a read receipt", err)
+		return
+	}
+	a.audit(r.Context(), r, recipient, "communication.read", id, "")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *InboxAPI) audit(ctx context.Context, r *http.Request, recipient, action, id, patient string) {
+	ev, err := auditEvent(audit.Entry{
+		At: a.Now().UTC(), Action: action, Outcome: audit.OutcomeSuccess,
+		Actor:    audit.Actor{Kind: audit.ActorUser, ID: recipient, Address: r.RemoteAddr},
+		Entities: []string{"Communication/" + id}, Patient: patient,
+	}, id)
+	if err == nil {
+		err = a.Store.PublishEvents(ctx, []store.Event{ev})
+	}
+	if err != nil {
+		a.Log.Error("auditing an inbox action", "action", action, "communication_id", id, "error", err)
+	}
+}
+
+func (a *InboxAPI) fail(w http.ResponseWriter, what string, err error) {
+	a.Log.Error(what, "error", err)
+	http.Error(w, "internal error", http.StatusInternalServerError)
+}

@@ -1,0 +1,183 @@
+package bridge_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/carebridge/carebridge/audit"
+	"github.com/carebridge/carebridge/bridge"
+	"github.com/carebridge/carebridge/inbound"
+	"github.com/carebridge/carebridge/store"
+)
+
+// sseEvents reads "data:" lines of an event stream into a channel.
+func sseEvents(t *testing.T, url, token string) (<-chan bridge.InboxItem, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("stream: %s %s", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	out := make(chan bridge.InboxItem, 16)
+	go func() {
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				var it bridge.InboxItem
+				if json.Unmarshal([]byte(data), &it) == nil {
+					out <- it
+				}
+			}
+		}
+	}()
+	return out, cancel
+}
+
+func nextItem(t *testing.T, ch <-chan bridge.InboxItem) bridge.InboxItem {
+	t.Helper()
+	select {
+	case it := <-ch:
+		return it
+	case <-time.After(10 * time.Second):
+		t.Fatal("no inbox event in 10 s")
+	}
+	return bridge.InboxItem{}
+}
+
+// TestInboxStreamsDeliversAndReads: a recipient's session gets the message
+// waiting for it and then each new one live; each is recorded delivered,
+// a read receipt records it read, and all three are audited. Without a
+// valid token there is nothing.
+func TestInboxStreamsDeliversAndReads(t *testing.T) {
+	p := newPipeline(t)
+	hub := bridge.NewHub()
+	deliver := &bridge.DeliverStage{Store: p.st, Hub: hub, Keys: p.kr, Now: time.Now, Log: slog.New(slog.DiscardHandler)}
+	mapAndDeliver := func(id string) store.CommunicationRow {
+		t.Helper()
+		if err := p.stage.Handle(received(id)); err != nil {
+			t.Fatal(err)
+		}
+		comms, err := p.st.CommunicationsOf(context.Background(), id)
+		if err != nil || len(comms) != 1 {
+			t.Fatalf("Communications of %s: %+v, %v", id, comms, err)
+		}
+		b, _ := json.Marshal(bridge.CommunicationCreated{CommunicationID: comms[0].ID, InboundID: id, Priority: comms[0].Priority, Recipients: comms[0].Recipients})
+		if err := deliver.Handle(message.NewMessage(watermill.NewUUID(), b)); err != nil {
+			t.Fatal(err)
+		}
+		return comms[0]
+	}
+	first := mapAndDeliver(p.accept(t, "oru-r01-critical-k-v251.hl7"))
+	orderer := first.Recipients[0]
+
+	api := &bridge.InboxAPI{Store: p.st, Keys: p.kr, Hub: hub, Tokens: map[string]string{"dev-token-orderer": orderer},
+		Now: time.Now, Log: slog.New(slog.DiscardHandler), Heartbeat: 50 * time.Millisecond}
+	srv := httptest.NewServer(api.Handler())
+	defer srv.Close()
+
+	for _, token := range []string{"", "wrong"} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/inbox", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("token %q: %s, want 401", token, resp.Status)
+		}
+	}
+
+	events, stop := sseEvents(t, srv.URL+"/api/inbox/stream", "dev-token-orderer")
+	defer stop()
+	got := nextItem(t, events)
+	if got.ID != first.ID || got.Priority != "urgent" || !strings.Contains(got.Text, "CRITICAL result for SAMPLE, JORDAN") {
+		t.Fatalf("backlog event = %+v", got)
+	}
+
+	raw, _ := os.ReadFile(filepath.Join("..", "mapping", "testdata", "hl7", "oru-r01-critical-k-v251.hl7"))
+	res, err := p.in.Accept(context.Background(), inbound.Peer{Addr: "127.0.0.1:1", Transport: "mllp"},
+		[]byte(strings.Replace(string(raw), "ORU251-0001", "ORU251-0002", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := mapAndDeliver(res.ID)
+	if live := nextItem(t, events); live.ID != second.ID {
+		t.Fatalf("live event = %+v, want %s", live, second.ID)
+	}
+
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/inbox/"+first.ID+"/read", nil)
+	req.Header.Set("Authorization", "Bearer dev-token-orderer")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("read receipt: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ds, _ := p.st.DeliveriesOf(context.Background(), second.ID)
+		state := ""
+		for _, d := range ds {
+			if d.Recipient == orderer {
+				state = d.State
+			}
+		}
+		if state == store.DeliveryDelivered {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the live message is %q for the orderer, want delivered", state)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	req, _ = http.NewRequest(http.MethodGet, srv.URL+"/api/inbox", nil)
+	req.Header.Set("Authorization", "Bearer dev-token-orderer")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var items []bridge.InboxItem
+	json.NewDecoder(resp.Body).Decode(&items)
+	resp.Body.Close()
+	states := map[string]string{}
+	for _, it := range items {
+		states[it.ID] = it.State
+	}
+	if len(items) != 2 || states[first.ID] != store.DeliveryRead || states[second.ID] != store.DeliveryDelivered {
+		t.Errorf("inbox states = %v", states)
+	}
+
+	actions := map[string]int{}
+	for _, m := range next(t, p.st, bridge.TopicAuditRecorded, 7) { // 2 messages × 2 map entries, 2 deliveries, 1 read
+		var e audit.Entry
+		json.Unmarshal(m.Payload, &e)
+		actions[e.Action]++
+		if e.Action == "communication.read" && (e.Actor.Kind != audit.ActorUser || e.Actor.ID != orderer) {
+			t.Errorf("read audited as %+v", e.Actor)
+		}
+	}
+	if actions["communication.delivered"] != 2 || actions["communication.read"] != 1 {
+		t.Errorf("audited actions = %v", actions)
+	}
+}
