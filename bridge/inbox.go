@@ -102,8 +102,7 @@ func (h *Hub) Publish(recipient string, item InboxItem) {
 // InboxStore is what the inbox needs of storage.
 type InboxStore interface {
 	Inbox(ctx context.Context, recipient string, limit int) ([]store.InboxEntry, error)
-	SetDelivery(ctx context.Context, communicationID, recipient, state string, at time.Time) error
-	PublishEvents(ctx context.Context, events []store.Event) error
+	SetDelivery(ctx context.Context, communicationID, recipient, state string, at time.Time, events ...store.Event) error
 }
 
 // InboxAPI serves a clinician's inbox over HTTP:
@@ -258,16 +257,16 @@ func (a *InboxAPI) send(w http.ResponseWriter, f http.Flusher, r *http.Request, 
 	}
 	f.Flush()
 	ctx := context.WithoutCancel(r.Context())
-	if err := a.Store.SetDelivery(ctx, it.ID, recipient, store.DeliveryDelivered, a.Now().UTC()); err != nil {
+	if err := a.setDelivery(ctx, r, recipient, it.ID, it.Subject, store.DeliveryDelivered, "communication.delivered"); err != nil {
+		// The client has the message; the record of it is what failed.
 		a.Log.Error("recording a delivery", "communication_id", it.ID, "error", err)
 	}
-	a.audit(ctx, r, recipient, "communication.delivered", it.ID, it.Subject)
 	return true
 }
 
 func (a *InboxAPI) read(w http.ResponseWriter, r *http.Request) {
 	recipient, id := recipientOf(r), r.PathValue("id")
-	err := a.Store.SetDelivery(r.Context(), id, recipient, store.DeliveryRead, a.Now().UTC())
+	err := a.setDelivery(r.Context(), r, recipient, id, "", store.DeliveryRead, "communication.read")
 	if errors.Is(err, store.ErrNotFound) {
 		http.Error(w, "no such message in this inbox", http.StatusNotFound)
 		return
@@ -276,22 +275,22 @@ func (a *InboxAPI) read(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, "recording a read receipt", err)
 		return
 	}
-	a.audit(r.Context(), r, recipient, "communication.read", id, "")
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (a *InboxAPI) audit(ctx context.Context, r *http.Request, recipient, action, id, patient string) {
+// setDelivery records a delivery state with its audit entry, in one
+// transaction.
+func (a *InboxAPI) setDelivery(ctx context.Context, r *http.Request, recipient, id, patient, state, action string) error {
+	now := a.Now().UTC()
 	ev, err := auditEvent(audit.Entry{
-		At: a.Now().UTC(), Action: action, Outcome: audit.OutcomeSuccess,
+		At: now, Action: action, Outcome: audit.OutcomeSuccess,
 		Actor:    audit.Actor{Kind: audit.ActorUser, ID: recipient, Address: r.RemoteAddr},
 		Entities: []string{"Communication/" + id}, Patient: patient,
 	}, id)
-	if err == nil {
-		err = a.Store.PublishEvents(ctx, []store.Event{ev})
-	}
 	if err != nil {
-		a.Log.Error("auditing an inbox action", "action", action, "communication_id", id, "error", err)
+		return err
 	}
+	return a.Store.SetDelivery(ctx, id, recipient, state, now, ev)
 }
 
 func (a *InboxAPI) fail(w http.ResponseWriter, what string, err error) {

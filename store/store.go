@@ -262,9 +262,11 @@ type Deliveries interface {
 	// QueueDeliveries records one queued delivery per recipient; one that
 	// exists already is left as it is (a redelivered event).
 	QueueDeliveries(ctx context.Context, communicationID string, recipients []string, at time.Time) error
-	// SetDelivery moves a delivery to state. It never moves one back: read
-	// stays read, and delivered does not become queued again.
-	SetDelivery(ctx context.Context, communicationID, recipient, state string, at time.Time) error
+	// SetDelivery moves a delivery to state and publishes events (its
+	// audit entry) in the same transaction. It never moves one back: read
+	// stays read, and delivered does not become queued again; the events
+	// are published all the same.
+	SetDelivery(ctx context.Context, communicationID, recipient, state string, at time.Time, events ...Event) error
 	// DeliveriesOf returns the deliveries of a Communication, by recipient.
 	DeliveriesOf(ctx context.Context, communicationID string) ([]Delivery, error)
 	// Unread counts a recipient's deliveries not yet read.

@@ -23,22 +23,37 @@ func (s *Store) QueueDeliveries(ctx context.Context, communicationID string, rec
 }
 
 // SetDelivery moves a delivery forward. See store.Deliveries.
-func (s *Store) SetDelivery(ctx context.Context, communicationID, recipient, state string, at time.Time) error {
+func (s *Store) SetDelivery(ctx context.Context, communicationID, recipient, state string, at time.Time, events ...store.Event) error {
 	rank := store.DeliveryRank(state)
 	if rank < 0 {
 		return fmt.Errorf("setting a delivery: unknown state %q", state)
 	}
-	var exists bool
-	err := s.pool.QueryRow(ctx, `WITH u AS (
-			UPDATE delivery SET state = $3, rank = $4, updated_at = $5
-			WHERE communication_id = $1 AND recipient = $2 AND rank < $4 RETURNING 1)
-		SELECT EXISTS (SELECT 1 FROM delivery WHERE communication_id = $1 AND recipient = $2)`,
-		communicationID, recipient, state, rank, at).Scan(&exists)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var exists bool
+		err := tx.QueryRow(ctx, `WITH u AS (
+				UPDATE delivery SET state = $3, rank = $4, updated_at = $5
+				WHERE communication_id = $1 AND recipient = $2 AND rank < $4 RETURNING 1)
+			SELECT EXISTS (SELECT 1 FROM delivery WHERE communication_id = $1 AND recipient = $2)`,
+			communicationID, recipient, state, rank, at).Scan(&exists)
+		if err != nil {
+			return err
+		}
+		if !exists {
+			return store.ErrNotFound
+		}
+		if len(events) == 0 {
+			return nil
+		}
+		pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+		if err != nil {
+			return fmt.Errorf("creating publisher: %w", err)
+		}
+		var byTopic store.EventsByTopic
+		byTopic.Add(events)
+		return byTopic.Publish(pub)
+	})
 	if err != nil {
 		return fmt.Errorf("setting the delivery of %s to %s: %w", communicationID, recipient, err)
-	}
-	if !exists {
-		return fmt.Errorf("setting the delivery of %s to %s: %w", communicationID, recipient, store.ErrNotFound)
 	}
 	return nil
 }

@@ -38,7 +38,7 @@ func (s *Store) QueueDeliveries(ctx context.Context, communicationID string, rec
 }
 
 // SetDelivery moves a delivery forward. See store.Deliveries.
-func (s *Store) SetDelivery(ctx context.Context, communicationID, recipient, state string, at time.Time) error {
+func (s *Store) SetDelivery(ctx context.Context, communicationID, recipient, state string, at time.Time, events ...store.Event) (err error) {
 	rank := store.DeliveryRank(state)
 	if rank < 0 {
 		return fmt.Errorf("setting a delivery: unknown state %q", state)
@@ -46,19 +46,41 @@ func (s *Store) SetDelivery(ctx context.Context, communicationID, recipient, sta
 	if s.write == nil {
 		return fmt.Errorf("setting a delivery: %w", ErrReadOnly)
 	}
-	res, err := s.write.ExecContext(ctx, `UPDATE delivery SET state = ?, rank = ?, updated_at = ?
-		WHERE communication_id = ? AND recipient = ? AND rank < ?`, state, rank, at.UnixMicro(), communicationID, recipient, rank)
+	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
+		return fmt.Errorf("setting a delivery: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	var exists int
+	if err = tx.QueryRowContext(ctx, `SELECT count(*) FROM delivery WHERE communication_id = ? AND recipient = ?`, communicationID, recipient).Scan(&exists); err != nil {
 		return fmt.Errorf("setting the delivery of %s to %s: %w", communicationID, recipient, err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		var exists int
-		if err := s.write.QueryRowContext(ctx, `SELECT count(*) FROM delivery WHERE communication_id = ? AND recipient = ?`, communicationID, recipient).Scan(&exists); err != nil {
+	if exists == 0 {
+		err = fmt.Errorf("setting the delivery of %s to %s: %w", communicationID, recipient, store.ErrNotFound)
+		return err
+	}
+	if _, err = tx.ExecContext(ctx, `UPDATE delivery SET state = ?, rank = ?, updated_at = ?
+		WHERE communication_id = ? AND recipient = ? AND rank < ?`, state, rank, at.UnixMicro(), communicationID, recipient, rank); err != nil {
+		return fmt.Errorf("setting the delivery of %s to %s: %w", communicationID, recipient, err)
+	}
+	if len(events) > 0 {
+		pub, perr := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+		if perr != nil {
+			err = fmt.Errorf("creating publisher: %w", perr)
 			return err
 		}
-		if exists == 0 {
-			return fmt.Errorf("setting the delivery of %s to %s: %w", communicationID, recipient, store.ErrNotFound)
+		var byTopic store.EventsByTopic
+		byTopic.Add(events)
+		if err = byTopic.Publish(pub); err != nil {
+			return err
 		}
+	}
+	if err = tx.Commit(); err != nil {
+		return fmt.Errorf("setting a delivery: %w", err)
 	}
 	return nil
 }

@@ -61,6 +61,16 @@ func testDeliveries(t *testing.T, st store.Store) {
 	if err := st.SetDelivery(ctx, "c1", "Practitioner/a", "lost", at); err == nil {
 		t.Error("an unknown state was accepted")
 	}
+	ev := store.Event{Topic: TopicOther, Message: message.NewMessage(watermill.NewUUID(), []byte("read"))}
+	if err := st.SetDelivery(ctx, "c1", "Practitioner/b", store.DeliveryRead, at, ev); err != nil {
+		t.Fatal(err)
+	}
+	lost := store.Event{Topic: TopicOther, Message: message.NewMessage(watermill.NewUUID(), []byte("lost"))}
+	if err := st.SetDelivery(ctx, "c1", "Practitioner/z", store.DeliveryRead, at, lost); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown recipient with an event: %v", err)
+	}
+	published := received(t, st, "delivery-"+watermill.NewShortUUID(), TopicOther, 1, 300*time.Millisecond)
+	sameEvent(t, published[0], ev)
 }
 
 // testInbox: a recipient's inbox lists their Communications, newest first,
