@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	fhirmodel "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
 	"github.com/carebridge/carebridge/audit"
 	"github.com/carebridge/carebridge/fhir"
 	"github.com/carebridge/carebridge/store"
@@ -34,6 +36,12 @@ type InboxItem struct {
 // Opener opens what was sealed at rest (the key ring).
 type Opener interface {
 	Open(sealed, aad []byte) ([]byte, error)
+}
+
+// Keys seal and open records at rest.
+type Keys interface {
+	Opener
+	Seal(plaintext, aad []byte) ([]byte, error)
 }
 
 // inboxItem opens a stored Communication into an item.
@@ -102,6 +110,9 @@ func (h *Hub) Publish(recipient string, item InboxItem) {
 // InboxStore is what the inbox needs of storage.
 type InboxStore interface {
 	Inbox(ctx context.Context, recipient string, limit int) ([]store.InboxEntry, error)
+	DeliveriesOf(ctx context.Context, communicationID string) ([]store.Delivery, error)
+	GetCommunication(ctx context.Context, id string) (store.CommunicationRow, error)
+	CompleteCommunication(ctx context.Context, id string, sealed []byte) (bool, error)
 	SetDelivery(ctx context.Context, communicationID, recipient, state string, at time.Time, events ...store.Event) error
 }
 
@@ -116,7 +127,7 @@ type InboxStore interface {
 // issue brings real sessions. Every delivery and read is audited.
 type InboxAPI struct {
 	Store     InboxStore
-	Keys      Opener
+	Keys      Keys
 	Hub       *Hub
 	Tokens    map[string]string
 	Now       func() time.Time
@@ -260,6 +271,8 @@ func (a *InboxAPI) send(w http.ResponseWriter, f http.Flusher, r *http.Request, 
 	if err := a.setDelivery(ctx, r, recipient, it.ID, it.Subject, store.DeliveryDelivered, "communication.delivered"); err != nil {
 		// The client has the message; the record of it is what failed.
 		a.Log.Error("recording a delivery", "communication_id", it.ID, "error", err)
+	} else if err := a.completeIfDelivered(ctx, it.ID); err != nil {
+		a.Log.Error("completing a Communication", "communication_id", it.ID, "error", err)
 	}
 	return true
 }
@@ -291,6 +304,46 @@ func (a *InboxAPI) setDelivery(ctx context.Context, r *http.Request, recipient, 
 		return err
 	}
 	return a.Store.SetDelivery(ctx, id, recipient, state, now, ev)
+}
+
+// completeIfDelivered marks the Communication completed, with the time it
+// was received, once every recipient has it.
+func (a *InboxAPI) completeIfDelivered(ctx context.Context, id string) error {
+	ds, err := a.Store.DeliveriesOf(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, d := range ds {
+		if store.DeliveryRank(d.State) < store.DeliveryRank(store.DeliveryDelivered) {
+			return nil
+		}
+	}
+	c, err := a.Store.GetCommunication(ctx, id)
+	if err != nil || c.Status == "completed" {
+		return err
+	}
+	aad := []byte("Communication/" + id)
+	body, err := a.Keys.Open(c.Sealed, aad)
+	if err != nil {
+		return err
+	}
+	var comm fhir.Communication
+	if err := json.Unmarshal(body, &comm); err != nil {
+		return err
+	}
+	comm.Status = fhirmodel.EventStatusCompleted
+	received := a.Now().UTC().Format(time.RFC3339)
+	comm.Received = &received
+	body, err = fhir.Resource{Type: "Communication", ID: id, Body: &comm}.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	sealed, err := a.Keys.Seal(body, aad)
+	if err != nil {
+		return err
+	}
+	_, err = a.Store.CompleteCommunication(ctx, id, sealed)
+	return err
 }
 
 func (a *InboxAPI) fail(w http.ResponseWriter, what string, err error) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/carebridge/carebridge/audit"
 	"github.com/carebridge/carebridge/bridge"
+	"github.com/carebridge/carebridge/fhir"
 	"github.com/carebridge/carebridge/inbound"
 	"github.com/carebridge/carebridge/store"
 )
@@ -88,7 +89,8 @@ func TestInboxStreamsDeliversAndReads(t *testing.T) {
 	first := mapAndDeliver(p.accept(t, "oru-r01-critical-k-v251.hl7"))
 	orderer := first.Recipients[0]
 
-	api := &bridge.InboxAPI{Store: p.st, Keys: p.kr, Hub: hub, Tokens: map[string]string{"dev-token-orderer": orderer},
+	api := &bridge.InboxAPI{Store: p.st, Keys: p.kr, Hub: hub, Tokens: map[string]string{
+		"dev-token-orderer": orderer, "dev-token-attending": first.Recipients[1], "dev-token-oncall": first.Recipients[2]},
 		Now: time.Now, Log: slog.New(slog.DiscardHandler), Heartbeat: 50 * time.Millisecond}
 	srv := httptest.NewServer(api.Handler())
 	defer srv.Close()
@@ -168,8 +170,39 @@ func TestInboxStreamsDeliversAndReads(t *testing.T) {
 		t.Errorf("inbox states = %v", states)
 	}
 
+	// The other two recipients connect: once all three have the first
+	// message, it is completed, with the time it was received.
+	for _, token := range []string{"dev-token-attending", "dev-token-oncall"} {
+		ch, stop := sseEvents(t, srv.URL+"/api/inbox/stream", token)
+		nextItem(t, ch)
+		nextItem(t, ch)
+		stop()
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		c, err := p.st.GetCommunication(context.Background(), first.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Status == "completed" {
+			body, err := p.kr.Open(c.Sealed, []byte("Communication/"+c.ID))
+			if err != nil || !strings.Contains(string(body), `"status":"completed"`) || !strings.Contains(string(body), `"received":"`) {
+				t.Fatalf("completed Communication = %s, %v", body, err)
+			}
+			v, _ := fhir.NewValidator()
+			if err := v.Validate(body); err != nil {
+				t.Fatalf("the completed Communication is not valid R4: %v", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Communication %s is %s after every recipient got it", first.ID, c.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
 	actions := map[string]int{}
-	for _, m := range next(t, p.st, bridge.TopicAuditRecorded, 7) { // 2 messages × 2 map entries, 2 deliveries, 1 read
+	for _, m := range next(t, p.st, bridge.TopicAuditRecorded, 11) { // 2 messages × 2 map entries, 6 deliveries, 1 read
 		var e audit.Entry
 		json.Unmarshal(m.Payload, &e)
 		actions[e.Action]++
@@ -177,7 +210,7 @@ func TestInboxStreamsDeliversAndReads(t *testing.T) {
 			t.Errorf("read audited as %+v", e.Actor)
 		}
 	}
-	if actions["communication.delivered"] != 2 || actions["communication.read"] != 1 {
+	if actions["communication.delivered"] != 6 || actions["communication.read"] != 1 {
 		t.Errorf("audited actions = %v", actions)
 	}
 }

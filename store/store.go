@@ -278,6 +278,9 @@ type Deliveries interface {
 	GetCommunication(ctx context.Context, id string) (CommunicationRow, error)
 	// PublishEvents publishes events in a transaction of their own.
 	PublishEvents(ctx context.Context, events []Event) error
+	// CompleteCommunication sets a Communication's status to completed with
+	// its resource re-sealed; done is false if it was completed already.
+	CompleteCommunication(ctx context.Context, id string, sealed []byte) (done bool, err error)
 }
 
 // InboxEntry is one Communication in a recipient's inbox.

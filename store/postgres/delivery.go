@@ -143,3 +143,12 @@ func (s *Store) PublishEvents(ctx context.Context, events []store.Event) error {
 	}
 	return nil
 }
+
+// CompleteCommunication marks a Communication completed. See store.Deliveries.
+func (s *Store) CompleteCommunication(ctx context.Context, id string, sealed []byte) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE communication SET status = 'completed', sealed = $1 WHERE id = $2 AND status <> 'completed'`, sealed, id)
+	if err != nil {
+		return false, fmt.Errorf("completing Communication/%s: %w", id, err)
+	}
+	return tag.RowsAffected() > 0, nil
+}

@@ -190,3 +190,16 @@ func (s *Store) PublishEvents(ctx context.Context, events []store.Event) (err er
 	}
 	return tx.Commit()
 }
+
+// CompleteCommunication marks a Communication completed. See store.Deliveries.
+func (s *Store) CompleteCommunication(ctx context.Context, id string, sealed []byte) (bool, error) {
+	if s.write == nil {
+		return false, fmt.Errorf("completing Communication/%s: %w", id, ErrReadOnly)
+	}
+	res, err := s.write.ExecContext(ctx, `UPDATE communication SET status = 'completed', sealed = ? WHERE id = ? AND status <> 'completed'`, sealed, id)
+	if err != nil {
+		return false, fmt.Errorf("completing Communication/%s: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
+}

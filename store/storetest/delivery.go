@@ -106,6 +106,15 @@ func testInbox(t *testing.T, st store.Store) {
 	if err != nil || !reflect.DeepEqual(c, inbox[0].Communication) {
 		t.Errorf("GetCommunication = %+v, %v", c, err)
 	}
+	if done, err := st.CompleteCommunication(ctx, "c-in-new", []byte("completed")); err != nil || !done {
+		t.Fatalf("complete: %v, %v", done, err)
+	}
+	if done, err := st.CompleteCommunication(ctx, "c-in-new", []byte("again")); err != nil || done {
+		t.Fatalf("complete again: %v, %v; want false", done, err)
+	}
+	if c, _ := st.GetCommunication(ctx, "c-in-new"); c.Status != "completed" || string(c.Sealed) != "completed" {
+		t.Errorf("after completion: %s %q", c.Status, c.Sealed)
+	}
 	if _, err := st.GetCommunication(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("unknown Communication: %v", err)
 	}
