@@ -223,7 +223,28 @@ type Mapped struct {
 	Outcome        []byte // the mapping outcome, sealed (its diagnostics may quote content)
 	Resources      []SealedResource
 	Communications []CommunicationRow
+	Escalations    []Escalation
 	Events         []Event
+}
+
+// Escalation is a Communication's next escalation step, found by the
+// database when due: no timer or goroutine per message.
+type Escalation struct {
+	CommunicationID string
+	Unit            string // the patient's unit, whose on-call and teams are the next tiers
+	Step            int    // steps taken so far
+	DueAt           time.Time
+}
+
+// Escalations are the due-time queue of unread urgent messages.
+type Escalations interface {
+	// DueEscalations returns up to limit escalations due at now, oldest first.
+	DueEscalations(ctx context.Context, now time.Time, limit int) ([]Escalation, error)
+	// AdvanceEscalation moves an escalation from step to step+1, due again
+	// at next (zero: finished), publishing events in the same transaction.
+	// It returns false, changing nothing, when another worker advanced it
+	// first.
+	AdvanceEscalation(ctx context.Context, communicationID string, step int, next time.Time, events ...Event) (bool, error)
 }
 
 // Mapping is the output of the map stage.
@@ -321,6 +342,7 @@ type Store interface {
 	Mapping
 	Poison
 	Deliveries
+	Escalations
 	// Subscriber returns a Watermill subscriber on the store's own queue
 	// tables for the given consumer group.
 	Subscriber(consumerGroup string) (message.Subscriber, error)

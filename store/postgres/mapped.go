@@ -41,6 +41,10 @@ func (s *Store) StoreMapped(ctx context.Context, m store.Mapped) (bool, error) {
 				subject, encounter, recipients, sent, sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING`,
 				c.ID, m.InboundID, c.Identifier, c.Status, c.Priority, c.Category, c.Subject, c.Encounter, recipients, c.Sent, c.Sealed)
 		}
+		for _, e := range m.Escalations {
+			b.Queue(`INSERT INTO escalation (communication_id, unit, step, due_at) VALUES ($1, $2, 0, $3) ON CONFLICT DO NOTHING`,
+				e.CommunicationID, e.Unit, e.DueAt)
+		}
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return err
 		}

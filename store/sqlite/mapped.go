@@ -65,6 +65,12 @@ func (s *Store) storeMapped(ctx context.Context, m store.Mapped) (_ bool, err er
 			return false, fmt.Errorf("writing Communication/%s: %w", c.ID, err)
 		}
 	}
+	for _, e := range m.Escalations {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO escalation (communication_id, unit, step, due_at) VALUES (?, ?, 0, ?) ON CONFLICT DO NOTHING`,
+			e.CommunicationID, e.Unit, e.DueAt.UnixMicro()); err != nil {
+			return false, fmt.Errorf("scheduling the escalation of %s: %w", e.CommunicationID, err)
+		}
+	}
 	var events store.EventsByTopic
 	events.Add(m.Events)
 	if events.Len() > 0 {

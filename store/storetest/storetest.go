@@ -90,6 +90,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"PoisonReplay", testPoisonReplay},
 		{"Deliveries", testDeliveries},
 		{"Inbox", testInbox},
+		{"Escalations", testEscalations},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

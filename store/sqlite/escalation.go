@@ -1,0 +1,74 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+
+	"github.com/carebridge/carebridge/store"
+)
+
+// DueEscalations returns the escalations due at now. See store.Escalations.
+func (s *Store) DueEscalations(ctx context.Context, now time.Time, limit int) ([]store.Escalation, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT communication_id, unit, step, due_at FROM escalation
+		WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT ?`, now.UnixMicro(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("finding due escalations: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Escalation
+	for rows.Next() {
+		var e store.Escalation
+		var due int64
+		if err := rows.Scan(&e.CommunicationID, &e.Unit, &e.Step, &due); err != nil {
+			return nil, fmt.Errorf("finding due escalations: %w", err)
+		}
+		e.DueAt = time.UnixMicro(due).UTC()
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// AdvanceEscalation moves an escalation on. See store.Escalations.
+func (s *Store) AdvanceEscalation(ctx context.Context, communicationID string, step int, next time.Time, events ...store.Event) (_ bool, err error) {
+	if s.write == nil {
+		return false, fmt.Errorf("advancing an escalation: %w", ErrReadOnly)
+	}
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("advancing an escalation: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	due := sql.NullInt64{Int64: next.UnixMicro(), Valid: !next.IsZero()}
+	res, err := tx.ExecContext(ctx, `UPDATE escalation SET step = step + 1, due_at = ? WHERE communication_id = ? AND step = ?`, due, communicationID, step)
+	if err != nil {
+		return false, fmt.Errorf("advancing the escalation of %s: %w", communicationID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		_ = tx.Rollback()
+		return false, nil
+	}
+	if len(events) > 0 {
+		pub, perr := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+		if perr != nil {
+			err = fmt.Errorf("creating publisher: %w", perr)
+			return false, err
+		}
+		var byTopic store.EventsByTopic
+		byTopic.Add(events)
+		if err = byTopic.Publish(pub); err != nil {
+			return false, err
+		}
+	}
+	if err = tx.Commit(); err != nil {
+		return false, fmt.Errorf("advancing an escalation: %w", err)
+	}
+	return true, nil
+}
