@@ -68,6 +68,20 @@ type MapStage struct {
 	Limits    hl7.Limits
 	Now       func() time.Time
 	Log       *slog.Logger
+	// Deadlines say how long an unread message of a priority waits before
+	// it is escalated; nil means DefaultDeadlines.
+	Deadlines map[string]time.Duration
+}
+
+// DefaultDeadlines: an unread stat message is escalated after 2 minutes,
+// asap after 3, urgent after 5; routine ones never.
+var DefaultDeadlines = map[string]time.Duration{"stat": 2 * time.Minute, "asap": 3 * time.Minute, "urgent": 5 * time.Minute}
+
+func (s *MapStage) deadline(priority string) time.Duration {
+	if s.Deadlines != nil {
+		return s.Deadlines[priority]
+	}
+	return DefaultDeadlines[priority]
 }
 
 // errPermanent marks a message that no retry can fix (its payload is not a
@@ -161,6 +175,9 @@ func (s *MapStage) mapped(m store.InboundMessage, raw []byte, corr string) (stor
 			return out, err
 		}
 		out.Communications = append(out.Communications, row)
+		if d := s.deadline(row.Priority); d > 0 {
+			out.Escalations = append(out.Escalations, store.Escalation{CommunicationID: row.ID, Unit: res.Event.Location.Unit, DueAt: now.Add(d)})
+		}
 		created, err := json.Marshal(CommunicationCreated{CommunicationID: row.ID, InboundID: m.ID, Priority: row.Priority, Recipients: row.Recipients})
 		if err != nil {
 			return out, err

@@ -340,3 +340,33 @@ func (r *Rules) fixedRef(sh shift, emit func(string, string, any) string) string
 	}
 	return emit("Practitioner", id, p)
 }
+
+// EscalationTier returns whom escalation reaches at tier n for a message
+// about unit, at time t: tier 1 is the unit's on-call, tier 2 its care
+// teams (the charge nurse or the unit). Empty when the rules name nobody.
+func (r *Rules) EscalationTier(unit string, tier int, t time.Time) []string {
+	var out []string
+	switch tier {
+	case 1:
+		local := t.In(r.loc)
+		for _, sh := range r.onCall[unit] {
+			if !sh.active(local) {
+				continue
+			}
+			ref := sh.ref
+			if ref == "" {
+				ref = "Practitioner/" + fhir.ID("Practitioner", sh.system, sh.value)
+			}
+			if !slices.Contains(out, ref) {
+				out = append(out, ref)
+			}
+		}
+	case 2:
+		for _, tm := range r.teams {
+			if unit != "" && slices.Contains(tm.units, unit) {
+				out = append(out, "CareTeam/"+tm.id)
+			}
+		}
+	}
+	return out
+}

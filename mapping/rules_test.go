@@ -376,3 +376,28 @@ func TestTemplatesAreBounded(t *testing.T) {
 		t.Errorf("a plain range and printf were refused: %v", err)
 	}
 }
+
+// TestEscalationTiers: tier 1 is whoever is on call for the unit at that
+// time (the same reference routing gives), tier 2 the unit's care teams.
+func TestEscalationTiers(t *testing.T) {
+	r := testRules(t)
+	day := r.EscalationTier("ICU", 1, testNow) // Tuesday 14:30 UTC
+	night := r.EscalationTier("ICU", 1, testNow.Add(8*time.Hour))
+	if len(day) != 1 || len(night) != 1 || day[0] == night[0] || !strings.HasPrefix(day[0], "Practitioner/") {
+		t.Errorf("on-call tier: day %v, night %v", day, night)
+	}
+	res := mapMessage(t, mshORU, pid, pv1ICU,
+		"ORC|RE|ORD1001^CPOE|F7001^LAB|||||||||2001^ORDERLY^OLIVIA^^^DR",
+		"OBR|1|ORD1001^CPOE|F7001^LAB|2823-3^Potassium^LN",
+		"OBX|1|NM|2823-3^Potassium^LN||6.9|mmol/L|3.5-5.1|HH|||F")
+	notes := r.Route(res, testNow)
+	if len(notes) == 0 || !slices.Contains(notes[0].Recipients, day[0]) {
+		t.Errorf("routing's on-call %v does not include the tier's %v", notes, day)
+	}
+	if teams := r.EscalationTier("ICU", 2, testNow); len(teams) != 1 || teams[0] != "CareTeam/icu-nursing" {
+		t.Errorf("team tier = %v", teams)
+	}
+	if none := r.EscalationTier("NOWHERE", 1, testNow); len(none) != 0 {
+		t.Errorf("unknown unit tier = %v", none)
+	}
+}

@@ -111,6 +111,14 @@ func (p *pipelineConfig) deliver(st store.Store, keys *secure.KeyRing) *bridge.D
 	return d
 }
 
+func (p *pipelineConfig) escalator(st store.Store, keys *secure.KeyRing) *bridge.Escalator {
+	e := &bridge.Escalator{Store: st, Rules: p.rules, Hub: p.hub, Keys: keys, Now: time.Now, Log: p.log}
+	if p.push != nil {
+		e.Push = p.push
+	}
+	return e
+}
+
 func (p *pipelineConfig) inboxAPI(st store.Store, keys *secure.KeyRing) *bridge.InboxAPI {
 	return &bridge.InboxAPI{Store: st, Keys: keys, Hub: p.hub, Tokens: p.inbox, Now: time.Now, Log: p.log}
 }

@@ -49,7 +49,8 @@ Runs carebridge: listens for HL7v2 over MLLP, stores every message encrypted
 and queued in one transaction, and only then acknowledges it (AA/CA). Bad
 messages are stored as rejected and answered AE/AR with ERR segments.
 Accepted messages are then mapped to FHIR and routed to Communications
-(stored encrypted), and every step is appended to the audit trail
+(stored encrypted), delivered (inbox, push), escalated when urgent and
+unread, and every step is appended to the audit trail
 ("carebridge audit verify" checks it). A message no retry can fix is set
 aside with its reason ("carebridge replay" lists and resends them).
 With no flags it uses an embedded SQLite database in ./carebridge-data.
@@ -245,6 +246,11 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 	})
 	g.Go(func() error {
 		runCheckpoints(gctx, trail, log)
+		return nil
+	})
+	g.Go(func() error {
+		// Due escalations are found by the database every few seconds.
+		pipeline.escalator(st, keys).Run(gctx, 5*time.Second)
 		return nil
 	})
 	g.Go(func() error {
