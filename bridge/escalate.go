@@ -81,11 +81,15 @@ func (e *Escalator) step(ctx context.Context, esc store.Escalation, now time.Tim
 	if err != nil {
 		return false, err
 	}
-	deadlines := e.Deadlines
-	if deadlines == nil {
-		deadlines = DefaultDeadlines
+	every := esc.Every
+	if every <= 0 {
+		deadlines := e.Deadlines
+		if deadlines == nil {
+			deadlines = DefaultDeadlines
+		}
+		every = deadlines[c.Priority]
 	}
-	next := now.Add(deadlines[c.Priority])
+	next := now.Add(every)
 	notify := unread
 	if esc.Step >= 1 {
 		notify = nil

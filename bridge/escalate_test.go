@@ -4,12 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/carebridge/carebridge/audit"
 	"github.com/carebridge/carebridge/bridge"
+	"github.com/carebridge/carebridge/mapping"
 	"github.com/carebridge/carebridge/store"
 )
 
@@ -115,5 +119,33 @@ func TestReadMessageIsNotEscalated(t *testing.T) {
 	}
 	if entries := next(t, p.st, bridge.TopicAuditRecorded, 2); len(entries) != 2 {
 		t.Errorf("closing an escalation was audited")
+	}
+}
+
+// TestRuleDeadlineSchedulesEscalation: a rule's escalate_after, not the
+// priority's default, decides when its message first escalates.
+func TestRuleDeadlineSchedulesEscalation(t *testing.T) {
+	p := newPipeline(t)
+	src, err := os.ReadFile(filepath.Join("..", "mapping", "testdata", "rules.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withDeadline := strings.Replace(string(src), "    notify: [ordering, attending, on_call]\n", "    notify: [ordering, attending, on_call]\n    escalate_after: 90s\n", 1)
+	if withDeadline == string(src) {
+		t.Fatal("the critical-result rule was not found in the test rules")
+	}
+	if p.stage.Rules, err = mapping.ParseRules([]byte(withDeadline)); err != nil {
+		t.Fatal(err)
+	}
+	id := p.accept(t, "oru-r01-critical-k-v251.hl7")
+	if err := p.stage.Handle(received(id)); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := p.st.DueEscalations(context.Background(), routedAt.Add(89*time.Second), 10); len(due) != 0 {
+		t.Errorf("due before the rule's 90 s: %+v", due)
+	}
+	due, err := p.st.DueEscalations(context.Background(), routedAt.Add(90*time.Second), 10)
+	if err != nil || len(due) != 1 || due[0].Every != 90*time.Second {
+		t.Errorf("due at 90 s = %+v, %v", due, err)
 	}
 }

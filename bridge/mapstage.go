@@ -141,7 +141,11 @@ func (s *MapStage) mapped(m store.InboundMessage, raw []byte, corr string) (stor
 	} else {
 		res = s.Mapper.Map(msg)
 	}
-	s.Rules.Route(res, now) // appends the Communications to res.Resources
+	notes := s.Rules.Route(res, now) // appends the Communications to res.Resources
+	escalateAfter := map[string]time.Duration{}
+	for _, n := range notes {
+		escalateAfter[n.Communication] = n.EscalateAfter
+	}
 	kept := s.Validator.Gate(res.Resources, &res.Outcome)
 
 	valid := make(map[string]bool, len(kept))
@@ -175,8 +179,12 @@ func (s *MapStage) mapped(m store.InboundMessage, raw []byte, corr string) (stor
 			return out, err
 		}
 		out.Communications = append(out.Communications, row)
-		if d := s.deadline(row.Priority); d > 0 {
-			out.Escalations = append(out.Escalations, store.Escalation{CommunicationID: row.ID, Unit: res.Event.Location.Unit, DueAt: now.Add(d)})
+		d := escalateAfter[r.Reference()]
+		if d == 0 {
+			d = s.deadline(row.Priority)
+		}
+		if d > 0 && s.deadline(row.Priority) > 0 {
+			out.Escalations = append(out.Escalations, store.Escalation{CommunicationID: row.ID, Unit: res.Event.Location.Unit, DueAt: now.Add(d), Every: d})
 		}
 		created, err := json.Marshal(CommunicationCreated{CommunicationID: row.ID, InboundID: m.ID, Priority: row.Priority, Recipients: row.Recipients})
 		if err != nil {

@@ -38,6 +38,9 @@ type Notification struct {
 	// analyst trying a rules file. Names of staff only, never a patient's.
 	Why           []string
 	Communication string // reference
+	// EscalateAfter is the rule's deadline for unread messages: 0 means
+	// the priority's default, negative never.
+	EscalateAfter time.Duration
 }
 
 // CommunicationIdentifierSystem is the system of the identifier that ties a
@@ -143,7 +146,7 @@ func (r *Rules) Route(res *Result, now time.Time) []Notification {
 		c.Sent = new(now.UTC().Format(time.RFC3339))
 		c.Payload = []fhir.CommunicationPayload{{ContentString: &text}}
 		cref := emit("Communication", id, c)
-		out = append(out, Notification{Rule: ru.name, Priority: prio, Category: ru.category, Recipients: recipients, Why: why, Communication: cref})
+		out = append(out, Notification{Rule: ru.name, Priority: prio, Category: ru.category, Recipients: recipients, Why: why, EscalateAfter: ru.escalateAfter, Communication: cref})
 	}
 	return out
 }

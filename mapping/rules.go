@@ -96,6 +96,7 @@ type rule struct {
 	priority                               Priority
 	category                               string
 	tmpl                                   *template.Template
+	escalateAfter                          time.Duration // 0: the priority's default; <0: never
 }
 
 // The YAML file.
@@ -130,6 +131,9 @@ type ruleFile struct {
 	Priority    string   `yaml:"priority"`
 	Category    string   `yaml:"category"`
 	Template    string   `yaml:"template"`
+	// EscalateAfter ("5m", "90s") overrides the priority's deadline for
+	// unread messages of this rule; "never" turns escalation off.
+	EscalateAfter string `yaml:"escalate_after"`
 }
 
 type whenFile struct {
@@ -334,6 +338,17 @@ func (r *Rules) parseRule(i int, rf ruleFile) (*rule, error) {
 			return nil, &RulesError{Where: where + " priority", Reason: fmt.Sprintf("%s is not routine, urgent, asap or stat", clip(rf.Priority))}
 		}
 		ru.priority = pr
+	}
+	switch rf.EscalateAfter {
+	case "":
+	case "never":
+		ru.escalateAfter = -1
+	default:
+		d, err := time.ParseDuration(rf.EscalateAfter)
+		if err != nil || d < 30*time.Second || d > 24*time.Hour {
+			return nil, &RulesError{Where: where + " escalate_after", Reason: fmt.Sprintf("%s is not a duration from 30s to 24h (such as 5m), or never", clip(rf.EscalateAfter))}
+		}
+		ru.escalateAfter = d
 	}
 	if rf.Category != "" {
 		if !slices.Contains(categories, rf.Category) {

@@ -231,6 +231,8 @@ func TestParseRulesErrors(t *testing.T) {
 		{"duplicate name", "version: 1\nrules:\n- {name: a, notify: [attending], template: x}\n- {name: a, notify: [attending], template: x}", "rule 2 (a)"},
 		{"bad trigger", "version: 1\nrules:\n- {name: a, when: {trigger: [admit]}, notify: [attending], template: x}", "rule 1 (a) when.trigger"},
 		{"bad priority", "version: 1\nrules:\n- {name: a, priority: high, notify: [attending], template: x}", "rule 1 (a) priority"},
+		{"bad escalate_after", "version: 1\nrules:\n- {name: a, escalate_after: soon, notify: [attending], template: x}", "rule 1 (a) escalate_after"},
+		{"too short escalate_after", "version: 1\nrules:\n- {name: a, escalate_after: 1s, notify: [attending], template: x}", "rule 1 (a) escalate_after"},
 		{"bad order priority", "version: 1\nrules:\n- {name: a, when: {order_priority: [now]}, notify: [attending], template: x}", "rule 1 (a) when.order_priority"},
 		{"bad category", "version: 1\nrules:\n- {name: a, category: gossip, notify: [attending], template: x}", "rule 1 (a) category"},
 		{"no recipients", "version: 1\nrules:\n- {name: a, template: x}", "rule 1 (a) notify"},
@@ -399,5 +401,24 @@ func TestEscalationTiers(t *testing.T) {
 	}
 	if none := r.EscalationTier("NOWHERE", 1, testNow); len(none) != 0 {
 		t.Errorf("unknown unit tier = %v", none)
+	}
+}
+
+// TestEscalateAfterGoesWithTheNotification: a rule's escalate_after is on
+// each Notification it produces; "never" is negative; unset is zero.
+func TestEscalateAfterGoesWithTheNotification(t *testing.T) {
+	for value, want := range map[string]time.Duration{"": 0, "escalate_after: 90s": 90 * time.Second, "escalate_after: never": -1} {
+		src := "version: 1\nrules:\n- name: a\n  priority: urgent\n  notify: [attending]\n  template: x\n"
+		if value != "" {
+			src += "  " + value + "\n"
+		}
+		r, err := mapping.ParseRules([]byte(src))
+		if err != nil {
+			t.Fatalf("%q: %v", value, err)
+		}
+		notes := r.Route(mapMessage(t, mshORU, pid, pv1ICU), testNow)
+		if len(notes) != 1 || notes[0].EscalateAfter != want {
+			t.Errorf("%q: notifications %+v, want EscalateAfter %v", value, notes, want)
+		}
 	}
 }

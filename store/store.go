@@ -234,6 +234,7 @@ type Escalation struct {
 	Unit            string // the patient's unit, whose on-call and teams are the next tiers
 	Step            int    // steps taken so far
 	DueAt           time.Time
+	Every           time.Duration // the wait between steps (the rule's deadline)
 }
 
 // Escalations are the due-time queue of unread urgent messages.

@@ -14,15 +14,16 @@ import (
 
 // DueEscalations returns the escalations due at now. See store.Escalations.
 func (s *Store) DueEscalations(ctx context.Context, now time.Time, limit int) ([]store.Escalation, error) {
-	rows, err := s.pool.Query(ctx, `SELECT communication_id, unit, step, due_at FROM escalation
+	rows, err := s.pool.Query(ctx, `SELECT communication_id, unit, every_us, step, due_at FROM escalation
 		WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at LIMIT $2`, now, limit)
 	if err != nil {
 		return nil, fmt.Errorf("finding due escalations: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Escalation, error) {
 		var e store.Escalation
-		err := row.Scan(&e.CommunicationID, &e.Unit, &e.Step, &e.DueAt)
-		e.DueAt = e.DueAt.UTC()
+		var every int64
+		err := row.Scan(&e.CommunicationID, &e.Unit, &every, &e.Step, &e.DueAt)
+		e.DueAt, e.Every = e.DueAt.UTC(), time.Duration(every)*time.Microsecond
 		return e, err
 	})
 	if err != nil {

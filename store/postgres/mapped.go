@@ -42,8 +42,8 @@ func (s *Store) StoreMapped(ctx context.Context, m store.Mapped) (bool, error) {
 				c.ID, m.InboundID, c.Identifier, c.Status, c.Priority, c.Category, c.Subject, c.Encounter, recipients, c.Sent, c.Sealed)
 		}
 		for _, e := range m.Escalations {
-			b.Queue(`INSERT INTO escalation (communication_id, unit, step, due_at) VALUES ($1, $2, 0, $3) ON CONFLICT DO NOTHING`,
-				e.CommunicationID, e.Unit, e.DueAt)
+			b.Queue(`INSERT INTO escalation (communication_id, unit, every_us, step, due_at) VALUES ($1, $2, $3, 0, $4) ON CONFLICT DO NOTHING`,
+				e.CommunicationID, e.Unit, e.Every.Microseconds(), e.DueAt)
 		}
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return err

@@ -13,7 +13,7 @@ import (
 
 // DueEscalations returns the escalations due at now. See store.Escalations.
 func (s *Store) DueEscalations(ctx context.Context, now time.Time, limit int) ([]store.Escalation, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT communication_id, unit, step, due_at FROM escalation
+	rows, err := s.read.QueryContext(ctx, `SELECT communication_id, unit, every_us, step, due_at FROM escalation
 		WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT ?`, now.UnixMicro(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("finding due escalations: %w", err)
@@ -22,11 +22,11 @@ func (s *Store) DueEscalations(ctx context.Context, now time.Time, limit int) ([
 	var out []store.Escalation
 	for rows.Next() {
 		var e store.Escalation
-		var due int64
-		if err := rows.Scan(&e.CommunicationID, &e.Unit, &e.Step, &due); err != nil {
+		var due, every int64
+		if err := rows.Scan(&e.CommunicationID, &e.Unit, &every, &e.Step, &due); err != nil {
 			return nil, fmt.Errorf("finding due escalations: %w", err)
 		}
-		e.DueAt = time.UnixMicro(due).UTC()
+		e.DueAt, e.Every = time.UnixMicro(due).UTC(), time.Duration(every)*time.Microsecond
 		out = append(out, e)
 	}
 	return out, rows.Err()

@@ -66,8 +66,8 @@ func (s *Store) storeMapped(ctx context.Context, m store.Mapped) (_ bool, err er
 		}
 	}
 	for _, e := range m.Escalations {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO escalation (communication_id, unit, step, due_at) VALUES (?, ?, 0, ?) ON CONFLICT DO NOTHING`,
-			e.CommunicationID, e.Unit, e.DueAt.UnixMicro()); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO escalation (communication_id, unit, every_us, step, due_at) VALUES (?, ?, ?, 0, ?) ON CONFLICT DO NOTHING`,
+			e.CommunicationID, e.Unit, e.Every.Microseconds(), e.DueAt.UnixMicro()); err != nil {
 			return false, fmt.Errorf("scheduling the escalation of %s: %w", e.CommunicationID, err)
 		}
 	}

@@ -19,7 +19,7 @@ func testEscalations(t *testing.T, st store.Store) {
 	at := time.Date(2026, 11, 3, 14, 30, 0, 0, time.UTC)
 	m := mappedOf("in-esc", at, []byte("p"))
 	m.Events = nil
-	m.Escalations = []store.Escalation{{CommunicationID: "c-in-esc", Unit: "ICU", DueAt: at.Add(5 * time.Minute)}}
+	m.Escalations = []store.Escalation{{CommunicationID: "c-in-esc", Unit: "ICU", DueAt: at.Add(5 * time.Minute), Every: 5 * time.Minute}}
 	if _, err := st.StoreMapped(ctx, m); err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +27,7 @@ func testEscalations(t *testing.T, st store.Store) {
 		t.Fatalf("due early: %+v, %v", due, err)
 	}
 	due, err := st.DueEscalations(ctx, at.Add(5*time.Minute), 10)
-	if err != nil || len(due) != 1 || due[0] != (store.Escalation{CommunicationID: "c-in-esc", Unit: "ICU", Step: 0, DueAt: at.Add(5 * time.Minute)}) {
+	if err != nil || len(due) != 1 || due[0] != (store.Escalation{CommunicationID: "c-in-esc", Unit: "ICU", Step: 0, DueAt: at.Add(5 * time.Minute), Every: 5 * time.Minute}) {
 		t.Fatalf("due = %+v, %v", due, err)
 	}
 	ev := store.Event{Topic: TopicOther, Message: message.NewMessage(watermill.NewUUID(), []byte("escalated"))}

@@ -3,6 +3,7 @@
 CREATE TABLE escalation (
 	communication_id text COLLATE "C" PRIMARY KEY,
 	unit             text        NOT NULL,
+	every_us         bigint      NOT NULL,
 	step             integer     NOT NULL,
 	due_at           timestamptz
 );

@@ -3,6 +3,7 @@
 CREATE TABLE escalation (
 	communication_id TEXT    NOT NULL PRIMARY KEY,
 	unit             TEXT    NOT NULL,
+	every_us         INTEGER NOT NULL,
 	step             INTEGER NOT NULL,
 	due_at           INTEGER
 ) STRICT;
