@@ -192,6 +192,47 @@ type Audit interface {
 	AuditEntryStored(ctx context.Context, entryID string) (bool, error)
 }
 
+// AuditChainHead is the last sequence number of one audit chain.
+type AuditChainHead struct {
+	Chain string
+	Seq   uint64
+}
+
+// AuditDeadLetter is a record the EHR refused for good (or that failed
+// validation before it left): kept, with a PHI-free reason, rather than
+// retried forever or dropped.
+type AuditDeadLetter struct {
+	Target string
+	Chain  string
+	Seq    uint64
+	At     time.Time
+	Reason string
+}
+
+// AuditExport is how far each chain has been exported to each target (an
+// EHR's FHIR base URL). The position of a chain only moves forward; a
+// record behind it was sent or dead-lettered.
+type AuditExport interface {
+	// AuditChains returns the head of every chain, by chain.
+	AuditChains(ctx context.Context) ([]AuditChainHead, error)
+	// ReadAudit returns up to limit records of chain after seq, in order.
+	ReadAudit(ctx context.Context, chain string, after uint64, limit int) ([]AuditRecord, error)
+	// AddAuditTarget registers target (again: no change), so that its
+	// backlog is known before the first export.
+	AddAuditTarget(ctx context.Context, target string, at time.Time) error
+	// AuditTargets returns the registered targets.
+	AuditTargets(ctx context.Context) ([]string, error)
+	// AuditExported returns the target's position in each chain it has
+	// reached; a chain not in the map is at 0.
+	AuditExported(ctx context.Context, target string) (map[string]uint64, error)
+	// AdvanceAuditExport moves the target's positions forward (never
+	// back) and keeps dead letters, in one transaction.
+	AdvanceAuditExport(ctx context.Context, target string, positions map[string]uint64, dead []AuditDeadLetter, at time.Time) error
+	// AuditDeadLetters returns a target's dead letters, oldest first, at
+	// most limit, and how many there are in all.
+	AuditDeadLetters(ctx context.Context, target string, limit int) ([]AuditDeadLetter, int, error)
+}
+
 // SealedResource is one FHIR resource mapping produced, its JSON sealed
 // (package secure, with "Type/id" as associated data).
 type SealedResource struct {
@@ -340,6 +381,7 @@ type Poison interface {
 type Store interface {
 	Inbound
 	Audit
+	AuditExport
 	Mapping
 	Poison
 	Deliveries

@@ -91,6 +91,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"Deliveries", testDeliveries},
 		{"Inbox", testInbox},
 		{"Escalations", testEscalations},
+		{"AuditExport", testAuditExport},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
