@@ -69,7 +69,9 @@ func (e *StatusError) Error() string {
 // Rejected reports whether the server refused the content itself (400,
 // 422): sending it again cannot succeed. Every other failure, including
 // 401/403 (credentials are fixed by an operator), 404/405 and 5xx, may.
-func (e *StatusError) Rejected() bool { return e.Status == http.StatusBadRequest || e.Status == http.StatusUnprocessableEntity }
+func (e *StatusError) Rejected() bool {
+	return e.Status == http.StatusBadRequest || e.Status == http.StatusUnprocessableEntity
+}
 
 // NotSupported reports whether the server does not offer the operation at
 // all (no transactions at the base, say).
