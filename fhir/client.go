@@ -91,6 +91,12 @@ func (c *Client) Transaction(ctx context.Context, items []Serialized) ([]int, er
 	if err != nil {
 		return nil, err
 	}
+	return transactionStatuses(resp, len(items))
+}
+
+// transactionStatuses reads the HTTP status of each of n entries from a
+// transaction-response Bundle.
+func transactionStatuses(resp []byte, n int) ([]int, error) {
 	var answer struct {
 		ResourceType string `json:"resourceType"`
 		Entry        []struct {
@@ -99,7 +105,7 @@ func (c *Client) Transaction(ctx context.Context, items []Serialized) ([]int, er
 			} `json:"response"`
 		} `json:"entry"`
 	}
-	statuses := make([]int, len(items))
+	statuses := make([]int, n)
 	if len(bytes.TrimSpace(resp)) == 0 {
 		for i := range statuses {
 			statuses[i] = http.StatusOK
@@ -115,16 +121,16 @@ func (c *Client) Transaction(ctx context.Context, items []Serialized) ([]int, er
 		}
 		return statuses, nil
 	}
-	if len(answer.Entry) != len(items) {
-		return nil, fmt.Errorf("the FHIR server answered the transaction of %d entries with %d", len(items), len(answer.Entry))
+	if len(answer.Entry) != n {
+		return nil, fmt.Errorf("the FHIR server answered the transaction of %d entries with %d", n, len(answer.Entry))
 	}
 	for i, e := range answer.Entry {
 		code, _, _ := strings.Cut(strings.TrimSpace(e.Response.Status), " ")
-		n, err := strconv.Atoi(code)
-		if err != nil || n < 100 || n > 599 {
+		st, err := strconv.Atoi(code)
+		if err != nil || st < 100 || st > 599 {
 			return nil, fmt.Errorf("the FHIR server's transaction answer has no HTTP status in entry %d", i)
 		}
-		statuses[i] = n
+		statuses[i] = st
 	}
 	return statuses, nil
 }
