@@ -32,8 +32,8 @@ func TestTransactionStatuses(t *testing.T) {
 func TestFirstIssueCodeKeepsOnlyCodes(t *testing.T) {
 	for body, want := range map[string]string{
 		`{"resourceType":"OperationOutcome","issue":[{"code":"processing","diagnostics":"Patient SMITH"}]}`: "processing",
-		`{"resourceType":"OperationOutcome","issue":[{"code":"SMITH, JOHN"}]}`:                             "",
-		`{"resourceType":"Bundle","issue":[{"code":"invalid"}]}`:                                           "",
+		`{"resourceType":"OperationOutcome","issue":[{"code":"SMITH, JOHN"}]}`:                              "",
+		`{"resourceType":"Bundle","issue":[{"code":"invalid"}]}`:                                            "",
 		`not json`: "",
 	} {
 		if got := firstIssueCode([]byte(body)); got != want {
