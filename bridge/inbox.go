@@ -133,6 +133,11 @@ type InboxAPI struct {
 	Now       func() time.Time
 	Log       *slog.Logger
 	Heartbeat time.Duration // default 15 s
+	// Closing ends every open stream when it is closed (the server shuts
+	// down: http.Server.Shutdown waits for handlers, and a stream's
+	// handler would otherwise run until the client leaves). Clients
+	// reconnect and get what they missed from the list.
+	Closing <-chan struct{}
 }
 
 // Handler returns the routes.
@@ -237,6 +242,8 @@ func (a *InboxAPI) stream(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-r.Context().Done():
+			return
+		case <-a.Closing:
 			return
 		case it := <-live:
 			if sent[it.ID] {
