@@ -25,13 +25,15 @@ import (
 // pipelineConfig is what serve needs to run the stages after the front
 // door, checked before anything listens.
 type pipelineConfig struct {
-	rules *mapping.Rules
-	loc   *time.Location
-	node  string
-	push  *bridge.PushWebhook // nil without --push-url
-	inbox map[string]string   // dev token → recipient; nil without --inbox-dev-tokens
-	hub   *bridge.Hub
-	log   *slog.Logger
+	rules  *mapping.Rules
+	loc    *time.Location
+	node   string
+	push   *bridge.PushWebhook // nil without --push-url
+	inbox  map[string]string   // dev token → recipient; nil without --inbox-dev-tokens
+	hub    *bridge.Hub
+	ehr    *fhir.Client // nil without --ehr-fhir-url
+	ehrURL string
+	log    *slog.Logger
 }
 
 func newPipelineConfig(cfg serveConfig, log *slog.Logger) (*pipelineConfig, error) {
@@ -72,7 +74,58 @@ func newPipelineConfig(cfg serveConfig, log *slog.Logger) (*pipelineConfig, erro
 		}
 		p.push = &bridge.PushWebhook{URL: cfg.pushURL, Secret: secret}
 	}
+	if cfg.ehrURL != "" {
+		var tokens fhir.TokenSource
+		if cfg.ehrTokenFile != "" {
+			tf := tokenFile(cfg.ehrTokenFile)
+			if _, err := tf.Token(context.Background()); err != nil {
+				return nil, fmt.Errorf("--ehr-token-file: %w", err)
+			}
+			tokens = tf
+		}
+		if p.ehr, err = fhir.NewClient(cfg.ehrURL, nil, tokens); err != nil {
+			return nil, fmt.Errorf("--ehr-fhir-url: %w", err)
+		}
+		p.ehrURL = cfg.ehrURL
+	}
 	return p, nil
+}
+
+// exporter sends the audit trail to the EHR; nil without --ehr-fhir-url.
+func (p *pipelineConfig) exporter(st store.Store) (*audit.Exporter, error) {
+	if p.ehr == nil {
+		return nil, nil
+	}
+	v, err := fhir.NewValidator()
+	if err != nil {
+		return nil, fmt.Errorf("loading the FHIR R4 validator: %w", err)
+	}
+	return audit.NewExporter(st, p.ehr, v, audit.ExporterConfig{
+		Target: p.ehrURL, Source: audit.Source{Site: p.node}, Log: p.log,
+	})
+}
+
+// tokenFile is a bearer token kept in a file that only its owner may read,
+// read again for every request so that it can be replaced while serving.
+type tokenFile string
+
+func (f tokenFile) Token(context.Context) (string, error) {
+	info, err := os.Stat(string(f))
+	if err != nil {
+		return "", err
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s lets other users read it; run chmod 600 on it", string(f))
+	}
+	b, err := os.ReadFile(string(f))
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" || strings.ContainsAny(tok, " \t\r\n") {
+		return "", fmt.Errorf("%s must hold one token on one line", string(f))
+	}
+	return tok, nil
 }
 
 // router wires the map and audit stages on the store's queue, and returns
@@ -119,8 +172,8 @@ func (p *pipelineConfig) escalator(st store.Store, keys *secure.KeyRing) *bridge
 	return e
 }
 
-func (p *pipelineConfig) inboxAPI(st store.Store, keys *secure.KeyRing) *bridge.InboxAPI {
-	return &bridge.InboxAPI{Store: st, Keys: keys, Hub: p.hub, Tokens: p.inbox, Now: time.Now, Log: p.log}
+func (p *pipelineConfig) inboxAPI(st store.Store, keys *secure.KeyRing, closing <-chan struct{}) *bridge.InboxAPI {
+	return &bridge.InboxAPI{Store: st, Keys: keys, Hub: p.hub, Tokens: p.inbox, Now: time.Now, Log: p.log, Closing: closing}
 }
 
 // readDevTokens reads "TOKEN REFERENCE" lines; # starts a comment. Tokens

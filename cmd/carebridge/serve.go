@@ -39,6 +39,8 @@ type serveConfig struct {
 	node            string
 	pushURL         string
 	pushSecretFile  string
+	ehrURL          string
+	ehrTokenFile    string
 	inboxTokens     string
 }
 
@@ -78,6 +80,8 @@ and acknowledged.`, `  carebridge serve
 	fs.StringVar(&cfg.pushURL, "push-url", "", "push gateway webhook (in front of APNs/FCM); each new message is announced there by opaque id, priority and unread count only")
 	fs.StringVar(&cfg.inboxTokens, "inbox-dev-tokens", "", "file of development bearer tokens for the clinician inbox (/api/inbox, /api/inbox/stream), one \"TOKEN Practitioner/ID\" per line; for trials only, until real sign-in exists")
 	fs.StringVar(&cfg.pushSecretFile, "push-secret-file", "", "file holding the shared secret that signs push webhook bodies (HMAC-SHA256); required with --push-url")
+	fs.StringVar(&cfg.ehrURL, "ehr-fhir-url", "", "the EHR's FHIR R4 base URL; every audit record is sent there as an AuditEvent (transaction Bundles, retried with backoff, never dropped; see carebridge audit pending)")
+	fs.StringVar(&cfg.ehrTokenFile, "ehr-token-file", "", "file holding the bearer token for --ehr-fhir-url (mode 0600; read again for each batch, so it can be rotated in place)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error (logs never contain message content)")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "text or json")
 	if err := parseFlags(env, fs, args); err != nil {
@@ -111,6 +115,9 @@ func (c *serveConfig) validate() error {
 	}
 	if (c.pushURL == "") != (c.pushSecretFile == "") {
 		return errors.New("--push-url and --push-secret-file go together")
+	}
+	if c.ehrTokenFile != "" && c.ehrURL == "" {
+		return errors.New("--ehr-token-file needs --ehr-fhir-url")
 	}
 	if c.maxConns <= 0 {
 		return errors.New("--max-connections must be positive")
@@ -215,13 +222,15 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 	var ready atomic.Bool
 	httpMux := http.NewServeMux()
 	httpMux.Handle("/", healthHandler(&ready, st))
+	closing := make(chan struct{})
 	if pipeline.inbox != nil {
-		httpMux.Handle("/api/", pipeline.inboxAPI(st, keys).Handler())
+		httpMux.Handle("/api/", pipeline.inboxAPI(st, keys, closing).Handler())
 	}
 	httpSrv := &http.Server{
 		Handler:           httpMux,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
+	httpSrv.RegisterOnShutdown(func() { close(closing) })
 
 	g, gctx := errgroup.WithContext(ctx)
 	inCtx, stopInbound := context.WithCancel(context.Background())
@@ -253,6 +262,16 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 		pipeline.escalator(st, keys).Run(gctx, 5*time.Second)
 		return nil
 	})
+	if x, err := pipeline.exporter(st); err != nil {
+		return err
+	} else if x != nil {
+		g.Go(func() error {
+			if err := x.Run(gctx); err != nil {
+				return fmt.Errorf("audit export: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("HTTP listener: %w", err)

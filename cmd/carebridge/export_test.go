@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/carebridge/carebridge/audit"
+	"github.com/carebridge/carebridge/fhir/fhirtest"
+	"github.com/carebridge/carebridge/hl7/hl7test"
+	"github.com/carebridge/carebridge/store"
+	"github.com/carebridge/carebridge/store/postgres"
+	"github.com/carebridge/carebridge/store/sqlite"
+	"github.com/carebridge/carebridge/store/storetest"
+)
+
+// sseClient collects the ids a clinician's inbox stream announces.
+type sseClient struct {
+	mu  sync.Mutex
+	ids map[string]int
+}
+
+func (c *sseClient) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, k := range c.ids {
+		n += k
+	}
+	return n
+}
+
+func openStream(t *testing.T, ctx context.Context, httpAddr, token string) *sseClient {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/api/inbox/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream: %v %v", resp, err)
+	}
+	c := &sseClient{ids: map[string]int{}}
+	go func() {
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
+				c.mu.Lock()
+				c.ids[id]++
+				c.mu.Unlock()
+			}
+		}
+	}()
+	return c
+}
+
+// TestServeEndToEnd is acceptance point 1 of the pipeline issue on the
+// embedded store: the ADT, ORM and ORU samples of the Microsoft FHIR
+// converter go in over MLLP while every recipient has an inbox stream
+// open and the EHR's FHIR server starts out down. Every routed
+// Communication reaches each of its recipients' streams, once; while the
+// EHR is down, carebridge audit pending shows the backlog; when it is
+// back, it receives one valid AuditEvent per audit record, and nothing is
+// sent twice or dropped.
+func TestServeEndToEnd(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) {
+		data := filepath.Join(t.TempDir(), "data")
+		endToEnd(t, []string{"--data-dir", data}, func(t *testing.T) store.Store {
+			st, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(data, "carebridge.db"), Topics: queueTopics, ReadOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		url := storetest.PostgresSchema(t)
+		endToEnd(t, []string{"--data-dir", filepath.Join(t.TempDir(), "data"), "--database-url", url}, func(t *testing.T) store.Store {
+			st, err := postgres.Open(context.Background(), postgres.Config{URL: url, Topics: queueTopics})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		})
+	})
+}
+
+func endToEnd(t *testing.T, storage []string, open func(t *testing.T) store.Store) {
+	dir := t.TempDir()
+	msgs := filepath.Join(dir, "messages")
+	if err := os.Mkdir(msgs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(hl7test.CorpusDir(t), "microsoft-fhir-converter", "data", "SampleData", "Hl7v2")
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied := 0
+	for _, e := range entries {
+		if n := e.Name(); strings.HasPrefix(n, "ADT") || strings.HasPrefix(n, "ORM") || strings.HasPrefix(n, "ORU") {
+			b, err := os.ReadFile(filepath.Join(src, n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(msgs, n), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			copied++
+		}
+	}
+	if copied < 50 {
+		t.Fatalf("only %d ADT/ORM/ORU samples in %s", copied, src)
+	}
+
+	// One development token per clinician the default rules reach.
+	summary, _, err := runCLI(t, "", "map", "--summary", msgs)
+	if err != nil {
+		t.Fatalf("map: %v", err)
+	}
+	refs := map[string]bool{}
+	for _, m := range regexp.MustCompile(`<([A-Za-z]+/[^>]+)>`).FindAllStringSubmatch(summary, -1) {
+		refs[m[1]] = true
+	}
+	if len(refs) < 3 {
+		t.Fatalf("the samples reach %d recipients:\n%s", len(refs), summary)
+	}
+	var lines []string
+	tokenOf := map[string]string{}
+	for ref := range refs {
+		tok := fmt.Sprintf("dev-token-%02d-0123456789", len(tokenOf))
+		tokenOf[ref] = tok
+		lines = append(lines, tok+" "+ref)
+	}
+	tokens := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(tokens, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	ehr := fhirtest.NewEHR(t)
+	ehr.RequireToken("ehr-token-0123456789")
+	ehr.SetDown(true)
+	ehrToken := filepath.Join(dir, "ehr.token")
+	if err := os.WriteFile(ehrToken, []byte("ehr-token-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mllpAddr, httpAddr, stop := inProcessServer(t, storage[1], append(slices.Clone(storage[2:]), "--node", "e2e-node", "--inbox-dev-tokens", tokens,
+		"--ehr-fhir-url", ehr.URL, "--ehr-token-file", ehrToken)...)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	streams := map[string]*sseClient{}
+	for ref, tok := range tokenOf {
+		streams[ref] = openStream(t, ctx, httpAddr, tok)
+	}
+	out, _, err := runCLI(t, "", "send", "--addr", mllpAddr, msgs)
+	if err != nil {
+		t.Fatalf("send: %v\n%s", err, out)
+	}
+
+	// The EHR is down: the backlog shows, and grows while the pipeline
+	// works through the messages.
+	var pending string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pending, _, err = runCLI(t, "", append([]string{"audit", "pending"}, storage...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := regexp.MustCompile(`(\d+) records waiting`).FindStringSubmatch(pending); m != nil && m[1] != "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no backlog while the EHR is down:\n%s", pending)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(pending, ehr.URL+": ") || !strings.Contains(pending, "chain e2e-node: 0 of ") {
+		t.Fatalf("audit pending while the EHR is down:\n%s", pending)
+	}
+	ehr.SetDown(false)
+
+	// Wait for the pipeline to settle: every delivery streamed, every
+	// audit record held by the EHR.
+	var records int
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		out, _, err := runCLI(t, "", append([]string{"audit", "verify"}, storage...)...)
+		if err != nil {
+			t.Fatalf("verify: %v\n%s", err, out)
+		}
+		m := regexp.MustCompile(`verified: (\d+) records`).FindStringSubmatch(out)
+		records, _ = strconv.Atoi(m[1])
+		pending, _, _ = runCLI(t, "", append([]string{"audit", "pending"}, storage...)...)
+		streamed := 0
+		for _, c := range streams {
+			streamed += c.count()
+		}
+		// Each streamed delivery is audited (communication.delivered),
+		// so a trail held whole by the EHR has them all.
+		if records > 0 && len(ehr.Held("AuditEvent")) == records && strings.Contains(pending, ": 0 records waiting") && streamed > 0 {
+			time.Sleep(300 * time.Millisecond) // anything still moving?
+			out, _, _ := runCLI(t, "", append([]string{"audit", "verify"}, storage...)...)
+			if strings.Contains(out, fmt.Sprintf("verified: %d records", records)) && len(ehr.Held("AuditEvent")) == records {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pipeline did not settle in 60 s: %d records, the EHR holds %d\n%s", records, len(ehr.Held("AuditEvent")), pending)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	stop()
+	cancel()
+
+	st := open(t)
+	defer st.Close()
+	inbound, err := st.ListInbound(context.Background(), store.InboundFilter{Limit: store.MaxListLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	comms, deliveries := 0, 0
+	for _, m := range inbound {
+		cs, err := st.CommunicationsOf(context.Background(), m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cs {
+			comms++
+			for _, r := range c.Recipients {
+				deliveries++
+				s := streams[r]
+				if s == nil {
+					t.Fatalf("Communication %s goes to %s, whom map --summary did not name", c.ID, r)
+				}
+				s.mu.Lock()
+				n := s.ids[c.ID]
+				s.mu.Unlock()
+				if n != 1 {
+					t.Errorf("Communication %s reached %s's stream %d times, want once", c.ID, r, n)
+				}
+			}
+		}
+	}
+	streamed := 0
+	for _, c := range streams {
+		streamed += c.count()
+	}
+	if comms < 3 || streamed != deliveries {
+		t.Fatalf("%d Communications with %d deliveries; the streams announced %d", comms, deliveries, streamed)
+	}
+
+	// One valid AuditEvent per audit record, under the record's id.
+	held := ehr.Held("AuditEvent")
+	actions := map[string]int{}
+	err = st.WalkAudit(context.Background(), func(r store.AuditRecord) error {
+		if held[audit.AuditEventID(audit.Record{Chain: r.Chain, Seq: r.Seq})] == nil {
+			return fmt.Errorf("the EHR lacks the AuditEvent of %s/%d (%s)", r.Chain, r.Seq, r.Action)
+		}
+		actions[r.Action]++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rewrites, invalid, _ := ehr.Stats()
+	if len(held) != records || invalid != 0 || rewrites != 0 {
+		t.Fatalf("the EHR holds %d AuditEvents for %d records (invalid %d, sent twice %d)", len(held), records, invalid, rewrites)
+	}
+	var kinds []string
+	for a, n := range actions {
+		kinds = append(kinds, fmt.Sprintf("%s %d", a, n))
+	}
+	sort.Strings(kinds)
+	t.Logf("%d messages stored, %d Communications, %d deliveries streamed; %d AuditEvents: %s",
+		len(inbound), comms, streamed, len(held), strings.Join(kinds, ", "))
+	for _, want := range []string{"message.accepted", "message.mapped", "communication.created", "communication.delivered"} {
+		if actions[want] == 0 {
+			t.Errorf("no %s among the exported records", want)
+		}
+	}
+}
