@@ -36,8 +36,7 @@ type Pusher interface {
 type DeliverStage struct {
 	Store DeliveryStore
 	Push  Pusher // nil: no push gateway configured
-	Hub   *Hub   // nil: no inbox sessions in this process
-	Keys  Opener // needed with Hub
+	Inbox Announcer // nil: no inbox sessions
 	Now   func() time.Time
 	Log   *slog.Logger
 }
@@ -54,17 +53,9 @@ func (s *DeliverStage) Handle(msg *message.Message) error {
 	if err := s.Store.QueueDeliveries(ctx, ev.CommunicationID, ev.Recipients, s.Now().UTC()); err != nil {
 		return err
 	}
-	if s.Hub != nil {
-		c, err := s.Store.GetCommunication(ctx, ev.CommunicationID)
-		if err != nil {
+	if s.Inbox != nil {
+		if err := s.Inbox.Announce(ctx, ev.CommunicationID, ev.Recipients); err != nil {
 			return err
-		}
-		item, err := inboxItem(c, s.Keys)
-		if err != nil {
-			return fmt.Errorf("%w: %v", errPermanent, err)
-		}
-		for _, r := range ev.Recipients {
-			s.Hub.Publish(r, item)
 		}
 	}
 	if s.Push == nil {

@@ -34,8 +34,7 @@ type EscalationStore interface {
 type Escalator struct {
 	Store     EscalationStore
 	Rules     *mapping.Rules
-	Hub       *Hub   // may be nil
-	Keys      Opener // with Hub
+	Inbox     Announcer // may be nil
 	Push      Pusher // may be nil
 	Deadlines map[string]time.Duration
 	Now       func() time.Time
@@ -125,11 +124,9 @@ func (e *Escalator) notify(ctx context.Context, c store.CommunicationRow, recipi
 	if len(recipients) == 0 {
 		return
 	}
-	if e.Hub != nil {
-		if item, err := inboxItem(c, e.Keys); err == nil {
-			for _, r := range recipients {
-				e.Hub.Publish(r, item)
-			}
+	if e.Inbox != nil {
+		if err := e.Inbox.Announce(ctx, c.ID, recipients); err != nil {
+			e.Log.Warn("handing an escalated message to inbox sessions failed; they will list it", "communication_id", c.ID, "error", err.Error())
 		}
 	}
 	if e.Push == nil {

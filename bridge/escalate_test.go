@@ -42,7 +42,7 @@ func TestUrgentUnreadIsEscalatedOnSchedule(t *testing.T) {
 		defer cancel()
 		live[r] = ch
 	}
-	esc := &bridge.Escalator{Store: p.st, Rules: p.stage.Rules, Hub: hub, Keys: p.kr,
+	esc := &bridge.Escalator{Store: p.st, Rules: p.stage.Rules, Inbox: &bridge.LocalInbox{Hub: hub, Store: p.st, Keys: p.kr},
 		Now: func() time.Time { return clock }, Log: slog.New(slog.DiscardHandler)}
 	tick := func(at time.Duration, want int) {
 		t.Helper()

@@ -96,6 +96,18 @@ func (h *Hub) Subscribe(recipient string) (<-chan InboxItem, func()) {
 }
 
 // Publish offers item to recipient's sessions without waiting.
+// Connected reports whether any of recipients has a session here.
+func (h *Hub) Connected(recipients []string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range recipients {
+		if len(h.subs[r]) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func (h *Hub) Publish(recipient string, item InboxItem) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

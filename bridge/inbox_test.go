@@ -70,7 +70,7 @@ func nextItem(t *testing.T, ch <-chan bridge.InboxItem) bridge.InboxItem {
 func TestInboxStreamsDeliversAndReads(t *testing.T) {
 	p := newPipeline(t)
 	hub := bridge.NewHub()
-	deliver := &bridge.DeliverStage{Store: p.st, Hub: hub, Keys: p.kr, Now: time.Now, Log: slog.New(slog.DiscardHandler)}
+	deliver := &bridge.DeliverStage{Store: p.st, Inbox: &bridge.LocalInbox{Hub: hub, Store: p.st, Keys: p.kr}, Now: time.Now, Log: slog.New(slog.DiscardHandler)}
 	mapAndDeliver := func(id string) store.CommunicationRow {
 		t.Helper()
 		if err := p.stage.Handle(received(id)); err != nil {

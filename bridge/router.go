@@ -43,7 +43,20 @@ type RouterConfig struct {
 	Retries       int
 	RetryInterval time.Duration
 	Now           func() time.Time
+
+	// Relay, when set, is where the stages' queue lives instead of the
+	// store (NATS JetStream), and RelaySubscriber the store's own queue:
+	// the events every transaction writes to the store (the outbox) are
+	// forwarded to Relay by the consumer group "relay", in order, each
+	// under its own UUID (JetStream drops a copy republished after a crash
+	// by that id), and acknowledged in the store only once Relay has them.
+	Relay           message.Publisher
+	RelaySubscriber func(group string) (message.Subscriber, error)
 }
+
+// GroupRelay is the consumer group that forwards the store's outbox to the
+// queue transport.
+const GroupRelay = "relay"
 
 // NewRouter returns the router running the map, audit and deliver stages. Every
 // handler runs behind the same middleware, outermost first:
@@ -94,7 +107,35 @@ func NewRouter(cfg RouterConfig) (*message.Router, error) {
 			}.Middleware,
 		)
 	}
+	if cfg.Relay != nil {
+		if cfg.RelaySubscriber == nil {
+			return nil, errors.New("bridge: RouterConfig.Relay needs RelaySubscriber")
+		}
+		sub, err := cfg.RelaySubscriber(GroupRelay)
+		if err != nil {
+			return nil, fmt.Errorf("subscribing the relay to the store's queue: %w", err)
+		}
+		for _, topic := range Topics() {
+			handler := r.AddHandler(GroupRelay+"."+topic, topic, sub, topic, cfg.Relay, forward)
+			handler.AddMiddleware(
+				recoverMiddleware(GroupRelay, cfg.Logger),
+				middleware.Retry{
+					MaxRetries: cfg.Retries, InitialInterval: cfg.RetryInterval, MaxInterval: 10 * time.Second, Multiplier: 2,
+					Logger: wlog,
+				}.Middleware,
+			)
+		}
+	}
 	return r, nil
+}
+
+// forward passes a message on unchanged: same UUID, payload and metadata.
+func forward(msg *message.Message) ([]*message.Message, error) {
+	out := message.NewMessage(msg.UUID, msg.Payload)
+	for k, v := range msg.Metadata {
+		out.Metadata.Set(k, v)
+	}
+	return []*message.Message{out}, nil
 }
 
 func poisonMiddleware(st PoisonStore, group string, now func() time.Time, log *slog.Logger) message.HandlerMiddleware {

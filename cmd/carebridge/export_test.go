@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/carebridge/carebridge/audit"
 	"github.com/carebridge/carebridge/fhir/fhirtest"
 	"github.com/carebridge/carebridge/hl7/hl7test"
@@ -75,7 +78,7 @@ func openStream(t *testing.T, ctx context.Context, httpAddr, token string) *sseC
 func TestServeEndToEnd(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) {
 		data := filepath.Join(t.TempDir(), "data")
-		endToEnd(t, []string{"--data-dir", data}, func(t *testing.T) store.Store {
+		endToEnd(t, []string{"--data-dir", data}, nil, func(t *testing.T) store.Store {
 			st, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(data, "carebridge.db"), Topics: queueTopics, ReadOnly: true})
 			if err != nil {
 				t.Fatal(err)
@@ -85,7 +88,7 @@ func TestServeEndToEnd(t *testing.T) {
 	})
 	t.Run("postgres", func(t *testing.T) {
 		url := storetest.PostgresSchema(t)
-		endToEnd(t, []string{"--data-dir", filepath.Join(t.TempDir(), "data"), "--database-url", url}, func(t *testing.T) store.Store {
+		endToEnd(t, []string{"--data-dir", filepath.Join(t.TempDir(), "data"), "--database-url", url}, nil, func(t *testing.T) store.Store {
 			st, err := postgres.Open(context.Background(), postgres.Config{URL: url, Topics: queueTopics})
 			if err != nil {
 				t.Fatal(err)
@@ -93,9 +96,36 @@ func TestServeEndToEnd(t *testing.T) {
 			return st
 		})
 	})
+	t.Run("nats", func(t *testing.T) {
+		url := storetest.PostgresSchema(t)
+		natsURL, prefix := natsForTest(t)
+		endToEnd(t, []string{"--data-dir", filepath.Join(t.TempDir(), "data"), "--database-url", url}, []string{"--nats-url", natsURL, "--nats-prefix", prefix}, func(t *testing.T) store.Store {
+			st, err := postgres.Open(context.Background(), postgres.Config{URL: url, Topics: queueTopics})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		})
+		// The stages took their work from JetStream, relayed from the outbox.
+		nc, err := nats.Connect(natsURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		for _, topic := range queueTopics {
+			stream, err := js.Stream(context.Background(), prefix+"_"+strings.ReplaceAll(topic, ".", "_"))
+			if err != nil {
+				t.Fatalf("stream of %s: %v", topic, err)
+			}
+			if info, err := stream.Info(context.Background()); err != nil || info.State.Msgs == 0 {
+				t.Fatalf("stream of %s: %+v, %v", topic, info, err)
+			}
+		}
+	})
 }
 
-func endToEnd(t *testing.T, storage []string, open func(t *testing.T) store.Store) {
+func endToEnd(t *testing.T, storage, serveArgs []string, open func(t *testing.T) store.Store) {
 	dir := t.TempDir()
 	msgs := filepath.Join(dir, "messages")
 	if err := os.Mkdir(msgs, 0o700); err != nil {
@@ -154,8 +184,8 @@ func endToEnd(t *testing.T, storage []string, open func(t *testing.T) store.Stor
 	if err := os.WriteFile(ehrToken, []byte("ehr-token-0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	mllpAddr, httpAddr, stop := inProcessServer(t, storage[1], append(slices.Clone(storage[2:]), "--node", "e2e-node", "--inbox-dev-tokens", tokens,
-		"--ehr-fhir-url", ehr.URL, "--ehr-token-file", ehrToken)...)
+	mllpAddr, httpAddr, stop := inProcessServer(t, storage[1], slices.Concat(storage[2:], serveArgs, []string{"--node", "e2e-node", "--inbox-dev-tokens", tokens,
+		"--ehr-fhir-url", ehr.URL, "--ehr-token-file", ehrToken})...)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	streams := map[string]*sseClient{}
@@ -288,4 +318,46 @@ func endToEnd(t *testing.T, storage []string, open func(t *testing.T) store.Stor
 			t.Errorf("no %s among the exported records", want)
 		}
 	}
+}
+
+// natsForTest returns the NATS server of CAREBRIDGE_TEST_NATS and a prefix
+// of the test's own, whose streams are deleted when it ends.
+func natsForTest(t *testing.T) (url, prefix string) {
+	t.Helper()
+	url = os.Getenv("CAREBRIDGE_TEST_NATS")
+	if url == "" {
+		if os.Getenv("CAREBRIDGE_TEST_REQUIRE_SERVICES") == "1" {
+			t.Fatal("CAREBRIDGE_TEST_NATS not set and CAREBRIDGE_TEST_REQUIRE_SERVICES=1")
+		}
+		t.Skip("CAREBRIDGE_TEST_NATS not set")
+	}
+	prefix = fmt.Sprintf("cbcmd%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		nc, err := nats.Connect(url)
+		if err != nil {
+			t.Errorf("cleanup: %v", err)
+			return
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Errorf("cleanup: %v", err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		names := js.StreamNames(ctx)
+		var mine []string
+		for name := range names.Name() {
+			if strings.HasPrefix(name, prefix+"_") {
+				mine = append(mine, name)
+			}
+		}
+		for _, name := range mine {
+			if err := js.DeleteStream(ctx, name); err != nil {
+				t.Errorf("cleanup: deleting stream %s: %v", name, err)
+			}
+		}
+	})
+	return url, prefix
 }

@@ -25,15 +25,17 @@ import (
 // pipelineConfig is what serve needs to run the stages after the front
 // door, checked before anything listens.
 type pipelineConfig struct {
-	rules  *mapping.Rules
-	loc    *time.Location
-	node   string
-	push   *bridge.PushWebhook // nil without --push-url
-	inbox  map[string]string   // dev token → recipient; nil without --inbox-dev-tokens
-	hub    *bridge.Hub
-	ehr    *fhir.Client // nil without --ehr-fhir-url
-	ehrURL string
-	log    *slog.Logger
+	rules   *mapping.Rules
+	loc     *time.Location
+	node    string
+	push    *bridge.PushWebhook // nil without --push-url
+	inbox   map[string]string   // dev token → recipient; nil without --inbox-dev-tokens
+	hub     *bridge.Hub
+	ehr     *fhir.Client // nil without --ehr-fhir-url
+	ehrURL  string
+	nats    *bridge.NATSConfig // nil without --nats-url
+	inboxes bridge.Announcer   // set by startInboxes; nil without inbox sessions
+	log     *slog.Logger
 }
 
 func newPipelineConfig(cfg serveConfig, log *slog.Logger) (*pipelineConfig, error) {
@@ -73,6 +75,9 @@ func newPipelineConfig(cfg serveConfig, log *slog.Logger) (*pipelineConfig, erro
 			return nil, errors.New("--push-secret-file: the secret must be at least 16 bytes")
 		}
 		p.push = &bridge.PushWebhook{URL: cfg.pushURL, Secret: secret}
+	}
+	if cfg.natsURL != "" {
+		p.nats = &bridge.NATSConfig{URL: cfg.natsURL, StreamPrefix: cfg.natsPrefix, Logger: log}
 	}
 	if cfg.ehrURL != "" {
 		var tokens fhir.TokenSource
@@ -139,7 +144,7 @@ func (p *pipelineConfig) router(st store.Store, keys *secure.KeyRing) (*message.
 	if err != nil {
 		return nil, nil, err
 	}
-	r, err := bridge.NewRouter(bridge.RouterConfig{
+	rc := bridge.RouterConfig{
 		Subscriber: st.Subscriber,
 		Poison:     st,
 		Map: &bridge.MapStage{
@@ -147,17 +152,45 @@ func (p *pipelineConfig) router(st store.Store, keys *secure.KeyRing) (*message.
 			Validator: v, Limits: hl7.DefaultLimits(), Now: time.Now, Log: p.log,
 		},
 		Audit:   &bridge.AuditStage{Log: trail},
-		Deliver: p.deliver(st, keys),
+		Deliver: p.deliver(st),
 		Logger:  p.log,
-	})
+	}
+	if p.nats != nil {
+		// The stages consume from JetStream; what the store's transactions
+		// queue (the outbox) is relayed there.
+		nc := *p.nats
+		rc.Subscriber = func(group string) (message.Subscriber, error) { return bridge.NewNATSSubscriber(nc, group) }
+		if rc.Relay, err = bridge.NewNATSPublisher(nc); err != nil {
+			return nil, nil, err
+		}
+		rc.RelaySubscriber = st.Subscriber
+	}
+	r, err := bridge.NewRouter(rc)
 	return r, trail, err
 }
 
-func (p *pipelineConfig) deliver(st store.Store, keys *secure.KeyRing) *bridge.DeliverStage {
-	d := &bridge.DeliverStage{Store: st, Now: time.Now, Log: p.log}
-	if p.inbox != nil {
-		d.Hub, d.Keys = p.hub, keys
+// startInboxes sets up how new messages reach inbox sessions: this
+// process's hub, or with NATS every instance's. The returned function
+// stops it.
+func (p *pipelineConfig) startInboxes(st store.Store, keys *secure.KeyRing) (func(), error) {
+	if p.inbox == nil {
+		return func() {}, nil
 	}
+	local := &bridge.LocalInbox{Hub: p.hub, Store: st, Keys: keys}
+	if p.nats == nil {
+		p.inboxes = local
+		return func() {}, nil
+	}
+	n, err := bridge.NewNATSInbox(*p.nats, local, p.log)
+	if err != nil {
+		return nil, err
+	}
+	p.inboxes = n
+	return func() { n.Close() }, nil
+}
+
+func (p *pipelineConfig) deliver(st store.Store) *bridge.DeliverStage {
+	d := &bridge.DeliverStage{Store: st, Inbox: p.inboxes, Now: time.Now, Log: p.log}
 	if p.push != nil {
 		d.Push = p.push // a nil *PushWebhook must not become a non-nil Pusher
 	}
@@ -165,7 +198,7 @@ func (p *pipelineConfig) deliver(st store.Store, keys *secure.KeyRing) *bridge.D
 }
 
 func (p *pipelineConfig) escalator(st store.Store, keys *secure.KeyRing) *bridge.Escalator {
-	e := &bridge.Escalator{Store: st, Rules: p.rules, Hub: p.hub, Keys: keys, Now: time.Now, Log: p.log}
+	e := &bridge.Escalator{Store: st, Rules: p.rules, Inbox: p.inboxes, Now: time.Now, Log: p.log}
 	if p.push != nil {
 		e.Push = p.push
 	}

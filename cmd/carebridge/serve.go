@@ -40,6 +40,8 @@ type serveConfig struct {
 	pushURL         string
 	pushSecretFile  string
 	ehrURL          string
+	natsURL         string
+	natsPrefix      string
 	ehrTokenFile    string
 	inboxTokens     string
 }
@@ -82,6 +84,8 @@ and acknowledged.`, `  carebridge serve
 	fs.StringVar(&cfg.pushSecretFile, "push-secret-file", "", "file holding the shared secret that signs push webhook bodies (HMAC-SHA256); required with --push-url")
 	fs.StringVar(&cfg.ehrURL, "ehr-fhir-url", "", "the EHR's FHIR R4 base URL; every audit record is sent there as an AuditEvent (transaction Bundles, retried with backoff, never dropped; see carebridge audit pending)")
 	fs.StringVar(&cfg.ehrTokenFile, "ehr-token-file", "", "file holding the bearer token for --ehr-fhir-url (mode 0600; read again for each batch, so it can be rotated in place)")
+	fs.StringVar(&cfg.natsURL, "nats-url", "", "NATS JetStream server(s), e.g. nats://127.0.0.1:4222: the pipeline's queue, shared by every instance pointed at it and at the same PostgreSQL database (default: the database's own queue tables)")
+	fs.StringVar(&cfg.natsPrefix, "nats-prefix", bridge.DefaultNATSStreamPrefix, "prefix of carebridge's NATS subjects and streams, so deployments sharing a NATS server stay apart")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error (logs never contain message content)")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "text or json")
 	if err := parseFlags(env, fs, args); err != nil {
@@ -192,6 +196,11 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 	if err != nil {
 		return err
 	}
+	stopInboxes, err := pipeline.startInboxes(st, keys)
+	if err != nil {
+		return err
+	}
+	defer stopInboxes()
 	router, trail, err := pipeline.router(st, keys)
 	if err != nil {
 		return err
