@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -122,6 +121,7 @@ func (h *Hub) Publish(recipient string, item InboxItem) {
 // InboxStore is what the inbox needs of storage.
 type InboxStore interface {
 	Inbox(ctx context.Context, recipient string, limit int) ([]store.InboxEntry, error)
+	Waiting(ctx context.Context, recipient string, limit int) ([]store.InboxEntry, error)
 	DeliveriesOf(ctx context.Context, communicationID string) ([]store.Delivery, error)
 	GetCommunication(ctx context.Context, id string) (store.CommunicationRow, error)
 	CompleteCommunication(ctx context.Context, id string, sealed []byte) (bool, error)
@@ -210,6 +210,9 @@ func (a *InboxAPI) list(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(items)
 }
 
+// waitingPage is how many undelivered messages a stream reads at a time.
+const waitingPage = 200
+
 func (a *InboxAPI) stream(w http.ResponseWriter, r *http.Request) {
 	flusher, ok := w.(http.Flusher)
 	if !ok {
@@ -219,31 +222,41 @@ func (a *InboxAPI) stream(w http.ResponseWriter, r *http.Request) {
 	recipient := recipientOf(r)
 	live, cancel := a.Hub.Subscribe(recipient) // before the backlog, so nothing falls between
 	defer cancel()
-	entries, err := a.Store.Inbox(r.Context(), recipient, 100)
-	if err != nil {
-		a.fail(w, "reading an inbox", err)
-		return
-	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
 	fmt.Fprint(w, "retry: 3000\n\n")
 	flusher.Flush()
+	// Everything not yet delivered, oldest first, however much piled up
+	// while the clinician was away: page by page, as each sent message
+	// leaves the waiting list.
 	sent := map[string]bool{}
-	slices.Reverse(entries) // oldest first
-	for _, e := range entries {
-		if e.State != store.DeliveryQueued && e.State != store.DeliveryFailed {
-			continue
-		}
-		it, err := inboxItem(e.Communication, a.Keys)
+	for {
+		entries, err := a.Store.Waiting(r.Context(), recipient, waitingPage)
 		if err != nil {
-			a.Log.Error("opening an inbox message", "communication_id", e.Communication.ID, "error", err)
-			continue
-		}
-		if !a.send(w, flusher, r, recipient, it) {
+			a.Log.Error("reading an inbox", "error", err)
 			return
 		}
-		sent[it.ID] = true
+		fresh := 0
+		for _, e := range entries {
+			if sent[e.Communication.ID] {
+				continue
+			}
+			fresh++
+			it, err := inboxItem(e.Communication, a.Keys)
+			if err != nil {
+				a.Log.Error("opening an inbox message", "communication_id", e.Communication.ID, "error", err)
+				sent[e.Communication.ID] = true
+				continue
+			}
+			if !a.send(w, flusher, r, recipient, it) {
+				return
+			}
+			sent[it.ID] = true
+		}
+		if len(entries) < waitingPage || fresh == 0 {
+			break
+		}
 	}
 	beat := a.Heartbeat
 	if beat <= 0 {

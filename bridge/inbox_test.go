@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -212,5 +213,69 @@ func TestInboxStreamsDeliversAndReads(t *testing.T) {
 	}
 	if actions["communication.delivered"] != 6 || actions["communication.read"] != 1 {
 		t.Errorf("audited actions = %v", actions)
+	}
+}
+
+// TestInboxStreamSendsEverythingWaiting: a clinician who comes back to
+// more undelivered messages than one page gets every one of them, oldest
+// first, each recorded delivered.
+func TestInboxStreamSendsEverythingWaiting(t *testing.T) {
+	p := newPipeline(t)
+	raw, err := os.ReadFile(filepath.Join("..", "mapping", "testdata", "hl7", "oru-r01-critical-k-v251.hl7"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 230 // more than a page
+	var recipient string
+	var want []string
+	for i := range n {
+		res, err := p.in.Accept(context.Background(), inbound.Peer{Addr: "127.0.0.1:1", Transport: "mllp"},
+			[]byte(strings.Replace(string(raw), "ORU251-0001", fmt.Sprintf("ORU251-W%03d", i), 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.stage.Handle(received(res.ID)); err != nil {
+			t.Fatal(err)
+		}
+		comms, err := p.st.CommunicationsOf(context.Background(), res.ID)
+		if err != nil || len(comms) != 1 {
+			t.Fatalf("Communications: %+v, %v", comms, err)
+		}
+		recipient = comms[0].Recipients[0]
+		if err := p.st.QueueDeliveries(context.Background(), comms[0].ID, comms[0].Recipients, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, comms[0].ID)
+	}
+	api := &bridge.InboxAPI{Store: p.st, Keys: p.kr, Hub: bridge.NewHub(), Tokens: map[string]string{"dev-token-orderer": recipient},
+		Now: time.Now, Log: slog.New(slog.DiscardHandler)}
+	srv := httptest.NewServer(api.Handler())
+	defer srv.Close()
+	events, stop := sseEvents(t, srv.URL+"/api/inbox/stream", "dev-token-orderer")
+	defer stop()
+	seen := map[string]bool{}
+	for range n {
+		it := nextItem(t, events)
+		if seen[it.ID] {
+			t.Fatalf("%s streamed twice", it.ID)
+		}
+		seen[it.ID] = true
+	}
+	for _, id := range want {
+		if !seen[id] {
+			t.Fatalf("%s was not streamed", id)
+		}
+	}
+	// Each delivery is recorded just after its event is flushed.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		waiting, err := p.st.Waiting(context.Background(), recipient, 10)
+		if err == nil && len(waiting) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting after the stream: %d, %v", len(waiting), err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -337,6 +337,9 @@ type Deliveries interface {
 	// Inbox returns a recipient's newest Communications (at most limit),
 	// newest first, each with its delivery state.
 	Inbox(ctx context.Context, recipient string, limit int) ([]InboxEntry, error)
+	// Waiting returns a recipient's Communications not yet delivered
+	// (queued or failed), oldest first, at most limit.
+	Waiting(ctx context.Context, recipient string, limit int) ([]InboxEntry, error)
 	// GetCommunication returns one Communication, or ErrNotFound.
 	GetCommunication(ctx context.Context, id string) (CommunicationRow, error)
 	// PublishEvents publishes events in a transaction of their own.

@@ -110,6 +110,27 @@ func (s *Store) Inbox(ctx context.Context, recipient string, limit int) ([]store
 	return out, nil
 }
 
+// Waiting returns a recipient's undelivered Communications. See
+// store.Deliveries.
+func (s *Store) Waiting(ctx context.Context, recipient string, limit int) ([]store.InboxEntry, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+communicationColumns+`, d.state FROM delivery d
+		JOIN communication c ON c.id = d.communication_id WHERE d.recipient = $1 AND d.state IN ('queued', 'failed')
+		ORDER BY c.sent, c.id LIMIT $2`, recipient, limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading undelivered messages: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.InboxEntry, error) {
+		var e store.InboxEntry
+		err := row.Scan(append(communicationTargets(&e.Communication), &e.State)...)
+		e.Communication.Sent = e.Communication.Sent.UTC()
+		return e, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading undelivered messages: %w", err)
+	}
+	return out, nil
+}
+
 // GetCommunication returns one Communication. See store.Deliveries.
 func (s *Store) GetCommunication(ctx context.Context, id string) (store.CommunicationRow, error) {
 	var c store.CommunicationRow

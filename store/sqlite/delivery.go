@@ -150,6 +150,27 @@ func (s *Store) Inbox(ctx context.Context, recipient string, limit int) ([]store
 	return out, rows.Err()
 }
 
+// Waiting returns a recipient's undelivered Communications. See
+// store.Deliveries.
+func (s *Store) Waiting(ctx context.Context, recipient string, limit int) ([]store.InboxEntry, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+communicationColumns+`, d.state FROM delivery d
+		JOIN communication c ON c.id = d.communication_id WHERE d.recipient = ? AND d.state IN ('queued', 'failed')
+		ORDER BY c.sent, c.id LIMIT ?`, recipient, limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading undelivered messages: %w", err)
+	}
+	defer rows.Close()
+	var out []store.InboxEntry
+	for rows.Next() {
+		var e store.InboxEntry
+		if e.Communication, err = scanCommunication(rows, &e.State); err != nil {
+			return nil, fmt.Errorf("reading undelivered messages: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
 // GetCommunication returns one Communication. See store.Deliveries.
 func (s *Store) GetCommunication(ctx context.Context, id string) (store.CommunicationRow, error) {
 	c, err := scanCommunication(s.read.QueryRowContext(ctx, `SELECT `+communicationColumns+` FROM communication c WHERE c.id = ?`, id))

@@ -99,6 +99,10 @@ func testInbox(t *testing.T, st store.Store) {
 	if inbox[0].Communication.ID != "c-in-new" || inbox[0].State != store.DeliveryQueued || inbox[1].State != store.DeliveryRead {
 		t.Errorf("inbox order or states: %s %s, %s %s", inbox[0].Communication.ID, inbox[0].State, inbox[1].Communication.ID, inbox[1].State)
 	}
+	waiting, err := st.Waiting(ctx, "Practitioner/a", 10)
+	if err != nil || len(waiting) != 1 || waiting[0].Communication.ID != "c-in-new" || waiting[0].State != store.DeliveryQueued {
+		t.Errorf("Waiting = %+v, %v; want only the queued c-in-new", waiting, err)
+	}
 	if inbox, _ := st.Inbox(ctx, "Practitioner/a", 1); len(inbox) != 1 {
 		t.Errorf("limit not applied: %d", len(inbox))
 	}
