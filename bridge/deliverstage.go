@@ -35,7 +35,7 @@ type Pusher interface {
 // more). Clinicians' sessions then fetch the message itself.
 type DeliverStage struct {
 	Store DeliveryStore
-	Push  Pusher // nil: no push gateway configured
+	Push  Pusher    // nil: no push gateway configured
 	Inbox Announcer // nil: no inbox sessions
 	Now   func() time.Time
 	Log   *slog.Logger

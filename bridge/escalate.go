@@ -35,7 +35,7 @@ type Escalator struct {
 	Store     EscalationStore
 	Rules     *mapping.Rules
 	Inbox     Announcer // may be nil
-	Push      Pusher // may be nil
+	Push      Pusher    // may be nil
 	Deadlines map[string]time.Duration
 	Now       func() time.Time
 	Log       *slog.Logger
