@@ -65,28 +65,41 @@ func inboxItem(c store.CommunicationRow, keys Opener) (InboxItem, error) {
 
 // Hub hands new messages to the recipients' connected sessions in this
 // process. A session that falls behind misses live items, never messages:
-// it gets them from its backlog when it reconnects.
+// it is told it missed some and reads them from the store.
 type Hub struct {
 	mu   sync.Mutex
-	subs map[string]map[chan InboxItem]struct{}
+	subs map[string]map[*hubSub]struct{}
+}
+
+type hubSub struct {
+	items  chan InboxItem
+	missed chan struct{} // signalled when an item did not fit in items
 }
 
 // NewHub returns an empty hub.
-func NewHub() *Hub { return &Hub{subs: map[string]map[chan InboxItem]struct{}{}} }
+func NewHub() *Hub { return &Hub{subs: map[string]map[*hubSub]struct{}{}} }
 
 // Subscribe returns the items for recipient and a function that ends the
-// subscription.
+// subscription; items that do not fit its buffer are dropped.
 func (h *Hub) Subscribe(recipient string) (<-chan InboxItem, func()) {
-	ch := make(chan InboxItem, 64)
+	items, _, cancel := h.SubscribeSession(recipient)
+	return items, cancel
+}
+
+// SubscribeSession is Subscribe for a session that catches up: missed
+// receives a signal whenever an item was dropped because the session had
+// fallen behind, so that it reads what waits for it from the store.
+func (h *Hub) SubscribeSession(recipient string) (items <-chan InboxItem, missed <-chan struct{}, cancel func()) {
+	sub := &hubSub{items: make(chan InboxItem, 64), missed: make(chan struct{}, 1)}
 	h.mu.Lock()
 	if h.subs[recipient] == nil {
-		h.subs[recipient] = map[chan InboxItem]struct{}{}
+		h.subs[recipient] = map[*hubSub]struct{}{}
 	}
-	h.subs[recipient][ch] = struct{}{}
+	h.subs[recipient][sub] = struct{}{}
 	h.mu.Unlock()
-	return ch, func() {
+	return sub.items, sub.missed, func() {
 		h.mu.Lock()
-		delete(h.subs[recipient], ch)
+		delete(h.subs[recipient], sub)
 		if len(h.subs[recipient]) == 0 {
 			delete(h.subs, recipient)
 		}
@@ -94,7 +107,6 @@ func (h *Hub) Subscribe(recipient string) (<-chan InboxItem, func()) {
 	}
 }
 
-// Publish offers item to recipient's sessions without waiting.
 // Connected reports whether any of recipients has a session here.
 func (h *Hub) Connected(recipients []string) bool {
 	h.mu.Lock()
@@ -107,13 +119,18 @@ func (h *Hub) Connected(recipients []string) bool {
 	return false
 }
 
+// Publish offers item to recipient's sessions without waiting.
 func (h *Hub) Publish(recipient string, item InboxItem) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for ch := range h.subs[recipient] {
+	for sub := range h.subs[recipient] {
 		select {
-		case ch <- item:
+		case sub.items <- item:
 		default:
+			select {
+			case sub.missed <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
@@ -220,7 +237,7 @@ func (a *InboxAPI) stream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	recipient := recipientOf(r)
-	live, cancel := a.Hub.Subscribe(recipient) // before the backlog, so nothing falls between
+	live, missed, cancel := a.Hub.SubscribeSession(recipient) // before the backlog, so nothing falls between
 	defer cancel()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
@@ -228,35 +245,40 @@ func (a *InboxAPI) stream(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprint(w, "retry: 3000\n\n")
 	flusher.Flush()
 	// Everything not yet delivered, oldest first, however much piled up
-	// while the clinician was away: page by page, as each sent message
-	// leaves the waiting list.
+	// while the clinician was away (or while this session fell behind):
+	// page by page, as each sent message leaves the waiting list.
 	sent := map[string]bool{}
-	for {
-		entries, err := a.Store.Waiting(r.Context(), recipient, waitingPage)
-		if err != nil {
-			a.Log.Error("reading an inbox", "error", err)
-			return
-		}
-		fresh := 0
-		for _, e := range entries {
-			if sent[e.Communication.ID] {
-				continue
-			}
-			fresh++
-			it, err := inboxItem(e.Communication, a.Keys)
+	catchUp := func() bool {
+		for {
+			entries, err := a.Store.Waiting(r.Context(), recipient, waitingPage)
 			if err != nil {
-				a.Log.Error("opening an inbox message", "communication_id", e.Communication.ID, "error", err)
-				sent[e.Communication.ID] = true
-				continue
+				a.Log.Error("reading an inbox", "error", err)
+				return false
 			}
-			if !a.send(w, flusher, r, recipient, it) {
-				return
+			fresh := 0
+			for _, e := range entries {
+				if sent[e.Communication.ID] {
+					continue
+				}
+				fresh++
+				it, err := inboxItem(e.Communication, a.Keys)
+				if err != nil {
+					a.Log.Error("opening an inbox message", "communication_id", e.Communication.ID, "error", err)
+					sent[e.Communication.ID] = true
+					continue
+				}
+				if !a.send(w, flusher, r, recipient, it) {
+					return false
+				}
+				sent[it.ID] = true
 			}
-			sent[it.ID] = true
+			if len(entries) < waitingPage || fresh == 0 {
+				return true
+			}
 		}
-		if len(entries) < waitingPage || fresh == 0 {
-			break
-		}
+	}
+	if !catchUp() {
+		return
 	}
 	beat := a.Heartbeat
 	if beat <= 0 {
@@ -270,6 +292,10 @@ func (a *InboxAPI) stream(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-a.Closing:
 			return
+		case <-missed:
+			if !catchUp() {
+				return
+			}
 		case it := <-live:
 			if sent[it.ID] {
 				continue

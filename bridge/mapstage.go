@@ -122,8 +122,14 @@ func (s *MapStage) Handle(msg *message.Message) error {
 	if err != nil {
 		return err
 	}
+	if !stored {
+		// At-least-once delivery at work (a crash between commit and ack,
+		// or another instance): the first mapping stands.
+		s.Log.Info("message mapped before; the redelivery changed nothing", "inbound_id", m.ID, "correlation_id", corr)
+		return nil
+	}
 	s.Log.Debug("mapped", "inbound_id", m.ID, "correlation_id", corr, "resources", len(out.Resources),
-		"communications", len(out.Communications), "redelivery", !stored)
+		"communications", len(out.Communications))
 	return nil
 }
 

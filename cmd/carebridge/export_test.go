@@ -53,18 +53,21 @@ func openStream(t *testing.T, ctx context.Context, httpAddr, token string) *sseC
 		t.Fatalf("stream: %v %v", resp, err)
 	}
 	c := &sseClient{ids: map[string]int{}}
-	go func() {
-		defer resp.Body.Close()
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
-				c.mu.Lock()
-				c.ids[id]++
-				c.mu.Unlock()
-			}
-		}
-	}()
+	go readStream(resp, c)
 	return c
+}
+
+// readStream counts the ids of the events on resp until it ends.
+func readStream(resp *http.Response, c *sseClient) {
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
+			c.mu.Lock()
+			c.ids[id]++
+			c.mu.Unlock()
+		}
+	}
 }
 
 // TestServeEndToEnd is acceptance point 1 of the pipeline issue on the
