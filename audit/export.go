@@ -21,6 +21,7 @@ type ExportStore interface {
 	AddAuditTarget(ctx context.Context, target string, at time.Time) error
 	AuditExported(ctx context.Context, target string) (map[string]uint64, error)
 	AdvanceAuditExport(ctx context.Context, target string, positions map[string]uint64, dead []store.AuditDeadLetter, at time.Time) error
+	TakeLease(ctx context.Context, name, holder string, now, until time.Time) (bool, error)
 }
 
 // EHR is the FHIR server AuditEvents go to (fhir.Client).
@@ -44,6 +45,12 @@ type ExporterConfig struct {
 	// each time. Defaults 1 s and 5 min: an EHR down for hours is retried
 	// every five minutes, and nothing is dropped meanwhile.
 	MinBackoff, MaxBackoff time.Duration
+	// Holder names this instance. Where several instances export to the
+	// same target, the one holding the target's lease (renewed every
+	// batch, lost after Lease without renewal) exports and the others
+	// wait, so the EHR is not sent everything twice. Empty: no lease.
+	Holder string
+	Lease  time.Duration // default 30 s
 	// Now and Sleep stand in for the clock in tests.
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -87,6 +94,9 @@ func NewExporter(st ExportStore, ehr EHR, v *fhir.Validator, cfg ExporterConfig)
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = max(5*time.Minute, cfg.MinBackoff)
 	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 30 * time.Second
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -128,6 +138,15 @@ func (x *Exporter) Run(ctx context.Context) error {
 	backoff := x.cfg.MinBackoff
 	failures := 0
 	for {
+		if held, err := x.lease(ctx); err == nil && !held {
+			// Another instance exports; take over if it stops renewing.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(x.cfg.Lease / 3):
+			}
+			continue
+		}
 		n, err := x.ExportOnce(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -164,6 +183,17 @@ func (x *Exporter) Run(ctx context.Context) error {
 		case <-time.After(x.cfg.Idle):
 		}
 	}
+}
+
+// lease takes or renews the target's export lease; without a Holder it
+// always holds. A failure to reach the database counts as held: the
+// export then fails on the same database and backs off.
+func (x *Exporter) lease(ctx context.Context) (bool, error) {
+	if x.cfg.Holder == "" {
+		return true, nil
+	}
+	now := x.cfg.Now()
+	return x.st.TakeLease(ctx, "audit-export "+x.cfg.Target, x.cfg.Holder, now, now.Add(x.cfg.Lease))
 }
 
 // state of one record in a batch.

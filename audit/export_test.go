@@ -276,3 +276,38 @@ func TestExportRefusesAlteredRecords(t *testing.T) {
 		t.Fatalf("backlog %+v", got)
 	}
 }
+
+// TestExportOneInstanceAtATime: two instances exporting to the same EHR
+// take turns by lease instead of both sending everything.
+func TestExportOneInstanceAtATime(t *testing.T) {
+	b := backends(t)["sqlite"](t)
+	log := newLog(t, b.st, keyRing(t))
+	fill(t, log, 0, 300)
+	ehr := fhirtest.NewEHR(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, holder := range []string{"node-a", "node-b"} {
+		x := newExporter(t, b.st, ehr.URL, nil, audit.ExporterConfig{Holder: holder, Lease: 300 * time.Millisecond, Batch: 20, Idle: 5 * time.Millisecond})
+		wg.Go(func() { x.Run(ctx) })
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(ehr.Held("AuditEvent")) < 300 || pendingOf(t, b.st, ehr.URL).Pending > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not exported in 20 s: %+v", pendingOf(t, b.st, ehr.URL))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fill(t, log, 300, 20) // more, while both still run
+	for pendingOf(t, b.st, ehr.URL).Pending > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second lot was not exported")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	if rewrites, _, _ := ehr.Stats(); rewrites != 0 || len(ehr.Held("AuditEvent")) != 320 {
+		t.Fatalf("the EHR holds %d AuditEvents and was sent %d twice; want 320 and none", len(ehr.Held("AuditEvent")), rewrites)
+	}
+}

@@ -231,6 +231,10 @@ type AuditExport interface {
 	// AuditDeadLetters returns a target's dead letters, oldest first, at
 	// most limit, and how many there are in all.
 	AuditDeadLetters(ctx context.Context, target string, limit int) ([]AuditDeadLetter, int, error)
+	// TakeLease makes holder the holder of the lease name until until,
+	// if it holds it already or nobody does (no lease, or one expired at
+	// now); it reports whether holder has it.
+	TakeLease(ctx context.Context, name, holder string, now, until time.Time) (bool, error)
 }
 
 // SealedResource is one FHIR resource mapping produced, its JSON sealed

@@ -106,7 +106,7 @@ func (p *pipelineConfig) exporter(st store.Store) (*audit.Exporter, error) {
 		return nil, fmt.Errorf("loading the FHIR R4 validator: %w", err)
 	}
 	return audit.NewExporter(st, p.ehr, v, audit.ExporterConfig{
-		Target: p.ehrURL, Source: audit.Source{Site: p.node}, Log: p.log,
+		Target: p.ehrURL, Source: audit.Source{Site: p.node}, Holder: p.node, Log: p.log,
 	})
 }
 

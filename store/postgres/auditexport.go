@@ -135,3 +135,14 @@ func (s *Store) AuditDeadLetters(ctx context.Context, target string, limit int) 
 	}
 	return out, total, nil
 }
+
+// TakeLease takes or renews a lease. See store.AuditExport.
+func (s *Store) TakeLease(ctx context.Context, name, holder string, now, until time.Time) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `INSERT INTO lease (name, holder, expires_at) VALUES ($1, $2, $3)
+		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+		WHERE lease.holder = excluded.holder OR lease.expires_at <= $4`, name, holder, until, now)
+	if err != nil {
+		return false, fmt.Errorf("taking lease %s: %w", name, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}

@@ -180,3 +180,21 @@ func (s *Store) AuditDeadLetters(ctx context.Context, target string, limit int) 
 	}
 	return out, total, nil
 }
+
+// TakeLease takes or renews a lease. See store.AuditExport.
+func (s *Store) TakeLease(ctx context.Context, name, holder string, now, until time.Time) (bool, error) {
+	if s.write == nil {
+		return false, fmt.Errorf("taking lease %s: %w", name, ErrReadOnly)
+	}
+	res, err := s.write.ExecContext(ctx, `INSERT INTO lease (name, holder, expires_at) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+		WHERE lease.holder = excluded.holder OR lease.expires_at <= ?`, name, holder, until.UnixMicro(), now.UnixMicro())
+	if err != nil {
+		return false, fmt.Errorf("taking lease %s: %w", name, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("taking lease %s: %w", name, err)
+	}
+	return n == 1, nil
+}

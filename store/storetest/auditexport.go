@@ -86,4 +86,19 @@ func testAuditExport(t *testing.T, st store.Store) {
 	if letters, total, err := st.AuditDeadLetters(ctx, other, 10); err != nil || total != 0 || len(letters) != 0 {
 		t.Fatalf("another target's dead letters: %v %d %v", letters, total, err)
 	}
+
+	// A lease: one holder at a time, renewed by its holder, free once expired.
+	take := func(holder string, now time.Duration, want bool) {
+		t.Helper()
+		got, err := st.TakeLease(ctx, "export", holder, at.Add(now), at.Add(now+30*time.Second))
+		if err != nil || got != want {
+			t.Fatalf("%s takes the lease at +%v: %v, %v; want %v", holder, now, got, err, want)
+		}
+	}
+	take("node-a", 0, true)
+	take("node-b", time.Second, false)
+	take("node-a", 10*time.Second, true) // renewed to +40 s
+	take("node-b", 35*time.Second, false)
+	take("node-b", 40*time.Second, true)
+	take("node-a", 41*time.Second, false)
 }
