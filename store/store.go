@@ -384,6 +384,61 @@ type Poison interface {
 	ReplayPoison(ctx context.Context, id, handler string) error
 }
 
+// Subscription is an EHR's FHIR R4 rest-hook Subscription to
+// Communications.
+type Subscription struct {
+	ID       string
+	Criteria string // "Communication" or "Communication?priority=urgent,stat"
+	Endpoint string
+	Header   []byte // sealed header lines ("Authorization: Bearer …"), nil for none
+	Active   bool
+	Created  time.Time
+}
+
+// Notice states.
+const (
+	NoticePending = "pending"
+	NoticeSent    = "sent"
+	NoticeDead    = "dead"
+)
+
+// SubscriptionNotice is one id-only notification of a Communication to a
+// subscription.
+type SubscriptionNotice struct {
+	SubscriptionID  string
+	CommunicationID string
+	EventNumber     int64 // 1, 2, … per subscription
+	State           string
+	Attempts        int
+	FirstAt         time.Time
+	NextAt          time.Time // zero once sent or dead
+	LastError       string    // PHI-free
+}
+
+// Subscriptions are the EHR's subscriptions and their notifications, which
+// are found by the database when due.
+type Subscriptions interface {
+	// PutSubscription stores s, replacing one with its id.
+	PutSubscription(ctx context.Context, s Subscription) error
+	// ListSubscriptions returns every subscription, by id.
+	ListSubscriptions(ctx context.Context) ([]Subscription, error)
+	// DeleteSubscription removes a subscription and its notices, or
+	// returns ErrNotFound.
+	DeleteSubscription(ctx context.Context, id string) error
+	// QueueNotices queues one notice of a Communication per subscription,
+	// due at once; one that exists is left as it is. Each new notice takes
+	// its subscription's next event number.
+	QueueNotices(ctx context.Context, communicationID string, subscriptionIDs []string, at time.Time) error
+	// DueNotices returns up to limit pending notices due at now, oldest first.
+	DueNotices(ctx context.Context, now time.Time, limit int) ([]SubscriptionNotice, error)
+	// UpdateNotice stores a notice's state, attempts, next time and error.
+	UpdateNotice(ctx context.Context, n SubscriptionNotice) error
+	// NoticeCounts counts notices per subscription and state.
+	NoticeCounts(ctx context.Context) (map[string]map[string]int, error)
+	// DeadNotices returns up to limit dead notices, newest first.
+	DeadNotices(ctx context.Context, limit int) ([]SubscriptionNotice, error)
+}
+
 // Store is everything a backend provides.
 type Store interface {
 	Inbound
@@ -393,6 +448,7 @@ type Store interface {
 	Poison
 	Deliveries
 	Escalations
+	Subscriptions
 	// Subscriber returns a Watermill subscriber on the store's own queue
 	// tables for the given consumer group.
 	Subscriber(consumerGroup string) (message.Subscriber, error)

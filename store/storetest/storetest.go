@@ -92,6 +92,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"Inbox", testInbox},
 		{"Escalations", testEscalations},
 		{"AuditExport", testAuditExport},
+		{"Subscriptions", testSubscriptions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,167 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/carebridge/carebridge/store"
+)
+
+// PutSubscription stores a subscription. See store.Subscriptions.
+func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO subscription (id, criteria, endpoint, header, active, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (id) DO UPDATE SET criteria = excluded.criteria, endpoint = excluded.endpoint, header = excluded.header, active = excluded.active`,
+		sub.ID, sub.Criteria, sub.Endpoint, sub.Header, sub.Active, sub.Created)
+	if err != nil {
+		return fmt.Errorf("storing subscription %s: %w", sub.ID, err)
+	}
+	return nil
+}
+
+// ListSubscriptions returns every subscription. See store.Subscriptions.
+func (s *Store) ListSubscriptions(ctx context.Context) ([]store.Subscription, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, criteria, endpoint, header, active, created_at FROM subscription ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("listing subscriptions: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Subscription, error) {
+		var sub store.Subscription
+		err := row.Scan(&sub.ID, &sub.Criteria, &sub.Endpoint, &sub.Header, &sub.Active, &sub.Created)
+		sub.Created = sub.Created.UTC()
+		return sub, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing subscriptions: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteSubscription removes a subscription. See store.Subscriptions.
+func (s *Store) DeleteSubscription(ctx context.Context, id string) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM subscription WHERE id = $1`, id)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return store.ErrNotFound
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM subscription_notice WHERE subscription_id = $1`, id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("deleting subscription %s: %w", id, err)
+	}
+	return nil
+}
+
+// QueueNotices queues notices of a Communication. See store.Subscriptions.
+func (s *Store) QueueNotices(ctx context.Context, communicationID string, subscriptionIDs []string, at time.Time) error {
+	if len(subscriptionIDs) == 0 {
+		return nil
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for _, sub := range subscriptionIDs {
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM subscription_notice WHERE subscription_id = $1 AND communication_id = $2)`,
+				sub, communicationID).Scan(&exists); err != nil {
+				return err
+			}
+			if exists {
+				continue
+			}
+			var event int64
+			err := tx.QueryRow(ctx, `UPDATE subscription SET events = events + 1 WHERE id = $1 RETURNING events`, sub).Scan(&event)
+			if errors.Is(err, pgx.ErrNoRows) {
+				continue // deleted meanwhile
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO subscription_notice (subscription_id, communication_id, event_no, state, attempts, first_at, next_at)
+				VALUES ($1, $2, $3, 'pending', 0, $4, $4) ON CONFLICT DO NOTHING`, sub, communicationID, event, at); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("queueing subscription notices: %w", err)
+	}
+	return nil
+}
+
+const noticeColumns = `subscription_id, communication_id, event_no, state, attempts, first_at, next_at, last_error`
+
+func (s *Store) notices(ctx context.Context, what, query string, args ...any) ([]store.SubscriptionNotice, error) {
+	rows, err := s.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.SubscriptionNotice, error) {
+		var n store.SubscriptionNotice
+		var next *time.Time
+		err := row.Scan(&n.SubscriptionID, &n.CommunicationID, &n.EventNumber, &n.State, &n.Attempts, &n.FirstAt, &next, &n.LastError)
+		n.FirstAt = n.FirstAt.UTC()
+		if next != nil {
+			n.NextAt = next.UTC()
+		}
+		return n, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
+}
+
+// DueNotices returns due notices. See store.Subscriptions.
+func (s *Store) DueNotices(ctx context.Context, now time.Time, limit int) ([]store.SubscriptionNotice, error) {
+	return s.notices(ctx, "finding due subscription notices", `SELECT `+noticeColumns+` FROM subscription_notice
+		WHERE next_at IS NOT NULL AND next_at <= $1 ORDER BY next_at LIMIT $2`, now, limit)
+}
+
+// DeadNotices returns dead notices. See store.Subscriptions.
+func (s *Store) DeadNotices(ctx context.Context, limit int) ([]store.SubscriptionNotice, error) {
+	return s.notices(ctx, "listing dead subscription notices", `SELECT `+noticeColumns+` FROM subscription_notice
+		WHERE state = 'dead' ORDER BY first_at DESC LIMIT $1`, limit)
+}
+
+// UpdateNotice stores a notice's progress. See store.Subscriptions.
+func (s *Store) UpdateNotice(ctx context.Context, n store.SubscriptionNotice) error {
+	var next *time.Time
+	if !n.NextAt.IsZero() {
+		next = &n.NextAt
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE subscription_notice SET state = $1, attempts = $2, next_at = $3, last_error = $4
+		WHERE subscription_id = $5 AND communication_id = $6`, n.State, n.Attempts, next, n.LastError, n.SubscriptionID, n.CommunicationID)
+	if err != nil {
+		return fmt.Errorf("updating a subscription notice: %w", err)
+	}
+	return nil
+}
+
+// NoticeCounts counts notices. See store.Subscriptions.
+func (s *Store) NoticeCounts(ctx context.Context) (map[string]map[string]int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT subscription_id, state, count(*) FROM subscription_notice GROUP BY subscription_id, state`)
+	if err != nil {
+		return nil, fmt.Errorf("counting subscription notices: %w", err)
+	}
+	out := map[string]map[string]int{}
+	var sub, state string
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&sub, &state, &n}, func() error {
+		if out[sub] == nil {
+			out[sub] = map[string]int{}
+		}
+		out[sub][state] = n
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("counting subscription notices: %w", err)
+	}
+	return out, nil
+}
