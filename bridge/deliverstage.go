@@ -37,6 +37,7 @@ type DeliverStage struct {
 	Store DeliveryStore
 	Push  Pusher    // nil: no push gateway configured
 	Inbox Announcer // nil: no inbox sessions
+	Hooks *RestHook // nil: no EHR subscriptions
 	Now   func() time.Time
 	Log   *slog.Logger
 }
@@ -55,6 +56,15 @@ func (s *DeliverStage) Handle(msg *message.Message) error {
 	}
 	if s.Inbox != nil {
 		if err := s.Inbox.Announce(ctx, ev.CommunicationID, ev.Recipients); err != nil {
+			return err
+		}
+	}
+	if s.Hooks != nil {
+		c, err := s.Store.GetCommunication(ctx, ev.CommunicationID)
+		if err != nil {
+			return err
+		}
+		if err := s.Hooks.Queue(ctx, c); err != nil {
 			return err
 		}
 	}
