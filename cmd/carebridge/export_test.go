@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -363,4 +365,81 @@ func natsForTest(t *testing.T) (url, prefix string) {
 		}
 	})
 	return url, prefix
+}
+
+// TestSubscriptionsNotifyTheEHR: a subscription added with the CLI (its
+// criteria and header file checked) is notified by a running server of an
+// urgent message, id only, with its header; the list shows it sent.
+func TestSubscriptionsNotifyTheEHR(t *testing.T) {
+	dir := t.TempDir()
+	got := make(chan *http.Request, 4)
+	bodies := make(chan string, 4)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- r
+		bodies <- string(b)
+	}))
+	defer hook.Close()
+	headers := filepath.Join(dir, "hook.headers")
+	if err := os.WriteFile(headers, []byte("Authorization: Bearer ehr-hook-0123456789\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	_, _, stop := inProcessServer(t, data, "--rules", filepath.Join(mapTestdata, "rules.yaml"), "--public-url", "https://cb.example/fhir")
+	stop() // the key ring and database exist now
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--criteria", "Communication?subject=Patient/1"}, `"subject" is not supported`},
+		{[]string{"--criteria", "Patient"}, "only Communication"},
+		{[]string{"--endpoint", "http://ehr.example.org/hook"}, "must use https"},
+		{[]string{"--header-file", headers}, "chmod 600"},
+	} {
+		args := append([]string{"subscriptions", "add", "--data-dir", data, "--endpoint", hook.URL}, tc.args...)
+		_, stderr, err := runCLI(t, "", args...)
+		if err == nil || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: %v %s; want %q", tc.args, err, stderr, tc.want)
+		}
+	}
+	os.Chmod(headers, 0o600)
+	out, stderr, err := runCLI(t, "", "subscriptions", "add", "--data-dir", data, "--id", "ehr-urgent", "--endpoint", hook.URL,
+		"--criteria", "Communication?priority=urgent,stat", "--header-file", headers)
+	if err != nil || !strings.Contains(out, "Subscription/ehr-urgent") {
+		t.Fatalf("add: %v %s %s", err, out, stderr)
+	}
+
+	mllpAddr, _, stop := inProcessServer(t, data, "--rules", filepath.Join(mapTestdata, "rules.yaml"), "--public-url", "https://cb.example/fhir")
+	defer stop()
+	if out, _, err := runCLI(t, "", "send", "--addr", mllpAddr, filepath.Join(mapTestdata, "hl7", "oru-r01-critical-k-v251.hl7"),
+		filepath.Join(mapTestdata, "hl7", "adt-a01-v251.hl7")); err != nil {
+		t.Fatalf("send: %v\n%s", err, out)
+	}
+	select {
+	case r := <-got:
+		body := <-bodies
+		if r.Header.Get("Authorization") != "Bearer ehr-hook-0123456789" || !strings.Contains(body, `"https://cb.example/fhir/Communication/`) ||
+			strings.Contains(body, "SAMPLE") {
+			t.Fatalf("notification: %v\n%s", r.Header, body)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no notification in 20 s")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _, _ = runCLI(t, "", "subscriptions", "list", "--data-dir", data)
+		if strings.Contains(out, "Subscription/ehr-urgent active Communication?priority=urgent,stat -> "+hook.URL+": 1 sent, 0 pending, 0 dead") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("list:\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	select {
+	case <-got:
+		t.Fatal("the routine admission was notified too")
+	case <-time.After(2500 * time.Millisecond):
+	}
 }

@@ -42,8 +42,9 @@ func commands() []command {
 		{"inbound", "list and show received messages (metadata; content only with --reveal)", runInbound},
 		{"migrate", "apply database migrations and exit", runMigrate},
 		{"keys", "show or rotate the encryption key ring", runKeys},
-		{"audit", "verify the tamper-evident audit trail", runAudit},
+		{"audit", "verify the tamper-evident audit trail; show what waits for export to the EHR", runAudit},
 		{"replay", "list and resend the messages a pipeline stage set aside", runReplay},
+		{"subscriptions", "the EHR's rest-hook subscriptions to new messages (id-only notifications)", runSubscriptions},
 		{"map", "map HL7v2 files to FHIR and route them offline, to try a rules file", runMap},
 	}
 }

@@ -25,17 +25,19 @@ import (
 // pipelineConfig is what serve needs to run the stages after the front
 // door, checked before anything listens.
 type pipelineConfig struct {
-	rules   *mapping.Rules
-	loc     *time.Location
-	node    string
-	push    *bridge.PushWebhook // nil without --push-url
-	inbox   map[string]string   // dev token → recipient; nil without --inbox-dev-tokens
-	hub     *bridge.Hub
-	ehr     *fhir.Client // nil without --ehr-fhir-url
-	ehrURL  string
-	nats    *bridge.NATSConfig // nil without --nats-url
-	inboxes bridge.Announcer   // set by startInboxes; nil without inbox sessions
-	log     *slog.Logger
+	rules     *mapping.Rules
+	loc       *time.Location
+	node      string
+	push      *bridge.PushWebhook // nil without --push-url
+	inbox     map[string]string   // dev token → recipient; nil without --inbox-dev-tokens
+	hub       *bridge.Hub
+	ehr       *fhir.Client // nil without --ehr-fhir-url
+	ehrURL    string
+	nats      *bridge.NATSConfig // nil without --nats-url
+	publicURL string             // --public-url: carebridge's FHIR base as EHRs reach it
+	inboxes   bridge.Announcer   // set by startInboxes; nil without inbox sessions
+	hooks     *bridge.RestHook   // set by startInboxes
+	log       *slog.Logger
 }
 
 func newPipelineConfig(cfg serveConfig, log *slog.Logger) (*pipelineConfig, error) {
@@ -55,7 +57,7 @@ func newPipelineConfig(cfg serveConfig, log *slog.Logger) (*pipelineConfig, erro
 			node = "carebridge"
 		}
 	}
-	p := &pipelineConfig{rules: rules, loc: loc, node: node, log: log, hub: bridge.NewHub()}
+	p := &pipelineConfig{rules: rules, loc: loc, node: node, log: log, hub: bridge.NewHub(), publicURL: cfg.publicURL}
 	if cfg.inboxTokens != "" {
 		if p.inbox, err = readDevTokens(cfg.inboxTokens); err != nil {
 			return nil, fmt.Errorf("--inbox-dev-tokens: %w", err)
@@ -173,6 +175,7 @@ func (p *pipelineConfig) router(st store.Store, keys *secure.KeyRing) (*message.
 // process's hub, or with NATS every instance's. The returned function
 // stops it.
 func (p *pipelineConfig) startInboxes(st store.Store, keys *secure.KeyRing) (func(), error) {
+	p.hooks = &bridge.RestHook{Store: st, Keys: keys, BaseURL: p.publicURL, Now: time.Now, Log: p.log}
 	if p.inbox == nil {
 		return func() {}, nil
 	}
@@ -190,7 +193,7 @@ func (p *pipelineConfig) startInboxes(st store.Store, keys *secure.KeyRing) (fun
 }
 
 func (p *pipelineConfig) deliver(st store.Store) *bridge.DeliverStage {
-	d := &bridge.DeliverStage{Store: st, Inbox: p.inboxes, Now: time.Now, Log: p.log}
+	d := &bridge.DeliverStage{Store: st, Inbox: p.inboxes, Hooks: p.hooks, Now: time.Now, Log: p.log}
 	if p.push != nil {
 		d.Push = p.push // a nil *PushWebhook must not become a non-nil Pusher
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,7 @@ type serveConfig struct {
 	ehrURL          string
 	natsURL         string
 	natsPrefix      string
+	publicURL       string
 	ehrTokenFile    string
 	inboxTokens     string
 }
@@ -86,6 +88,7 @@ and acknowledged.`, `  carebridge serve
 	fs.StringVar(&cfg.ehrTokenFile, "ehr-token-file", "", "file holding the bearer token for --ehr-fhir-url (mode 0600; read again for each batch, so it can be rotated in place)")
 	fs.StringVar(&cfg.natsURL, "nats-url", "", "NATS JetStream server(s), e.g. nats://127.0.0.1:4222: the pipeline's queue, shared by every instance pointed at it and at the same PostgreSQL database (default: the database's own queue tables)")
 	fs.StringVar(&cfg.natsPrefix, "nats-prefix", bridge.DefaultNATSStreamPrefix, "prefix of carebridge's NATS subjects and streams, so deployments sharing a NATS server stay apart")
+	fs.StringVar(&cfg.publicURL, "public-url", "", "carebridge's FHIR base URL as EHRs reach it, e.g. https://carebridge.example.org/fhir: subscription notifications point there (default: urn:uuid: references)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error (logs never contain message content)")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "text or json")
 	if err := parseFlags(env, fs, args); err != nil {
@@ -119,6 +122,11 @@ func (c *serveConfig) validate() error {
 	}
 	if (c.pushURL == "") != (c.pushSecretFile == "") {
 		return errors.New("--push-url and --push-secret-file go together")
+	}
+	if c.publicURL != "" {
+		if u, err := url.Parse(c.publicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("--public-url %q: want an http(s) URL", c.publicURL)
+		}
 	}
 	if c.ehrTokenFile != "" && c.ehrURL == "" {
 		return errors.New("--ehr-token-file needs --ehr-fhir-url")
@@ -264,6 +272,11 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 	})
 	g.Go(func() error {
 		runCheckpoints(gctx, trail, log)
+		return nil
+	})
+	g.Go(func() error {
+		// Due subscription notices likewise.
+		pipeline.hooks.Run(gctx, 2*time.Second)
 		return nil
 	})
 	g.Go(func() error {
