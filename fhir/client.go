@@ -148,9 +148,9 @@ func (c *Client) do(ctx context.Context, method, target string, body []byte, op 
 	}
 	req.Header.Set("Content-Type", "application/fhir+json")
 	req.Header.Set("Accept", "application/fhir+json")
+	var tok string
 	if c.tokens != nil {
-		tok, err := c.tokens.Token(ctx)
-		if err != nil {
+		if tok, err = c.tokens.Token(ctx); err != nil {
 			return nil, fmt.Errorf("getting a token for %s: %w", op, err)
 		}
 		req.Header.Set("Authorization", "Bearer "+tok)
@@ -163,6 +163,12 @@ func (c *Client) do(ctx context.Context, method, target string, body []byte, op 
 	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading the answer to %s: %w", op, err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		// A token the server no longer takes is not asked for again.
+		if inv, ok := c.tokens.(interface{ Invalidate(string) }); ok {
+			inv.Invalidate(tok)
+		}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, &StatusError{Op: op, Status: resp.StatusCode, Code: firstIssueCode(b)}

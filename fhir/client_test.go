@@ -2,7 +2,9 @@ package fhir
 
 import (
 	"reflect"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestTransactionStatuses(t *testing.T) {
@@ -64,5 +66,77 @@ func FuzzEHRAnswers(f *testing.F) {
 				t.Fatalf("issue code with %q", r)
 			}
 		}
+	})
+}
+
+func TestTokenAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status int
+		body   string
+		tok    string
+		life   string
+		err    string
+	}{
+		{"ok", 200, `{"access_token":"abc","token_type":"bearer","expires_in":300,"scope":"system/AuditEvent.cu"}`, "abc", "5m0s", ""},
+		{"Bearer, no expiry", 200, `{"access_token":"abc","token_type":"Bearer"}`, "abc", "5m0s", ""},
+		{"refused", 401, `{"error":"invalid_client","error_description":"unknown kid"}`, "", "", "HTTP 401 invalid_client: unknown kid"},
+		{"refused, no JSON", 503, `<html>`, "", "", "HTTP 503"},
+		{"control characters", 400, `{"error":"invalid_scope\u001b[31m"}`, "", "", "invalid_scope[31m"},
+		{"no token", 200, `{"token_type":"bearer"}`, "", "", "no usable access_token"},
+		{"token with a space", 200, `{"access_token":"a b","token_type":"bearer"}`, "", "", "no usable access_token"},
+		{"MAC token", 200, `{"access_token":"abc","token_type":"mac"}`, "", "", "want bearer"},
+		{"negative life", 200, `{"access_token":"abc","token_type":"bearer","expires_in":-1}`, "", "", "expires_in"},
+		{"string life", 200, `{"access_token":"abc","token_type":"bearer","expires_in":"soon"}`, "", "", "not a JSON token response"},
+		{"not JSON", 200, `abc`, "", "", "not a JSON token response"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok, life, err := tokenAnswer(tc.status, []byte(tc.body))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want one with %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || tok != tc.tok || life.String() != tc.life {
+				t.Fatalf("got %q, %v, %v; want %q, %s", tok, life, err, tc.tok, tc.life)
+			}
+		})
+	}
+}
+
+func TestSMARTTokenEndpoint(t *testing.T) {
+	for _, tc := range []struct {
+		body, want, err string
+	}{
+		{`{"token_endpoint":"https://auth.example.org/token"}`, "https://auth.example.org/token", ""},
+		{`{"token_endpoint":"http://127.0.0.1:9/token"}`, "http://127.0.0.1:9/token", ""},
+		{`{"token_endpoint":"http://auth.example.org/token"}`, "", "loopback only"},
+		{`{"token_endpoint":"https://user:pw@auth.example.org/token"}`, "", "not an https URL"},
+		{`{}`, "", "no token_endpoint"},
+		{`[`, "", "not JSON"},
+	} {
+		got, err := smartTokenEndpoint([]byte(tc.body))
+		if (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) || got != tc.want {
+			t.Errorf("%s: got %q, %v; want %q, %q", tc.body, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+// FuzzTokenAnswers: what an authorisation server answers never panics,
+// and a token taken from it is one header value.
+func FuzzTokenAnswers(f *testing.F) {
+	f.Add(200, []byte(`{"access_token":"abc","token_type":"bearer","expires_in":300}`))
+	f.Add(401, []byte(`{"error":"invalid_client"}`))
+	f.Add(200, []byte(`{"token_endpoint":"https://auth.example.org/token"}`))
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		tok, life, err := tokenAnswer(status, body)
+		if err == nil && (tok == "" || strings.ContainsAny(tok, " \r\n") || life <= 0) {
+			t.Fatalf("accepted token %q living %v", tok, life)
+		}
+		if err != nil && !utf8.ValidString(err.Error()) {
+			t.Fatalf("error is not UTF-8: %q", err)
+		}
+		smartTokenEndpoint(body)
 	})
 }

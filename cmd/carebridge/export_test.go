@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -441,5 +442,62 @@ func TestSubscriptionsNotifyTheEHR(t *testing.T) {
 	case <-got:
 		t.Fatal("the routine admission was notified too")
 	case <-time.After(2500 * time.Millisecond):
+	}
+}
+
+// TestServeExportsWithSMARTBackendServices: carebridge registered at the
+// EHR with the JWKS "keys --ehr-key" prints exports its audit trail with
+// tokens it asks for itself (a signed private_key_jwt assertion), reusing
+// one token while it lasts.
+func TestServeExportsWithSMARTBackendServices(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "ehr-client.pem")
+	jwks, stderr, err := runCLI(t, "", "keys", "--ehr-key", keyFile)
+	if err != nil || !strings.Contains(stderr, "made a new EC P-384 key") {
+		t.Fatalf("keys --ehr-key = %v\n%s", err, stderr)
+	}
+	if info, err := os.Stat(keyFile); err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, %v; want mode 0600", info, err)
+	}
+	if strings.Contains(jwks, `"d"`) || !strings.Contains(jwks, `"ES384"`) {
+		t.Fatalf("JWKS:\n%s", jwks)
+	}
+	if again, _, err := runCLI(t, "", "keys", "--ehr-key", keyFile); err != nil || again != jwks {
+		t.Fatalf("a second keys --ehr-key changed the key or failed: %v\n%s", err, again)
+	}
+
+	ehr := fhirtest.NewEHR(t)
+	if err := ehr.RequireSMART("carebridge-e2e", []byte(jwks), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = runCLI(t, "", "serve", "--data-dir", dir, "--ehr-fhir-url", ehr.URL, "--ehr-client-id", "carebridge-e2e")
+	if !errors.Is(err, errUsage) {
+		t.Errorf("serve with a client id and no key: %v, want a usage error", err)
+	}
+	mllpAddr, _, stop := inProcessServer(t, dir, "--rules", filepath.Join(mapTestdata, "rules.yaml"), "--node", "smart-node",
+		"--ehr-fhir-url", ehr.URL, "--ehr-client-id", "carebridge-e2e", "--ehr-private-key", keyFile)
+	for _, f := range []string{"oru-r01-critical-k-v251.hl7", "adt-a01-v251.hl7"} {
+		if out, _, err := runCLI(t, "", "send", "--addr", mllpAddr, filepath.Join(mapTestdata, "hl7", f)); err != nil || !strings.Contains(out, "1 accepted") {
+			t.Fatalf("send %s = %v\n%s", f, err, out)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pending, _, _ := runCLI(t, "", "audit", "pending", "--data-dir", dir, "--ehr-fhir-url", ehr.URL)
+		verify, _, _ := runCLI(t, "", "audit", "verify", "--data-dir", dir)
+		m := regexp.MustCompile(`verified: (\d+) records`).FindStringSubmatch(verify)
+		if m != nil && strings.Contains(pending, ": 0 records waiting") && strconv.Itoa(len(ehr.Held("AuditEvent"))) == m[1] && m[1] != "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			issued, refused := ehr.TokenStats()
+			t.Fatalf("the trail was not exported in 30 s: EHR holds %d, %d tokens issued, %d refused\n%s\n%s",
+				len(ehr.Held("AuditEvent")), issued, refused, verify, pending)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	stop()
+	if issued, refused := ehr.TokenStats(); issued != 1 || refused != 0 {
+		t.Errorf("%d tokens issued and %d refused, want one token reused for every batch", issued, refused)
 	}
 }

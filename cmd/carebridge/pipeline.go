@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -90,6 +91,18 @@ func newPipelineConfig(cfg serveConfig, log *slog.Logger) (*pipelineConfig, erro
 			}
 			tokens = tf
 		}
+		if cfg.ehrClientID != "" {
+			key, err := readPrivateKey(cfg.ehrPrivateKey)
+			if err != nil {
+				return nil, fmt.Errorf("--ehr-private-key: %w", err)
+			}
+			if tokens, err = fhir.NewBackendServices(fhir.BackendServicesConfig{
+				ClientID: cfg.ehrClientID, Key: key, KeyID: cfg.ehrKeyID, TokenURL: cfg.ehrTokenURL,
+				FHIRBase: cfg.ehrURL, Scope: cfg.ehrScope,
+			}); err != nil {
+				return nil, err
+			}
+		}
 		if p.ehr, err = fhir.NewClient(cfg.ehrURL, nil, tokens); err != nil {
 			return nil, fmt.Errorf("--ehr-fhir-url: %w", err)
 		}
@@ -110,6 +123,26 @@ func (p *pipelineConfig) exporter(st store.Store) (*audit.Exporter, error) {
 	return audit.NewExporter(st, p.ehr, v, audit.ExporterConfig{
 		Target: p.ehrURL, Source: audit.Source{Site: p.node}, Holder: p.node, Log: p.log,
 	})
+}
+
+// readPrivateKey reads a PEM private key that only its owner may read.
+func readPrivateKey(path string) (crypto.Signer, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s lets other users read it; run chmod 600 on it", path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	key, err := fhir.ParsePrivateKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return key, nil
 }
 
 // tokenFile is a bearer token kept in a file that only its owner may read,

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/carebridge/carebridge/bridge"
+	"github.com/carebridge/carebridge/fhir"
 	"github.com/carebridge/carebridge/hl7/mllp"
 	"github.com/carebridge/carebridge/inbound"
 )
@@ -45,6 +46,11 @@ type serveConfig struct {
 	natsPrefix      string
 	publicURL       string
 	ehrTokenFile    string
+	ehrClientID     string
+	ehrPrivateKey   string
+	ehrKeyID        string
+	ehrTokenURL     string
+	ehrScope        string
 	inboxTokens     string
 }
 
@@ -86,6 +92,11 @@ and acknowledged.`, `  carebridge serve
 	fs.StringVar(&cfg.pushSecretFile, "push-secret-file", "", "file holding the shared secret that signs push webhook bodies (HMAC-SHA256); required with --push-url")
 	fs.StringVar(&cfg.ehrURL, "ehr-fhir-url", "", "the EHR's FHIR R4 base URL; every audit record is sent there as an AuditEvent (transaction Bundles, retried with backoff, never dropped; see carebridge audit pending)")
 	fs.StringVar(&cfg.ehrTokenFile, "ehr-token-file", "", "file holding the bearer token for --ehr-fhir-url (mode 0600; read again for each batch, so it can be rotated in place)")
+	fs.StringVar(&cfg.ehrClientID, "ehr-client-id", "", "SMART Backend Services: carebridge's client id at the EHR, with --ehr-private-key; tokens are then asked for with a signed assertion (private_key_jwt) and renewed before they expire")
+	fs.StringVar(&cfg.ehrPrivateKey, "ehr-private-key", "", "SMART Backend Services: PEM private key (mode 0600) that signs the assertions, RSA of 2048+ bits (RS384) or EC P-384 (ES384); \"carebridge keys --ehr-key FILE\" makes one and prints the JWKS to register at the EHR")
+	fs.StringVar(&cfg.ehrKeyID, "ehr-key-id", "", "SMART Backend Services: the assertion's kid (default: the key's RFC 7638 thumbprint, as carebridge keys --ehr-key prints it)")
+	fs.StringVar(&cfg.ehrTokenURL, "ehr-token-url", "", "SMART Backend Services: the EHR's token endpoint (default: token_endpoint of --ehr-fhir-url/.well-known/smart-configuration)")
+	fs.StringVar(&cfg.ehrScope, "ehr-scope", fhir.DefaultBackendScope, "SMART Backend Services: the scopes asked for (v1 servers: system/AuditEvent.write)")
 	fs.StringVar(&cfg.natsURL, "nats-url", "", "NATS JetStream server(s), e.g. nats://127.0.0.1:4222: the pipeline's queue, shared by every instance pointed at it and at the same PostgreSQL database (default: the database's own queue tables)")
 	fs.StringVar(&cfg.natsPrefix, "nats-prefix", bridge.DefaultNATSStreamPrefix, "prefix of carebridge's NATS subjects and streams, so deployments sharing a NATS server stay apart")
 	fs.StringVar(&cfg.publicURL, "public-url", "", "carebridge's FHIR base URL as EHRs reach it, e.g. https://carebridge.example.org/fhir: subscription notifications point there (default: urn:uuid: references)")
@@ -130,6 +141,18 @@ func (c *serveConfig) validate() error {
 	}
 	if c.ehrTokenFile != "" && c.ehrURL == "" {
 		return errors.New("--ehr-token-file needs --ehr-fhir-url")
+	}
+	if (c.ehrClientID == "") != (c.ehrPrivateKey == "") {
+		return errors.New("--ehr-client-id and --ehr-private-key go together")
+	}
+	if c.ehrClientID != "" && c.ehrURL == "" {
+		return errors.New("--ehr-client-id needs --ehr-fhir-url")
+	}
+	if c.ehrClientID != "" && c.ehrTokenFile != "" {
+		return errors.New("give --ehr-token-file or --ehr-client-id, not both")
+	}
+	if (c.ehrKeyID != "" || c.ehrTokenURL != "") && c.ehrClientID == "" {
+		return errors.New("--ehr-key-id and --ehr-token-url need --ehr-client-id")
 	}
 	if c.maxConns <= 0 {
 		return errors.New("--max-connections must be positive")

@@ -32,6 +32,7 @@ type EHR struct {
 	noTransaction bool
 	refuse        map[string]bool // "Type/id" answered 422
 	token         string
+	smart         *smartServer // nil: no SMART authorisation
 }
 
 // NewEHR starts a server, closed when the test ends.
@@ -88,6 +89,20 @@ func (e *EHR) serve(w http.ResponseWriter, r *http.Request) {
 	if e.down {
 		outcome(w, http.StatusServiceUnavailable, "transient")
 		return
+	}
+	if e.smart != nil {
+		switch r.URL.Path {
+		case "/fhir/.well-known/smart-configuration":
+			e.smart.configuration(w, e.srv.URL)
+			return
+		case "/auth/token":
+			e.smart.issue(w, r, e.srv.URL)
+			return
+		}
+		if !e.smart.valid(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")) {
+			outcome(w, http.StatusUnauthorized, "login")
+			return
+		}
 	}
 	if e.token != "" && r.Header.Get("Authorization") != "Bearer "+e.token {
 		outcome(w, http.StatusUnauthorized, "login")
