@@ -10,9 +10,11 @@
 package audit
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -199,6 +201,36 @@ type Entry struct {
 	Correlation string    `json:"correlation,omitempty"`
 	Entities    []string  `json:"entities,omitempty"`
 	Patient     string    `json:"patient,omitempty"`
+}
+
+// MaxBatch is the most entries one audit.recorded payload may carry.
+const MaxBatch = 1024
+
+// DecodeEntries reads an audit.recorded payload: one entry (a JSON
+// object) or a batch of them (a JSON array, each with its own id), which
+// the audit stage appends in one transaction.
+func DecodeEntries(payload []byte) ([]Entry, error) {
+	p := bytes.TrimLeft(payload, " \t\r\n")
+	if len(p) > 0 && p[0] == '[' {
+		var batch []Entry
+		if err := json.Unmarshal(p, &batch); err != nil {
+			return nil, fmt.Errorf("%w: the batch is not JSON audit entries", ErrInvalid)
+		}
+		if len(batch) == 0 || len(batch) > MaxBatch {
+			return nil, fmt.Errorf("%w: a batch of %d entries (want 1 to %d)", ErrInvalid, len(batch), MaxBatch)
+		}
+		for i, e := range batch {
+			if e.ID == "" || e.Action == "" || e.At.IsZero() {
+				return nil, fmt.Errorf("%w: entry %d of the batch lacks an id, action or time", ErrInvalid, i)
+			}
+		}
+		return batch, nil
+	}
+	var e Entry
+	if err := json.Unmarshal(p, &e); err != nil || e.Action == "" || e.At.IsZero() {
+		return nil, fmt.Errorf("%w: the payload is not an audit entry", ErrInvalid)
+	}
+	return []Entry{e}, nil
 }
 
 // Record is the entry as an unlinked record.

@@ -136,23 +136,27 @@ func (l *Log) Checkpoint(ctx context.Context, now time.Time) error {
 // Every is how often Checkpoint should be called.
 func (l *Log) Every() time.Duration { return l.cfg.CheckpointAfter }
 
-// AppendEntry appends one entry unless a record of its id is stored
-// already (a redelivery, here or on another writer's chain); appended says
-// which.
-func (l *Log) AppendEntry(ctx context.Context, e Entry) (appended bool, err error) {
-	if e.ID != "" {
-		if done, err := l.st.AuditEntryStored(ctx, e.ID); err != nil || done {
-			return false, err
+// AppendEntries appends, in one transaction, those of entries not stored
+// already (by id; an entry without one is always appended), and returns
+// how many it appended. On error nothing is appended.
+func (l *Log) AppendEntries(ctx context.Context, entries []Entry) (appended int, err error) {
+	records := make([]Record, 0, len(entries))
+	for _, e := range entries {
+		if e.ID != "" {
+			done, err := l.st.AuditEntryStored(ctx, e.ID)
+			if err != nil {
+				return 0, err
+			}
+			if done {
+				continue
+			}
 		}
+		records = append(records, e.Record())
 	}
-	err = l.Append(ctx, e.Record())
-	if errors.Is(err, store.ErrConflict) && e.ID != "" {
-		// Another writer appended the same entry meanwhile?
-		if done, err2 := l.st.AuditEntryStored(ctx, e.ID); err2 == nil && done {
-			return false, nil
-		}
+	if err := l.Append(ctx, records...); err != nil {
+		return 0, err
 	}
-	return err == nil, err
+	return len(records), nil
 }
 
 func (l *Log) load(ctx context.Context) error {

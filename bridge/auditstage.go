@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -13,30 +12,42 @@ import (
 
 // AuditLog is what the audit stage appends to.
 type AuditLog interface {
-	AppendEntry(ctx context.Context, e audit.Entry) (bool, error)
+	AppendEntries(ctx context.Context, entries []audit.Entry) (int, error)
 }
 
 // AuditStage is the handler of TopicAuditRecorded: it appends each entry
-// to this process's audit chain, once, however often it is delivered.
+// to this process's audit chain, once, however often it is delivered. A
+// payload may carry a batch of entries (audit.DecodeEntries); they are
+// appended in one transaction.
 type AuditStage struct {
 	Log AuditLog
 }
 
-// Handle appends one entry.
+// Handle appends one payload's entries.
 func (s *AuditStage) Handle(msg *message.Message) error {
-	var e audit.Entry
-	if err := json.Unmarshal(msg.Payload, &e); err != nil || e.Action == "" || e.At.IsZero() {
-		return fmt.Errorf("%w: %s payload is not an audit entry", errPermanent, TopicAuditRecorded)
+	entries, err := audit.DecodeEntries(msg.Payload)
+	if err != nil {
+		return fmt.Errorf("%w: %s payload: %v", errPermanent, TopicAuditRecorded, err)
 	}
-	if e.ID == "" {
-		e.ID = msg.UUID
+	if len(entries) == 1 && entries[0].ID == "" {
+		entries[0].ID = msg.UUID
 	}
-	if _, err := s.Log.AppendEntry(msg.Context(), e); err != nil {
-		if errors.Is(err, audit.ErrInvalid) {
-			// Too long, too many entities: no retry makes it fit.
-			return fmt.Errorf("%w: appending audit entry %s: %v", errPermanent, e.ID, err)
+	_, err = s.Log.AppendEntries(msg.Context(), entries)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, audit.ErrInvalid) {
+		return fmt.Errorf("appending %d audit entries: %w", len(entries), err)
+	}
+	// Too long, too many entities: no retry makes that entry fit. Append
+	// the others, so that only it is set aside (a replay appends it alone).
+	var bad []string
+	for _, e := range entries {
+		if _, err := s.Log.AppendEntries(msg.Context(), []audit.Entry{e}); errors.Is(err, audit.ErrInvalid) {
+			bad = append(bad, e.ID)
+		} else if err != nil {
+			return fmt.Errorf("appending audit entry %s: %w", e.ID, err)
 		}
-		return fmt.Errorf("appending audit entry %s: %w", e.ID, err)
 	}
-	return nil
+	return fmt.Errorf("%w: audit entries %v cannot be appended: %v", errPermanent, bad, err)
 }

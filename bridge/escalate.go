@@ -105,11 +105,11 @@ func (e *Escalator) step(ctx context.Context, esc store.Escalation, now time.Tim
 		}
 	}
 	e.notify(ctx, c, notify)
-	ev, err := auditEvent(audit.Entry{
+	ev, err := auditEvent(c.ID, audit.Entry{
 		At: now, Actor: audit.Actor{Kind: audit.ActorSystem, ID: "carebridge"}, Action: "communication.escalated",
 		Outcome: audit.OutcomeSuccess, Correlation: c.ID, Patient: c.Subject,
 		Entities: capEntities(append([]string{"Communication/" + c.ID}, notify...)),
-	}, c.ID)
+	})
 	if err != nil {
 		return false, err
 	}

@@ -353,11 +353,11 @@ func (a *InboxAPI) read(w http.ResponseWriter, r *http.Request) {
 // transaction.
 func (a *InboxAPI) setDelivery(ctx context.Context, r *http.Request, recipient, id, patient, state, action string) error {
 	now := a.Now().UTC()
-	ev, err := auditEvent(audit.Entry{
+	ev, err := auditEvent(id, audit.Entry{
 		At: now, Action: action, Outcome: audit.OutcomeSuccess,
 		Actor:    audit.Actor{Kind: audit.ActorUser, ID: recipient, Address: r.RemoteAddr},
 		Entities: []string{"Communication/" + id}, Patient: patient,
-	}, id)
+	})
 	if err != nil {
 		return err
 	}

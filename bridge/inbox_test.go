@@ -203,9 +203,7 @@ func TestInboxStreamsDeliversAndReads(t *testing.T) {
 	}
 
 	actions := map[string]int{}
-	for _, m := range next(t, p.st, bridge.TopicAuditRecorded, 11) { // 2 messages × 2 map entries, 6 deliveries, 1 read
-		var e audit.Entry
-		json.Unmarshal(m.Payload, &e)
+	for _, e := range nextEntries(t, p.st, 11) { // 2 messages × 2 map entries, 6 deliveries, 1 read
 		actions[e.Action]++
 		if e.Action == "communication.read" && (e.Actor.Kind != audit.ActorUser || e.Actor.ID != orderer) {
 			t.Errorf("read audited as %+v", e.Actor)

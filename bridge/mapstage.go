@@ -171,9 +171,10 @@ func (s *MapStage) mapped(m store.InboundMessage, raw []byte, corr string) (stor
 		patient = p.Ref
 	}
 	system := audit.Actor{Kind: audit.ActorSystem, ID: "carebridge"}
-	entry := func(action string, outcome audit.Outcome, entities ...string) (store.Event, error) {
-		return auditEvent(audit.Entry{At: now, Actor: system, Action: action, Outcome: outcome,
-			Correlation: corr, Entities: entities, Patient: patient}, corr)
+	var entries []audit.Entry // one event carries them all: one append to the chain
+	entry := func(action string, outcome audit.Outcome, entities ...string) {
+		entries = append(entries, audit.Entry{At: now, Actor: system, Action: action, Outcome: outcome,
+			Correlation: corr, Entities: entities, Patient: patient})
 	}
 	for _, r := range kept {
 		if r.Type != "Communication" {
@@ -203,11 +204,7 @@ func (s *MapStage) mapped(m store.InboundMessage, raw []byte, corr string) (stor
 		if len(entities) > audit.MaxEntities {
 			entities = entities[:audit.MaxEntities] // the Communication names them all
 		}
-		a, err := entry("communication.created", audit.OutcomeSuccess, entities...)
-		if err != nil {
-			return out, err
-		}
-		out.Events = append(out.Events, a)
+		entry("communication.created", audit.OutcomeSuccess, entities...)
 	}
 	outcome, err := json.Marshal(res.Outcome)
 	if err != nil {
@@ -223,7 +220,8 @@ func (s *MapStage) mapped(m store.InboundMessage, raw []byte, corr string) (stor
 	case len(res.Outcome) > 0:
 		result = audit.OutcomeMinor
 	}
-	a, err := entry("message.mapped", result, "inbound/"+m.ID)
+	entry("message.mapped", result, "inbound/"+m.ID)
+	a, err := auditEvent(corr, entries...)
 	if err != nil {
 		return out, err
 	}
@@ -271,13 +269,27 @@ func refOf(r *fhirmodel.Reference) string {
 	return *r.Reference
 }
 
-func auditEvent(e audit.Entry, corr string) (store.Event, error) {
-	e.ID = watermill.NewUUID()
-	b, err := json.Marshal(e)
+// auditEvent is the audit.recorded event of entries, each given its own
+// id: one entry as a JSON object, several as an array, which the audit
+// stage appends in one transaction.
+func auditEvent(corr string, entries ...audit.Entry) (store.Event, error) {
+	if len(entries) == 0 || len(entries) > audit.MaxBatch {
+		return store.Event{}, fmt.Errorf("an audit event of %d entries", len(entries))
+	}
+	for i := range entries {
+		entries[i].ID = watermill.NewUUID()
+	}
+	var b []byte
+	var err error
+	if len(entries) == 1 {
+		b, err = json.Marshal(entries[0])
+	} else {
+		b, err = json.Marshal(entries)
+	}
 	if err != nil {
 		return store.Event{}, fmt.Errorf("encoding an audit entry: %w", err)
 	}
-	m := message.NewMessage(e.ID, b)
+	m := message.NewMessage(watermill.NewUUID(), b)
 	m.Metadata.Set(inbound.CorrelationIDKey, corr)
 	return store.Event{Topic: TopicAuditRecorded, Message: m}, nil
 }
