@@ -279,7 +279,7 @@ func TestAuditStageAppendsOnce(t *testing.T) {
 	}
 	stage := &bridge.AuditStage{Log: log}
 	entries := next(t, p.st, bridge.TopicAuditRecorded, 1) // created and mapped, one batch
-	for _, m := range append(entries, entries...) { // every entry delivered twice
+	for _, m := range append(entries, entries...) {        // every entry delivered twice
 		m.SetContext(context.Background())
 		if err := stage.Handle(m); err != nil {
 			t.Fatal(err)
