@@ -324,6 +324,15 @@ type Delivery struct {
 	UpdatedAt       time.Time
 }
 
+// DeliveryUpdate moves one recipient's delivery of a Communication to
+// State (never back).
+type DeliveryUpdate struct {
+	CommunicationID string
+	Recipient       string
+	State           string
+	At              time.Time
+}
+
 // Deliveries is the per-recipient delivery state.
 type Deliveries interface {
 	// QueueDeliveries records one queued delivery per recipient; one that
@@ -334,6 +343,10 @@ type Deliveries interface {
 	// stays read, and delivered does not become queued again; the events
 	// are published all the same.
 	SetDelivery(ctx context.Context, communicationID, recipient, state string, at time.Time, events ...Event) error
+	// SetDeliveries is SetDelivery for many deliveries in one transaction,
+	// with events published in it too. If any of them does not exist,
+	// nothing is written and the error is ErrNotFound.
+	SetDeliveries(ctx context.Context, updates []DeliveryUpdate, events ...Event) error
 	// DeliveriesOf returns the deliveries of a Communication, by recipient.
 	DeliveriesOf(ctx context.Context, communicationID string) ([]Delivery, error)
 	// Unread counts a recipient's deliveries not yet read.

@@ -22,24 +22,46 @@ func (s *Store) QueueDeliveries(ctx context.Context, communicationID string, rec
 	return nil
 }
 
-// SetDelivery moves a delivery forward. See store.Deliveries.
+// SetDelivery moves one delivery forward. See store.Deliveries.
 func (s *Store) SetDelivery(ctx context.Context, communicationID, recipient, state string, at time.Time, events ...store.Event) error {
-	rank := store.DeliveryRank(state)
-	if rank < 0 {
-		return fmt.Errorf("setting a delivery: unknown state %q", state)
+	err := s.SetDeliveries(ctx, []store.DeliveryUpdate{{CommunicationID: communicationID, Recipient: recipient, State: state, At: at}}, events...)
+	if err != nil {
+		return fmt.Errorf("setting the delivery of %s to %s: %w", communicationID, recipient, err)
+	}
+	return nil
+}
+
+// SetDeliveries moves deliveries forward in one transaction, the updates
+// sent as one pipelined batch. See store.Deliveries.
+func (s *Store) SetDeliveries(ctx context.Context, updates []store.DeliveryUpdate, events ...store.Event) error {
+	for _, u := range updates {
+		if store.DeliveryRank(u.State) < 0 {
+			return fmt.Errorf("setting deliveries: unknown state %q", u.State)
+		}
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var exists bool
-		err := tx.QueryRow(ctx, `WITH u AS (
-				UPDATE delivery SET state = $3, rank = $4, updated_at = $5
-				WHERE communication_id = $1 AND recipient = $2 AND rank < $4 RETURNING 1)
-			SELECT EXISTS (SELECT 1 FROM delivery WHERE communication_id = $1 AND recipient = $2)`,
-			communicationID, recipient, state, rank, at).Scan(&exists)
-		if err != nil {
-			return err
+		var b pgx.Batch
+		for _, u := range updates {
+			b.Queue(`WITH u AS (
+					UPDATE delivery SET state = $3, rank = $4, updated_at = $5
+					WHERE communication_id = $1 AND recipient = $2 AND rank < $4 RETURNING 1)
+				SELECT EXISTS (SELECT 1 FROM delivery WHERE communication_id = $1 AND recipient = $2)`,
+				u.CommunicationID, u.Recipient, u.State, store.DeliveryRank(u.State), u.At)
 		}
-		if !exists {
-			return store.ErrNotFound
+		res := tx.SendBatch(ctx, &b)
+		for _, u := range updates {
+			var exists bool
+			if err := res.QueryRow().Scan(&exists); err != nil {
+				res.Close()
+				return err
+			}
+			if !exists {
+				res.Close()
+				return fmt.Errorf("the delivery of %s to %s: %w", u.CommunicationID, u.Recipient, store.ErrNotFound)
+			}
+		}
+		if err := res.Close(); err != nil {
+			return err
 		}
 		if len(events) == 0 {
 			return nil
@@ -53,7 +75,7 @@ func (s *Store) SetDelivery(ctx context.Context, communicationID, recipient, sta
 		return byTopic.Publish(pub)
 	})
 	if err != nil {
-		return fmt.Errorf("setting the delivery of %s to %s: %w", communicationID, recipient, err)
+		return fmt.Errorf("setting deliveries: %w", err)
 	}
 	return nil
 }

@@ -37,35 +37,61 @@ func (s *Store) QueueDeliveries(ctx context.Context, communicationID string, rec
 	return nil
 }
 
-// SetDelivery moves a delivery forward. See store.Deliveries.
-func (s *Store) SetDelivery(ctx context.Context, communicationID, recipient, state string, at time.Time, events ...store.Event) (err error) {
-	rank := store.DeliveryRank(state)
-	if rank < 0 {
-		return fmt.Errorf("setting a delivery: unknown state %q", state)
+// SetDelivery moves one delivery forward. See store.Deliveries.
+func (s *Store) SetDelivery(ctx context.Context, communicationID, recipient, state string, at time.Time, events ...store.Event) error {
+	err := s.SetDeliveries(ctx, []store.DeliveryUpdate{{CommunicationID: communicationID, Recipient: recipient, State: state, At: at}}, events...)
+	if err != nil {
+		return fmt.Errorf("setting the delivery of %s to %s: %w", communicationID, recipient, err)
+	}
+	return nil
+}
+
+// SetDeliveries moves deliveries forward in one transaction. See
+// store.Deliveries.
+func (s *Store) SetDeliveries(ctx context.Context, updates []store.DeliveryUpdate, events ...store.Event) (err error) {
+	for _, u := range updates {
+		if store.DeliveryRank(u.State) < 0 {
+			return fmt.Errorf("setting deliveries: unknown state %q", u.State)
+		}
 	}
 	if s.write == nil {
-		return fmt.Errorf("setting a delivery: %w", ErrReadOnly)
+		return fmt.Errorf("setting deliveries: %w", ErrReadOnly)
 	}
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("setting a delivery: %w", err)
+		return fmt.Errorf("setting deliveries: %w", err)
 	}
 	defer func() {
 		if err != nil {
 			_ = tx.Rollback()
 		}
 	}()
-	var exists int
-	if err = tx.QueryRowContext(ctx, `SELECT count(*) FROM delivery WHERE communication_id = ? AND recipient = ?`, communicationID, recipient).Scan(&exists); err != nil {
-		return fmt.Errorf("setting the delivery of %s to %s: %w", communicationID, recipient, err)
+	// Prepared once for the batch: parsing SQL is a good part of a small
+	// statement's cost on SQLite.
+	exists, err := tx.PrepareContext(ctx, `SELECT count(*) FROM delivery WHERE communication_id = ? AND recipient = ?`)
+	if err != nil {
+		return fmt.Errorf("setting deliveries: %w", err)
 	}
-	if exists == 0 {
-		err = fmt.Errorf("setting the delivery of %s to %s: %w", communicationID, recipient, store.ErrNotFound)
-		return err
+	defer exists.Close()
+	update, err := tx.PrepareContext(ctx, `UPDATE delivery SET state = ?, rank = ?, updated_at = ?
+		WHERE communication_id = ? AND recipient = ? AND rank < ?`)
+	if err != nil {
+		return fmt.Errorf("setting deliveries: %w", err)
 	}
-	if _, err = tx.ExecContext(ctx, `UPDATE delivery SET state = ?, rank = ?, updated_at = ?
-		WHERE communication_id = ? AND recipient = ? AND rank < ?`, state, rank, at.UnixMicro(), communicationID, recipient, rank); err != nil {
-		return fmt.Errorf("setting the delivery of %s to %s: %w", communicationID, recipient, err)
+	defer update.Close()
+	for _, u := range updates {
+		var n int
+		if err = exists.QueryRowContext(ctx, u.CommunicationID, u.Recipient).Scan(&n); err != nil {
+			return fmt.Errorf("setting the delivery of %s to %s: %w", u.CommunicationID, u.Recipient, err)
+		}
+		if n == 0 {
+			err = fmt.Errorf("setting the delivery of %s to %s: %w", u.CommunicationID, u.Recipient, store.ErrNotFound)
+			return err
+		}
+		rank := store.DeliveryRank(u.State)
+		if _, err = update.ExecContext(ctx, u.State, rank, u.At.UnixMicro(), u.CommunicationID, u.Recipient, rank); err != nil {
+			return fmt.Errorf("setting the delivery of %s to %s: %w", u.CommunicationID, u.Recipient, err)
+		}
 	}
 	if len(events) > 0 {
 		pub, perr := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
@@ -80,7 +106,7 @@ func (s *Store) SetDelivery(ctx context.Context, communicationID, recipient, sta
 		}
 	}
 	if err = tx.Commit(); err != nil {
-		return fmt.Errorf("setting a delivery: %w", err)
+		return fmt.Errorf("setting deliveries: %w", err)
 	}
 	return nil
 }

@@ -73,6 +73,56 @@ func testDeliveries(t *testing.T, st store.Store) {
 	sameEvent(t, published[0], ev)
 }
 
+// testDeliveriesInBatches: many deliveries move in one transaction with
+// their events, and a batch naming one that does not exist writes nothing.
+func testDeliveriesInBatches(t *testing.T, st store.Store) {
+	ctx := context.Background()
+	at := time.Date(2026, 11, 3, 15, 0, 0, 0, time.UTC)
+	for _, c := range []string{"b1", "b2"} {
+		if err := st.QueueDeliveries(ctx, c, []string{"Practitioner/a", "Practitioner/b"}, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batch := []store.DeliveryUpdate{
+		{CommunicationID: "b1", Recipient: "Practitioner/a", State: store.DeliveryDelivered, At: at.Add(time.Second)},
+		{CommunicationID: "b2", Recipient: "Practitioner/a", State: store.DeliveryDelivered, At: at.Add(time.Second)},
+		{CommunicationID: "b1", Recipient: "Practitioner/b", State: store.DeliveryRead, At: at.Add(2 * time.Second)},
+		{CommunicationID: "b1", Recipient: "Practitioner/b", State: store.DeliveryDelivered, At: at.Add(3 * time.Second)}, // late: ignored
+	}
+	ev := store.Event{Topic: TopicOther, Message: message.NewMessage(watermill.NewUUID(), []byte("batch"))}
+	if err := st.SetDeliveries(ctx, batch, ev); err != nil {
+		t.Fatal(err)
+	}
+	broken := []store.DeliveryUpdate{
+		{CommunicationID: "b2", Recipient: "Practitioner/b", State: store.DeliveryRead, At: at.Add(time.Minute)},
+		{CommunicationID: "b2", Recipient: "Practitioner/nobody", State: store.DeliveryRead, At: at.Add(time.Minute)},
+	}
+	lost := store.Event{Topic: TopicOther, Message: message.NewMessage(watermill.NewUUID(), []byte("lost"))}
+	if err := st.SetDeliveries(ctx, broken, lost); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a batch with an unknown delivery: %v, want ErrNotFound", err)
+	}
+	if err := st.SetDeliveries(ctx, []store.DeliveryUpdate{{CommunicationID: "b1", Recipient: "Practitioner/a", State: "lost", At: at}}); err == nil {
+		t.Error("an unknown state was accepted")
+	}
+	want := map[string]string{
+		"b1 Practitioner/a": store.DeliveryDelivered, "b1 Practitioner/b": store.DeliveryRead,
+		"b2 Practitioner/a": store.DeliveryDelivered, "b2 Practitioner/b": store.DeliveryQueued, // the broken batch wrote nothing
+	}
+	for _, c := range []string{"b1", "b2"} {
+		ds, err := st.DeliveriesOf(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range ds {
+			if k := c + " " + d.Recipient; want[k] != d.State {
+				t.Errorf("%s: %s, want %s", k, d.State, want[k])
+			}
+		}
+	}
+	published := received(t, st, "deliveries-"+watermill.NewShortUUID(), TopicOther, 1, 300*time.Millisecond)
+	sameEvent(t, published[0], ev)
+}
+
 // testInbox: a recipient's inbox lists their Communications, newest first,
 // with the delivery state; events can be published on their own.
 func testInbox(t *testing.T, st store.Store) {

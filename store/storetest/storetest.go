@@ -89,6 +89,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"MappedOnce", testMappedOnce},
 		{"PoisonReplay", testPoisonReplay},
 		{"Deliveries", testDeliveries},
+		{"DeliveriesInBatches", testDeliveriesInBatches},
 		{"Inbox", testInbox},
 		{"Escalations", testEscalations},
 		{"AuditExport", testAuditExport},
