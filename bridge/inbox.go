@@ -14,7 +14,6 @@ import (
 
 	fhirmodel "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
-	"github.com/carebridge/carebridge/audit"
 	"github.com/carebridge/carebridge/fhir"
 	"github.com/carebridge/carebridge/store"
 )
@@ -143,6 +142,7 @@ type InboxStore interface {
 	GetCommunication(ctx context.Context, id string) (store.CommunicationRow, error)
 	CompleteCommunication(ctx context.Context, id string, sealed []byte) (bool, error)
 	SetDelivery(ctx context.Context, communicationID, recipient, state string, at time.Time, events ...store.Event) error
+	SetDeliveries(ctx context.Context, updates []store.DeliveryUpdate, events ...store.Event) error
 }
 
 // InboxAPI serves a clinician's inbox over HTTP:
@@ -167,7 +167,19 @@ type InboxAPI struct {
 	// handler would otherwise run until the client leaves). Clients
 	// reconnect and get what they missed from the list.
 	Closing <-chan struct{}
+
+	recOnce sync.Once
+	rec     *deliveryRecorder
 }
+
+func (a *InboxAPI) recorder() *deliveryRecorder {
+	a.recOnce.Do(func() { a.rec = &deliveryRecorder{api: a} })
+	return a.rec
+}
+
+// Drain waits until every delivery the streams made is recorded: call it
+// after the HTTP server has shut down, before the store closes.
+func (a *InboxAPI) Drain() { a.recorder().wait() }
 
 // Handler returns the routes.
 func (a *InboxAPI) Handler() http.Handler {
@@ -248,8 +260,19 @@ func (a *InboxAPI) stream(w http.ResponseWriter, r *http.Request) {
 	// while the clinician was away (or while this session fell behind):
 	// page by page, as each sent message leaves the waiting list.
 	sent := map[string]bool{}
+	// Deliveries are recorded in batches shared by every session, while
+	// this one goes on sending. Before reading what still waits, the
+	// session lets its own deliveries land, or it would see them again.
+	var recorded []<-chan error
+	settle := func() {
+		for _, done := range recorded {
+			<-done
+		}
+		recorded = recorded[:0]
+	}
 	catchUp := func() bool {
 		for {
+			settle()
 			entries, err := a.Store.Waiting(r.Context(), recipient, waitingPage)
 			if err != nil {
 				a.Log.Error("reading an inbox", "error", err)
@@ -267,7 +290,7 @@ func (a *InboxAPI) stream(w http.ResponseWriter, r *http.Request) {
 					sent[e.Communication.ID] = true
 					continue
 				}
-				if !a.send(w, flusher, r, recipient, it) {
+				if !a.send(w, flusher, r, recipient, it, &recorded) {
 					return false
 				}
 				sent[it.ID] = true
@@ -300,10 +323,13 @@ func (a *InboxAPI) stream(w http.ResponseWriter, r *http.Request) {
 			if sent[it.ID] {
 				continue
 			}
-			if !a.send(w, flusher, r, recipient, it) {
+			if !a.send(w, flusher, r, recipient, it, &recorded) {
 				return
 			}
 			sent[it.ID] = true
+			if len(recorded) > waitingPage {
+				settle() // the outcomes are not needed, only bounded memory
+			}
 		case <-tick.C:
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 				return
@@ -315,7 +341,7 @@ func (a *InboxAPI) stream(w http.ResponseWriter, r *http.Request) {
 
 // send writes one event and records the delivery; false when the client
 // is gone.
-func (a *InboxAPI) send(w http.ResponseWriter, f http.Flusher, r *http.Request, recipient string, it InboxItem) bool {
+func (a *InboxAPI) send(w http.ResponseWriter, f http.Flusher, r *http.Request, recipient string, it InboxItem, recorded *[]<-chan error) bool {
 	it.State = store.DeliveryDelivered
 	b, err := json.Marshal(it)
 	if err != nil {
@@ -325,13 +351,7 @@ func (a *InboxAPI) send(w http.ResponseWriter, f http.Flusher, r *http.Request, 
 		return false
 	}
 	f.Flush()
-	ctx := context.WithoutCancel(r.Context())
-	if err := a.setDelivery(ctx, r, recipient, it.ID, it.Subject, store.DeliveryDelivered, "communication.delivered"); err != nil {
-		// The client has the message; the record of it is what failed.
-		a.Log.Error("recording a delivery", "communication_id", it.ID, "error", err)
-	} else if err := a.completeIfDelivered(ctx, it.ID); err != nil {
-		a.Log.Error("completing a Communication", "communication_id", it.ID, "error", err)
-	}
+	*recorded = append(*recorded, a.recorder().record(recipient, it.ID, it.Subject, r.RemoteAddr))
 	return true
 }
 
@@ -353,11 +373,7 @@ func (a *InboxAPI) read(w http.ResponseWriter, r *http.Request) {
 // transaction.
 func (a *InboxAPI) setDelivery(ctx context.Context, r *http.Request, recipient, id, patient, state, action string) error {
 	now := a.Now().UTC()
-	ev, err := auditEvent(id, audit.Entry{
-		At: now, Action: action, Outcome: audit.OutcomeSuccess,
-		Actor:    audit.Actor{Kind: audit.ActorUser, ID: recipient, Address: r.RemoteAddr},
-		Entities: []string{"Communication/" + id}, Patient: patient,
-	})
+	ev, err := auditEvent(id, deliveryEntry(now, recipient, r.RemoteAddr, id, patient, action))
 	if err != nil {
 		return err
 	}

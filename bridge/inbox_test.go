@@ -276,4 +276,52 @@ func TestInboxStreamSendsEverythingWaiting(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	api.Drain()
+	// Recorded in batches: every delivery has its audit entry, in far
+	// fewer transactions (events) than deliveries.
+	evs := next(t, p.st, bridge.TopicAuditRecorded, n+deliveryEvents(t, p.st))
+	delivered := 0
+	for _, m := range evs[n:] {
+		es, err := audit.DecodeEntries(m.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			if e.Action == "communication.delivered" && e.Actor.ID == recipient {
+				delivered++
+			}
+		}
+	}
+	if delivered != n || len(evs)-n > n/4 {
+		t.Errorf("%d deliveries audited in %d events; want all %d, in at most %d", delivered, len(evs)-n, n, n/4)
+	}
+}
+
+// deliveryEvents counts the audit.recorded events after the map stage's
+// first ones that hold deliveries, reading them once for a fresh group.
+func deliveryEvents(t *testing.T, st store.Store) int {
+	t.Helper()
+	sub, err := st.Subscriber("count-" + watermill.NewShortUUID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ch, err := sub.Subscribe(ctx, bridge.TopicAuditRecorded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for {
+		select {
+		case m := <-ch:
+			m.Ack()
+			if strings.Contains(string(m.Payload), `"communication.delivered"`) {
+				n++
+			}
+		case <-time.After(300 * time.Millisecond):
+			return n
+		}
+	}
 }

@@ -263,8 +263,10 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 	httpMux := http.NewServeMux()
 	httpMux.Handle("/", healthHandler(&ready, st))
 	closing := make(chan struct{})
+	var inboxAPI *bridge.InboxAPI
 	if pipeline.inbox != nil {
-		httpMux.Handle("/api/", pipeline.inboxAPI(st, keys, closing).Handler())
+		inboxAPI = pipeline.inboxAPI(st, keys, closing)
+		httpMux.Handle("/api/", inboxAPI.Handler())
 	}
 	httpSrv := &http.Server{
 		Handler:           httpMux,
@@ -328,7 +330,11 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 		ready.Store(false)
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 		defer cancel()
-		return httpSrv.Shutdown(sctx)
+		err := httpSrv.Shutdown(sctx)
+		if inboxAPI != nil {
+			inboxAPI.Drain() // the streams' last deliveries, before the store closes
+		}
+		return err
 	})
 
 	ready.Store(true)
