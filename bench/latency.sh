@@ -33,7 +33,7 @@ for st in $STORES; do
 			--rules bench/latency/rules.yaml --inbox-dev-tokens "$work/tokens")
 		schema="cblat_$$_$mode"
 		if [ "$st" != sqlite ]; then
-			psql "$PG" -qc "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema"
+			PGOPTIONS="-c client_min_messages=warning" psql "$PG" -qc "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema"
 			args+=(--database-url "$PG&search_path=$schema")
 		fi
 		if [ "$st" = nats ]; then args+=(--nats-url "$NATS" --nats-prefix "cblat$$$mode"); fi
@@ -45,6 +45,6 @@ for st in $STORES; do
 		printf '%-8s ' "$st"
 		"$work/latency" --addr 127.0.0.1:22576 --http 127.0.0.1:28081 --tokens "$work/tokens" --rate "$r" --messages "$MESSAGES" --wait 120s
 		kill -TERM $pid; wait $pid || true
-		if [ "$st" != sqlite ]; then psql "$PG" -qc "DROP SCHEMA $schema CASCADE"; fi
+		if [ "$st" != sqlite ]; then PGOPTIONS="-c client_min_messages=warning" psql "$PG" -qc "DROP SCHEMA $schema CASCADE"; fi
 	done
 done

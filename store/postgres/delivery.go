@@ -39,7 +39,7 @@ func (s *Store) SetDeliveries(ctx context.Context, updates []store.DeliveryUpdat
 			return fmt.Errorf("setting deliveries: unknown state %q", u.State)
 		}
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var b pgx.Batch
 		for _, u := range updates {
 			b.Queue(`WITH u AS (
@@ -172,7 +172,7 @@ func (s *Store) PublishEvents(ctx context.Context, events []store.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
 		if err != nil {
 			return fmt.Errorf("creating publisher: %w", err)

@@ -40,7 +40,7 @@ func (s *Store) AdvanceEscalation(ctx context.Context, communicationID string, s
 	if !next.IsZero() {
 		due = &next
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE escalation SET step = step + 1, due_at = $1 WHERE communication_id = $2 AND step = $3`, due, communicationID, step)
 		if err != nil {
 			return err

@@ -51,7 +51,7 @@ func (s *Store) AcceptInbound(ctx context.Context, batch []store.Accept) ([]stor
 		return nil, fmt.Errorf("storing inbound batch: %w", err)
 	}
 	var results []store.AcceptResult
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var err error
 		results, err = s.acceptInbound(ctx, tx, batch)
 		return err

@@ -17,7 +17,7 @@ var errAlreadyMapped = errors.New("already mapped")
 // StoreMapped stores the map stage's output in one transaction. See
 // store.Mapping.
 func (s *Store) StoreMapped(ctx context.Context, m store.Mapped) (bool, error) {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `INSERT INTO mapped (inbound_id, mapped_at, outcome) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
 			m.InboundID, m.MappedAt, nonNil(m.Outcome))
 		if err != nil {

@@ -48,7 +48,7 @@ func (s *Store) ListPoison(ctx context.Context) ([]store.PoisonMessage, error) {
 // ReplayPoison publishes a poison message again and forgets it. See
 // store.Poison.
 func (s *Store) ReplayPoison(ctx context.Context, id, handler string) error {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var topic string
 		var payload []byte
 		var md map[string]string

@@ -70,6 +70,17 @@ type Store struct {
 	wlog    watermill.LoggerAdapter
 	schema  wsql.DefaultPostgreSQLSchema
 	offsets wsql.DefaultPostgreSQLOffsetsAdapter
+	wake    store.Waker // this process's subscribers, told of each commit that publishes
+}
+
+// inTx runs fn in a transaction that publishes events and, once it has
+// committed, wakes the subscribers waiting for them.
+func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	if err := pgx.BeginFunc(ctx, s.pool, fn); err != nil {
+		return err
+	}
+	s.wake.Wake()
+	return nil
 }
 
 var _ store.Store = (*Store)(nil)
@@ -296,9 +307,8 @@ func (s *Store) createTopics(ctx context.Context) error {
 func (s *Store) Subscriber(consumerGroup string) (message.Subscriber, error) {
 	sub, err := wsql.NewSubscriber(wsql.BeginnerFromPgx(s.pool), wsql.SubscriberConfig{
 		ConsumerGroup:    consumerGroup,
-		PollInterval:     20 * time.Millisecond,
 		ResendInterval:   50 * time.Millisecond,
-		RetryInterval:    200 * time.Millisecond,
+		BackoffManager:   s.wake.Backoff(20*time.Millisecond, 200*time.Millisecond), // 20 ms: what other instances commit
 		SchemaAdapter:    s.schema,
 		OffsetsAdapter:   s.offsets,
 		InitializeSchema: false,

@@ -31,7 +31,7 @@ func (s *Store) QueueDeliveries(ctx context.Context, communicationID string, rec
 			return fmt.Errorf("queueing the delivery of %s to %s: %w", communicationID, r, err)
 		}
 	}
-	if err = tx.Commit(); err != nil {
+	if err = s.commit(tx); err != nil {
 		return fmt.Errorf("queueing deliveries: %w", err)
 	}
 	return nil
@@ -105,7 +105,7 @@ func (s *Store) SetDeliveries(ctx context.Context, updates []store.DeliveryUpdat
 			return err
 		}
 	}
-	if err = tx.Commit(); err != nil {
+	if err = s.commit(tx); err != nil {
 		return fmt.Errorf("setting deliveries: %w", err)
 	}
 	return nil
@@ -235,7 +235,7 @@ func (s *Store) PublishEvents(ctx context.Context, events []store.Event) (err er
 	if err = byTopic.Publish(pub); err != nil {
 		return err
 	}
-	return tx.Commit()
+	return s.commit(tx)
 }
 
 // CompleteCommunication marks a Communication completed. See store.Deliveries.

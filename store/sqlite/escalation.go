@@ -67,7 +67,7 @@ func (s *Store) AdvanceEscalation(ctx context.Context, communicationID string, s
 			return false, err
 		}
 	}
-	if err = tx.Commit(); err != nil {
+	if err = s.commit(tx); err != nil {
 		return false, fmt.Errorf("advancing an escalation: %w", err)
 	}
 	return true, nil

@@ -100,7 +100,7 @@ func (s *Store) acceptInbound(ctx context.Context, batch []store.Accept) (_ []st
 			return nil, err
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if err := s.commit(tx); err != nil {
 		return nil, fmt.Errorf("committing: %w", err)
 	}
 	return results, nil

@@ -82,7 +82,7 @@ func (s *Store) storeMapped(ctx context.Context, m store.Mapped) (_ bool, err er
 			return false, err
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if err := s.commit(tx); err != nil {
 		return false, fmt.Errorf("committing: %w", err)
 	}
 	return true, nil

@@ -109,7 +109,7 @@ func (s *Store) replayPoison(ctx context.Context, id, handler string) (err error
 	if err := pub.Publish(topic, msg); err != nil {
 		return fmt.Errorf("publishing on %s: %w", topic, err)
 	}
-	return tx.Commit()
+	return s.commit(tx)
 }
 
 func isNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }

@@ -105,6 +105,17 @@ type Store struct {
 	schema  SchemaAdapter
 	offsets OffsetsAdapter
 	groups  groupLocks
+	wake    store.Waker // this process's subscribers, told of each commit that publishes
+}
+
+// commit commits a write transaction that published events and wakes the
+// subscribers waiting for them.
+func (s *Store) commit(tx *sql.Tx) error {
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.wake.Wake()
+	return nil
 }
 
 var _ store.Store = (*Store)(nil)
@@ -455,9 +466,8 @@ func (s *Store) Subscriber(consumerGroup string) (message.Subscriber, error) {
 	}
 	sub, err := wsql.NewSubscriber(&subscriberDB{s: s, group: consumerGroup}, wsql.SubscriberConfig{
 		ConsumerGroup:    consumerGroup,
-		PollInterval:     20 * time.Millisecond,
 		ResendInterval:   50 * time.Millisecond,
-		RetryInterval:    200 * time.Millisecond,
+		BackoffManager:   s.wake.Backoff(20*time.Millisecond, 200*time.Millisecond), // 20 ms: what other processes (carebridge replay) commit
 		SchemaAdapter:    s.schema,
 		OffsetsAdapter:   s.offsets,
 		InitializeSchema: false,

@@ -1,0 +1,51 @@
+package store
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+)
+
+func TestWakeBackoff(t *testing.T) {
+	var w Waker
+	b := w.Backoff(time.Hour, 3*time.Second)
+	log := watermill.NopLogger{}
+	if d := b.HandleError(log, false, nil); d != 0 {
+		t.Errorf("after a read that found messages: wait %v, want 0", d)
+	}
+	if d := b.HandleError(log, false, errors.New("connection refused")); d != 3*time.Second {
+		t.Errorf("after an error: wait %v, want the retry interval", d)
+	}
+	if d := b.HandleError(log, false, errors.New("ERROR: deadlock detected")); d != 0 {
+		t.Errorf("after a deadlock: wait %v, want 0", d)
+	}
+	done := make(chan time.Duration)
+	go func() { done <- b.HandleError(log, true, nil) }()
+	// The poll is an hour: only a wake ends the wait.
+	for {
+		select {
+		case d := <-done:
+			if d != 0 {
+				t.Errorf("after a wake: wait %v more, want 0", d)
+			}
+			return
+		case <-time.After(5 * time.Millisecond):
+			w.Wake()
+		case <-time.After(5 * time.Second):
+			t.Fatal("Wake did not end the wait")
+		}
+	}
+}
+
+func TestWakeBackoffPolls(t *testing.T) {
+	var w Waker
+	start := time.Now()
+	if d := w.Backoff(20*time.Millisecond, time.Second).HandleError(watermill.NopLogger{}, true, nil); d != 0 {
+		t.Errorf("wait %v more, want 0", d)
+	}
+	if e := time.Since(start); e < 20*time.Millisecond || e > 2*time.Second {
+		t.Errorf("waited %v without a wake, want the poll interval", e)
+	}
+}
