@@ -47,6 +47,7 @@ type CommunicationCreated struct {
 type MapStore interface {
 	GetInbound(ctx context.Context, id string) (store.InboundMessage, error)
 	StoreMapped(ctx context.Context, m store.Mapped) (bool, error)
+	IsMapped(ctx context.Context, inboundID string) (bool, error)
 }
 
 // Sealer seals and opens records at rest (the key ring).
@@ -102,6 +103,14 @@ func (s *MapStage) Handle(msg *message.Message) error {
 	corr := msg.Metadata.Get(inbound.CorrelationIDKey)
 	if corr == "" {
 		corr = ev.InboundID
+	}
+	if done, err := s.Store.IsMapped(ctx, ev.InboundID); err != nil {
+		return err
+	} else if done {
+		// A redelivery, or a partition catching up on what the others
+		// mapped: nothing to do, and nothing worth a log line each.
+		s.Log.Debug("message mapped before", "inbound_id", ev.InboundID, "correlation_id", corr)
+		return nil
 	}
 	m, err := s.Store.GetInbound(ctx, ev.InboundID)
 	if errors.Is(err, store.ErrNotFound) {

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,14 +59,32 @@ type RouterConfig struct {
 // queue transport.
 const GroupRelay = "relay"
 
-// NewRouter returns the router running the map, audit and deliver stages. Every
-// handler runs behind the same middleware, outermost first:
-//   - poison: an error IsPermanent recognises (a bad payload, a panic) sets
-//     the message aside in the poison store with its reason and acks it;
-//     nothing is dropped, and "carebridge replay" sends it again;
-//   - recover: a panic becomes a permanent error, its stack logged;
-//   - retry: any other error is retried with backoff, then nacked, so the
-//     transport redelivers it later.
+// MapPartitions is how many map handlers run side by side, each a
+// consumer group of its own ("map", "map-1", …) taking the messages whose
+// inbound.Received.OrderKey falls to it: one patient's messages are mapped
+// in order, different patients' on different cores. Changing it moves
+// keys between groups that have read the queue to different points, so it
+// is a constant, not a setting: a change needs a migration of the groups'
+// offsets.
+const MapPartitions = 2
+
+// partition is the map handler of partition i: the others' messages are
+// acknowledged and left to them. A payload that cannot be read goes to
+// partition 0, which sets it aside.
+func partition(i int, h message.NoPublishHandlerFunc) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		var ev inbound.Received
+		if json.Unmarshal(msg.Payload, &ev) != nil || ev.InboundID == "" {
+			if i != 0 {
+				return nil
+			}
+		} else if int(ev.OrderKey%MapPartitions) != i {
+			return nil
+		}
+		return h(msg)
+	}
+}
+
 func NewRouter(cfg RouterConfig) (*message.Router, error) {
 	if cfg.Subscriber == nil || cfg.Poison == nil || cfg.Map == nil || cfg.Audit == nil || cfg.Deliver == nil || cfg.Logger == nil {
 		return nil, errors.New("bridge: RouterConfig needs Subscriber, Poison, Map, Audit, Deliver and Logger")
@@ -84,14 +103,22 @@ func NewRouter(cfg RouterConfig) (*message.Router, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating the router: %w", err)
 	}
-	for _, h := range []struct {
+	type stage struct {
 		group, topic string
 		fn           message.NoPublishHandlerFunc
-	}{
-		{GroupMap, inbound.TopicReceived, cfg.Map.Handle},
+	}
+	stages := []stage{
 		{GroupAudit, TopicAuditRecorded, cfg.Audit.Handle},
 		{GroupDeliver, TopicCommunicationCreated, cfg.Deliver.Handle},
-	} {
+	}
+	for i := range MapPartitions {
+		g := GroupMap
+		if i > 0 {
+			g = fmt.Sprintf("%s-%d", GroupMap, i)
+		}
+		stages = append(stages, stage{g, inbound.TopicReceived, partition(i, cfg.Map.Handle)})
+	}
+	for _, h := range stages {
 		sub, err := cfg.Subscriber(h.group)
 		if err != nil {
 			return nil, fmt.Errorf("subscribing %s to %s: %w", h.group, h.topic, err)

@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"strings"
 	"sync"
@@ -49,6 +50,28 @@ var ErrClosed = errors.New("inbound: service stopped")
 type Received struct {
 	InboundID   string `json:"inbound_id"`
 	MessageType string `json:"message_type"`
+	// OrderKey groups the messages whose order matters: those of one
+	// patient (PID-3's first identifier) from one sending facility. It is
+	// a hash reduced to OrderKeys values, so it says next to nothing of
+	// the patient; consumers that work in parallel keep each key's
+	// messages in order.
+	OrderKey uint32 `json:"order_key"`
+}
+
+// OrderKeys is how many values Received.OrderKey takes.
+const OrderKeys = 1024
+
+// orderKey is the OrderKey of a message.
+func orderKey(m *hl7.Message, facility string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(facility))
+	for _, p := range []string{"PID-3.1", "PID-3.4"} {
+		h.Write([]byte{0})
+		if v, err := m.Get(p); err == nil {
+			h.Write(v.Raw())
+		}
+	}
+	return h.Sum32() % OrderKeys
 }
 
 // Store is what the service needs of the database.
@@ -270,7 +293,7 @@ func (s *Service) commit(batch []*request, accepts []store.Accept) {
 // down): send no ACK, so the peer retries.
 func (s *Service) Accept(ctx context.Context, peer Peer, raw []byte) (Result, error) {
 	now := s.cfg.Now().UTC()
-	hdr, problems := s.check(raw)
+	hdr, key, problems := s.check(raw)
 
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -325,7 +348,7 @@ func (s *Service) Accept(ctx context.Context, peer Peer, raw []byte) (Result, er
 		acc.Message.State = store.StateAccepted
 		acc.Dedupe = s.cfg.DedupeWindow > 0 && hdr.ControlID != ""
 		acc.DedupeSince = now.Add(-s.cfg.DedupeWindow)
-		ev, err := receivedEvent(idStr, msgType)
+		ev, err := receivedEvent(Received{InboundID: idStr, MessageType: msgType, OrderKey: key})
 		if err != nil {
 			return Result{}, err
 		}
@@ -408,34 +431,35 @@ func auditEntryEvent(id string, peer Peer, hdr hl7.Header, outcome hl7.Outcome, 
 	return m, nil
 }
 
-func receivedEvent(id, msgType string) (*message.Message, error) {
-	payload, err := json.Marshal(Received{InboundID: id, MessageType: msgType})
+func receivedEvent(r Received) (*message.Message, error) {
+	payload, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s event: %w", TopicReceived, err)
 	}
-	m := message.NewMessage(id, payload)
-	m.Metadata.Set(CorrelationIDKey, id)
+	m := message.NewMessage(r.InboundID, payload)
+	m.Metadata.Set(CorrelationIDKey, r.InboundID)
 	return m, nil
 }
 
 // check parses what it must of raw and returns its header (as much as could
 // be read) and every problem found, each with its position.
-func (s *Service) check(raw []byte) (hl7.Header, []error) {
+func (s *Service) check(raw []byte) (hl7.Header, uint32, []error) {
 	m, err := hl7.ParseWithLimits(raw, s.cfg.Limits)
 	if err != nil {
 		// Read what we can of the header so the negative ACK can echo it;
 		// a header problem is the one to report.
 		hdr, herr := hl7.ParseHeader(raw)
 		if herr != nil {
-			return hdr, []error{herr}
+			return hdr, 0, []error{herr}
 		}
-		return hdr, []error{err}
+		return hdr, 0, []error{err}
 	}
 	var problems []error
 	for _, p := range s.cfg.Rules.check(m) {
 		problems = append(problems, p)
 	}
-	return m.Header(), problems
+	hdr := m.Header()
+	return hdr, orderKey(m, hdr.SendingFacility), problems
 }
 
 // rejectOutcome chooses AR for a message we cannot take at all (its header

@@ -383,3 +383,33 @@ func TestAuditEntriesGoWithTheMessage(t *testing.T) {
 		t.Errorf("messages without a batch: %v", want)
 	}
 }
+
+// TestOrderKeyFollowsThePatient: one patient's messages from one facility
+// share an order key (the map stage keeps them in order), other patients'
+// spread over the keys, and the key is small.
+func TestOrderKeyFollowsThePatient(t *testing.T) {
+	msg := func(facility, mrn, authority, control string) *hl7.Message {
+		raw := "MSH|^~\\&|ADT|" + facility + "|CB|CB|20261201063000||ADT^A08|" + control + "|P|2.5.1\rPID|1||" + mrn + "^^^" + authority + "^MR||DOE^JANE\r"
+		m, err := hl7.Parse([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	a1 := orderKey(msg("GH", "100", "GH", "1"), "GH")
+	a2 := orderKey(msg("GH", "100", "GH", "2"), "GH")
+	if a1 != a2 {
+		t.Errorf("one patient's messages got keys %d and %d", a1, a2)
+	}
+	keys := map[uint32]bool{}
+	for i := range 100 {
+		k := orderKey(msg("GH", fmt.Sprint(1000+i), "GH", "x"), "GH")
+		if k >= OrderKeys {
+			t.Fatalf("key %d out of range", k)
+		}
+		keys[k] = true
+	}
+	if len(keys) < 80 {
+		t.Errorf("100 patients share %d keys, want them spread", len(keys))
+	}
+}

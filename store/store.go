@@ -301,6 +301,9 @@ type Mapping interface {
 	// When m.InboundID was stored before, nothing changes or is published
 	// and stored is false: a redelivered message is a no-op.
 	StoreMapped(ctx context.Context, m Mapped) (stored bool, err error)
+	// IsMapped reports whether the map stage stored the output of the
+	// inbound message inboundID: a cheap look before mapping it again.
+	IsMapped(ctx context.Context, inboundID string) (bool, error)
 	// GetResource returns one stored resource, or ErrNotFound.
 	GetResource(ctx context.Context, typ, id string) (SealedResource, error)
 	// CommunicationsOf returns the Communications produced from an

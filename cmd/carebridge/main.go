@@ -37,11 +37,11 @@ type environment struct {
 
 func commands() []command {
 	return []command{
-		{"serve", "receive HL7v2 over MLLP, store it encrypted and queue it", runServe},
+		{"serve", "receive HL7v2 over MLLP, store it encrypted, map, route and deliver it", runServe},
 		{"send", "send HL7v2 files to an MLLP listener and report each ACK", runSend},
 		{"inbound", "list and show received messages (metadata; content only with --reveal)", runInbound},
 		{"migrate", "apply database migrations and exit", runMigrate},
-		{"keys", "show or rotate the encryption key ring", runKeys},
+		{"keys", "show or rotate the key ring; make the key that signs in to the EHR (SMART)", runKeys},
 		{"audit", "verify the tamper-evident audit trail; show what waits for export to the EHR", runAudit},
 		{"replay", "list and resend the messages a pipeline stage set aside", runReplay},
 		{"subscriptions", "the EHR's rest-hook subscriptions to new messages (id-only notifications)", runSubscriptions},
@@ -103,7 +103,7 @@ Usage:
 Commands:
 `)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
 Run "carebridge <command> --help" for a command's flags and an example.

@@ -75,6 +75,16 @@ func nonNil(b []byte) []byte {
 	return b
 }
 
+// IsMapped reports whether an inbound message was mapped. See
+// store.Mapping.
+func (s *Store) IsMapped(ctx context.Context, inboundID string) (bool, error) {
+	var done bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM mapped WHERE inbound_id = $1)`, inboundID).Scan(&done); err != nil {
+		return false, fmt.Errorf("looking up the mapping of %s: %w", inboundID, err)
+	}
+	return done, nil
+}
+
 // GetResource returns one stored resource. See store.Mapping.
 func (s *Store) GetResource(ctx context.Context, typ, id string) (store.SealedResource, error) {
 	r := store.SealedResource{Type: typ, ID: id}

@@ -95,6 +95,16 @@ func nonNilStrings(s []string) []string {
 	return s
 }
 
+// IsMapped reports whether an inbound message was mapped. See
+// store.Mapping.
+func (s *Store) IsMapped(ctx context.Context, inboundID string) (bool, error) {
+	var n int
+	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM mapped WHERE inbound_id = ?`, inboundID).Scan(&n); err != nil {
+		return false, fmt.Errorf("looking up the mapping of %s: %w", inboundID, err)
+	}
+	return n > 0, nil
+}
+
 // GetResource returns one stored resource. See store.Mapping.
 func (s *Store) GetResource(ctx context.Context, typ, id string) (store.SealedResource, error) {
 	r := store.SealedResource{Type: typ, ID: id}

@@ -37,8 +37,14 @@ func testMappedOnce(t *testing.T, st store.Store) {
 	ctx := context.Background()
 	at := time.Date(2026, 11, 3, 14, 30, 0, 123000, time.UTC)
 	first := mappedOf("in-1", at, []byte("patient v1"))
+	if done, err := st.IsMapped(ctx, "in-1"); err != nil || done {
+		t.Fatalf("IsMapped before = %v, %v; want false", done, err)
+	}
 	if ok, err := st.StoreMapped(ctx, first); err != nil || !ok {
 		t.Fatalf("StoreMapped = %v, %v", ok, err)
+	}
+	if done, err := st.IsMapped(ctx, "in-1"); err != nil || !done {
+		t.Fatalf("IsMapped after = %v, %v; want true", done, err)
 	}
 	again := mappedOf("in-1", at.Add(time.Minute), []byte("patient v2"))
 	if ok, err := st.StoreMapped(ctx, again); err != nil || ok {
