@@ -20,6 +20,7 @@ const GroupDeliver = "deliver"
 // DeliveryStore is what the deliver stage needs of storage.
 type DeliveryStore interface {
 	QueueDeliveries(ctx context.Context, communicationID string, recipients []string, at time.Time) error
+	DeliveriesOf(ctx context.Context, communicationID string) ([]store.Delivery, error)
 	Unread(ctx context.Context, recipient string) (int, error)
 	GetCommunication(ctx context.Context, id string) (store.CommunicationRow, error)
 }
@@ -29,8 +30,8 @@ type Pusher interface {
 	Send(ctx context.Context, n PushNotification) error
 }
 
-// DeliverStage is the handler of TopicCommunicationCreated: it records a
-// queued delivery per recipient and, with a Pusher, tells each recipient's
+// DeliverStage is the handler of TopicCommunicationCreated: it announces
+// the new message to its recipients' inbox sessions and, with a Pusher, tells each recipient's
 // devices that a message waits (id, priority, unread count: nothing
 // more). Clinicians' sessions then fetch the message itself.
 type DeliverStage struct {
@@ -51,8 +52,14 @@ func (s *DeliverStage) Handle(msg *message.Message) error {
 	if err := json.Unmarshal(msg.Payload, &ev); err != nil || ev.CommunicationID == "" {
 		return fmt.Errorf("%w: %s payload is not a Communication reference", errPermanent, TopicCommunicationCreated)
 	}
-	if err := s.Store.QueueDeliveries(ctx, ev.CommunicationID, ev.Recipients, s.Now().UTC()); err != nil {
+	// The map stage queued the deliveries with the Communication; one
+	// stored before it did has them queued here.
+	if ds, err := s.Store.DeliveriesOf(ctx, ev.CommunicationID); err != nil {
 		return err
+	} else if len(ds) == 0 {
+		if err := s.Store.QueueDeliveries(ctx, ev.CommunicationID, ev.Recipients, s.Now().UTC()); err != nil {
+			return err
+		}
 	}
 	if s.Inbox != nil {
 		if err := s.Inbox.Announce(ctx, ev.CommunicationID, ev.Recipients); err != nil {

@@ -297,7 +297,8 @@ type Escalations interface {
 type Mapping interface {
 	// StoreMapped stores m in one transaction: resources are written
 	// (replacing an earlier version of the same Type/id), Communications
-	// are inserted unless their id exists, and the events are published.
+	// are inserted unless their id exists with a queued delivery per
+	// recipient, and the events are published.
 	// When m.InboundID was stored before, nothing changes or is published
 	// and stored is false: a redelivered message is a no-op.
 	StoreMapped(ctx context.Context, m Mapped) (stored bool, err error)

@@ -40,6 +40,10 @@ func (s *Store) StoreMapped(ctx context.Context, m store.Mapped) (bool, error) {
 			b.Queue(`INSERT INTO communication (id, inbound_id, identifier, status, priority, category,
 				subject, encounter, recipients, sent, sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING`,
 				c.ID, m.InboundID, c.Identifier, c.Status, c.Priority, c.Category, c.Subject, c.Encounter, recipients, c.Sent, c.Sealed)
+			for _, r := range recipients {
+				b.Queue(`INSERT INTO delivery (communication_id, recipient, state, rank, updated_at)
+					VALUES ($1, $2, 'queued', 0, $3) ON CONFLICT DO NOTHING`, c.ID, r, m.MappedAt)
+			}
 		}
 		for _, e := range m.Escalations {
 			b.Queue(`INSERT INTO escalation (communication_id, unit, every_us, step, due_at) VALUES ($1, $2, $3, 0, $4) ON CONFLICT DO NOTHING`,

@@ -64,6 +64,12 @@ func (s *Store) storeMapped(ctx context.Context, m store.Mapped) (_ bool, err er
 		if err != nil {
 			return false, fmt.Errorf("writing Communication/%s: %w", c.ID, err)
 		}
+		for _, r := range c.Recipients {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO delivery (communication_id, recipient, state, rank, updated_at)
+				VALUES (?, ?, 'queued', 0, ?) ON CONFLICT DO NOTHING`, c.ID, r, m.MappedAt.UnixMicro()); err != nil {
+				return false, fmt.Errorf("queueing the delivery of %s to %s: %w", c.ID, r, err)
+			}
+		}
 	}
 	for _, e := range m.Escalations {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO escalation (communication_id, unit, every_us, step, due_at) VALUES (?, ?, ?, 0, ?) ON CONFLICT DO NOTHING`,

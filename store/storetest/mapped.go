@@ -46,6 +46,11 @@ func testMappedOnce(t *testing.T, st store.Store) {
 	if done, err := st.IsMapped(ctx, "in-1"); err != nil || !done {
 		t.Fatalf("IsMapped after = %v, %v; want true", done, err)
 	}
+	// Each recipient's delivery is queued with the Communication.
+	ds, err := st.DeliveriesOf(ctx, "c-in-1")
+	if err != nil || len(ds) != 2 || ds[0].State != store.DeliveryQueued || ds[1].State != store.DeliveryQueued {
+		t.Fatalf("deliveries of a new Communication = %+v, %v; want two queued", ds, err)
+	}
 	again := mappedOf("in-1", at.Add(time.Minute), []byte("patient v2"))
 	if ok, err := st.StoreMapped(ctx, again); err != nil || ok {
 		t.Fatalf("redelivered StoreMapped = %v, %v; want false, nil", ok, err)
