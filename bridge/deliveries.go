@@ -24,8 +24,14 @@ type deliveryRecorder struct {
 
 	mu      sync.Mutex
 	pending []*sentItem
-	busy    bool
-	flushes sync.WaitGroup
+	busy    bool       // a flush goroutine runs
+	idle    *sync.Cond // on mu: broadcast when busy ends
+}
+
+func newDeliveryRecorder(api *InboxAPI) *deliveryRecorder {
+	r := &deliveryRecorder{api: api}
+	r.idle = sync.NewCond(&r.mu)
+	return r
 }
 
 // sentItem is one message sent to one recipient's session.
@@ -42,7 +48,6 @@ func (r *deliveryRecorder) record(recipient, id, patient, addr string) <-chan er
 	r.pending = append(r.pending, it)
 	if !r.busy {
 		r.busy = true
-		r.flushes.Add(1)
 		go r.flush()
 	}
 	r.mu.Unlock()
@@ -50,15 +55,21 @@ func (r *deliveryRecorder) record(recipient, id, patient, addr string) <-chan er
 }
 
 // wait returns once every delivery queued so far is recorded (or failed).
-func (r *deliveryRecorder) wait() { r.flushes.Wait() }
+func (r *deliveryRecorder) wait() {
+	r.mu.Lock()
+	for r.busy {
+		r.idle.Wait()
+	}
+	r.mu.Unlock()
+}
 
 func (r *deliveryRecorder) flush() {
-	defer r.flushes.Done()
 	for {
 		r.mu.Lock()
 		n := min(len(r.pending), maxDeliveryBatch)
 		if n == 0 {
 			r.busy = false
+			r.idle.Broadcast()
 			r.mu.Unlock()
 			return
 		}

@@ -173,7 +173,7 @@ type InboxAPI struct {
 }
 
 func (a *InboxAPI) recorder() *deliveryRecorder {
-	a.recOnce.Do(func() { a.rec = &deliveryRecorder{api: a} })
+	a.recOnce.Do(func() { a.rec = newDeliveryRecorder(a) })
 	return a.rec
 }
 

@@ -45,7 +45,7 @@ func (s *Store) appendAudit(ctx context.Context, records []store.AuditRecord, ch
 		if r.Entities == nil {
 			entities = []byte("[]")
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO audit (`+auditColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err = s.txExec(ctx, tx, sqlInsertAudit,
 			r.Chain, int64(r.Seq), r.At.UnixMicro(), r.ActorKind, r.ActorID, r.ActorAddress, r.Action, int64(r.Outcome),
 			r.Correlation, string(entities), r.EntryID, r.Patient, r.Prev, r.Hash)
 		if err != nil {
@@ -132,7 +132,7 @@ func (s *Store) AuditCheckpoints(ctx context.Context) ([]store.AuditCheckpoint, 
 // AuditEntryStored reports whether an entry was appended. See store.Audit.
 func (s *Store) AuditEntryStored(ctx context.Context, entryID string) (bool, error) {
 	var n int
-	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM audit WHERE entry_id = ? AND entry_id <> ''`, entryID).Scan(&n); err != nil {
+	if err := s.queryRow(ctx, `SELECT count(*) FROM audit WHERE entry_id = ? AND entry_id <> ''`, entryID).Scan(&n); err != nil {
 		return false, fmt.Errorf("looking up audit entry %s: %w", entryID, err)
 	}
 	return n > 0, nil

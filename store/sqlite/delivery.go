@@ -26,8 +26,7 @@ func (s *Store) QueueDeliveries(ctx context.Context, communicationID string, rec
 		}
 	}()
 	for _, r := range recipients {
-		if _, err = tx.ExecContext(ctx, `INSERT INTO delivery (communication_id, recipient, state, rank, updated_at)
-			VALUES (?, ?, 'queued', 0, ?) ON CONFLICT DO NOTHING`, communicationID, r, at.UnixMicro()); err != nil {
+		if _, err = s.txExec(ctx, tx, sqlQueueDelivery, communicationID, r, at.UnixMicro()); err != nil {
 			return fmt.Errorf("queueing the delivery of %s to %s: %w", communicationID, r, err)
 		}
 	}
@@ -66,19 +65,7 @@ func (s *Store) SetDeliveries(ctx context.Context, updates []store.DeliveryUpdat
 			_ = tx.Rollback()
 		}
 	}()
-	// Prepared once for the batch: parsing SQL is a good part of a small
-	// statement's cost on SQLite.
-	exists, err := tx.PrepareContext(ctx, `SELECT count(*) FROM delivery WHERE communication_id = ? AND recipient = ?`)
-	if err != nil {
-		return fmt.Errorf("setting deliveries: %w", err)
-	}
-	defer exists.Close()
-	update, err := tx.PrepareContext(ctx, `UPDATE delivery SET state = ?, rank = ?, updated_at = ?
-		WHERE communication_id = ? AND recipient = ? AND rank < ?`)
-	if err != nil {
-		return fmt.Errorf("setting deliveries: %w", err)
-	}
-	defer update.Close()
+	exists, _ := s.txStmt(ctx, tx, sqlDeliveryExists)
 	for _, u := range updates {
 		var n int
 		if err = exists.QueryRowContext(ctx, u.CommunicationID, u.Recipient).Scan(&n); err != nil {
@@ -89,7 +76,7 @@ func (s *Store) SetDeliveries(ctx context.Context, updates []store.DeliveryUpdat
 			return err
 		}
 		rank := store.DeliveryRank(u.State)
-		if _, err = update.ExecContext(ctx, u.State, rank, u.At.UnixMicro(), u.CommunicationID, u.Recipient, rank); err != nil {
+		if _, err = s.txExec(ctx, tx, sqlSetDelivery, u.State, rank, u.At.UnixMicro(), u.CommunicationID, u.Recipient, rank); err != nil {
 			return fmt.Errorf("setting the delivery of %s to %s: %w", u.CommunicationID, u.Recipient, err)
 		}
 	}
@@ -113,7 +100,7 @@ func (s *Store) SetDeliveries(ctx context.Context, updates []store.DeliveryUpdat
 
 // DeliveriesOf returns a Communication's deliveries. See store.Deliveries.
 func (s *Store) DeliveriesOf(ctx context.Context, communicationID string) ([]store.Delivery, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT recipient, state, updated_at FROM delivery WHERE communication_id = ? ORDER BY recipient`, communicationID)
+	rows, err := s.query(ctx, `SELECT recipient, state, updated_at FROM delivery WHERE communication_id = ? ORDER BY recipient`, communicationID)
 	if err != nil {
 		return nil, fmt.Errorf("reading the deliveries of %s: %w", communicationID, err)
 	}
@@ -199,7 +186,7 @@ func (s *Store) Waiting(ctx context.Context, recipient string, limit int) ([]sto
 
 // GetCommunication returns one Communication. See store.Deliveries.
 func (s *Store) GetCommunication(ctx context.Context, id string) (store.CommunicationRow, error) {
-	c, err := scanCommunication(s.read.QueryRowContext(ctx, `SELECT `+communicationColumns+` FROM communication c WHERE c.id = ?`, id))
+	c, err := scanCommunication(s.queryRow(ctx, `SELECT `+communicationColumns+` FROM communication c WHERE c.id = ?`, id))
 	if isNoRows(err) {
 		return c, fmt.Errorf("reading Communication/%s: %w", id, store.ErrNotFound)
 	}

@@ -147,7 +147,7 @@ func (s *Store) ListInbound(ctx context.Context, f store.InboundFilter) ([]store
 // wrapping store.ErrNotFound.
 func (s *Store) GetInbound(ctx context.Context, id string) (store.InboundMessage, error) {
 	var m store.InboundMessage
-	err := s.read.QueryRowContext(ctx, `SELECT `+metadataColumns+`, sealed FROM inbound WHERE id = ?`, id).
+	err := s.queryRow(ctx, `SELECT `+metadataColumns+`, sealed FROM inbound WHERE id = ?`, id).
 		Scan(append(scanTargets(&m), &m.Sealed)...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.InboundMessage{}, fmt.Errorf("getting inbound message %s: %w", id, store.ErrNotFound)

@@ -35,7 +35,7 @@ func (s *Store) storeMapped(ctx context.Context, m store.Mapped) (_ bool, err er
 			_ = tx.Rollback()
 		}
 	}()
-	res, err := tx.ExecContext(ctx, `INSERT INTO mapped (inbound_id, mapped_at, outcome) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+	res, err := s.txExec(ctx, tx, sqlInsertMapped,
 		m.InboundID, m.MappedAt.UnixMicro(), nonNil(m.Outcome))
 	if err != nil {
 		return false, err
@@ -45,8 +45,7 @@ func (s *Store) storeMapped(ctx context.Context, m store.Mapped) (_ bool, err er
 		return false, err // mapped before: a redelivery
 	}
 	for _, r := range m.Resources {
-		_, err := tx.ExecContext(ctx, `INSERT INTO resource (type, id, version, updated_at, sealed) VALUES (?, ?, 1, ?, ?)
-			ON CONFLICT (type, id) DO UPDATE SET version = version + 1, updated_at = excluded.updated_at, sealed = excluded.sealed`,
+		_, err := s.txExec(ctx, tx, sqlUpsertResource,
 			r.Type, r.ID, m.MappedAt.UnixMicro(), r.Sealed)
 		if err != nil {
 			return false, fmt.Errorf("writing %s/%s: %w", r.Type, r.ID, err)
@@ -57,22 +56,20 @@ func (s *Store) storeMapped(ctx context.Context, m store.Mapped) (_ bool, err er
 		if err != nil {
 			return false, err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO communication (id, inbound_id, identifier, status, priority, category,
-			subject, encounter, recipients, sent, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		_, err = s.txExec(ctx, tx, sqlInsertCommunication,
 			c.ID, m.InboundID, c.Identifier, c.Status, c.Priority, c.Category, c.Subject, c.Encounter,
 			string(recipients), c.Sent.UnixMicro(), c.Sealed)
 		if err != nil {
 			return false, fmt.Errorf("writing Communication/%s: %w", c.ID, err)
 		}
 		for _, r := range c.Recipients {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO delivery (communication_id, recipient, state, rank, updated_at)
-				VALUES (?, ?, 'queued', 0, ?) ON CONFLICT DO NOTHING`, c.ID, r, m.MappedAt.UnixMicro()); err != nil {
+			if _, err := s.txExec(ctx, tx, sqlQueueDelivery, c.ID, r, m.MappedAt.UnixMicro()); err != nil {
 				return false, fmt.Errorf("queueing the delivery of %s to %s: %w", c.ID, r, err)
 			}
 		}
 	}
 	for _, e := range m.Escalations {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO escalation (communication_id, unit, every_us, step, due_at) VALUES (?, ?, ?, 0, ?) ON CONFLICT DO NOTHING`,
+		if _, err := s.txExec(ctx, tx, sqlInsertEscalation,
 			e.CommunicationID, e.Unit, e.Every.Microseconds(), e.DueAt.UnixMicro()); err != nil {
 			return false, fmt.Errorf("scheduling the escalation of %s: %w", e.CommunicationID, err)
 		}
@@ -105,7 +102,7 @@ func nonNilStrings(s []string) []string {
 // store.Mapping.
 func (s *Store) IsMapped(ctx context.Context, inboundID string) (bool, error) {
 	var n int
-	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM mapped WHERE inbound_id = ?`, inboundID).Scan(&n); err != nil {
+	if err := s.queryRow(ctx, `SELECT count(*) FROM mapped WHERE inbound_id = ?`, inboundID).Scan(&n); err != nil {
 		return false, fmt.Errorf("looking up the mapping of %s: %w", inboundID, err)
 	}
 	return n > 0, nil
@@ -114,7 +111,7 @@ func (s *Store) IsMapped(ctx context.Context, inboundID string) (bool, error) {
 // GetResource returns one stored resource. See store.Mapping.
 func (s *Store) GetResource(ctx context.Context, typ, id string) (store.SealedResource, error) {
 	r := store.SealedResource{Type: typ, ID: id}
-	err := s.read.QueryRowContext(ctx, `SELECT sealed FROM resource WHERE type = ? AND id = ?`, typ, id).Scan(&r.Sealed)
+	err := s.queryRow(ctx, `SELECT sealed FROM resource WHERE type = ? AND id = ?`, typ, id).Scan(&r.Sealed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("reading %s/%s: %w", typ, id, store.ErrNotFound)
 	}

@@ -101,6 +101,10 @@ type Store struct {
 
 	insertStmt *sql.Stmt
 	dedupeStmt *sql.Stmt
+	// Statements prepared on first use, by query: parsing SQL is a good
+	// part of a small statement's cost on SQLite (database/sql prepares a
+	// pool's statement once per connection).
+	readStmts, writeStmts sync.Map // string → *sql.Stmt
 
 	schema  SchemaAdapter
 	offsets OffsetsAdapter
@@ -238,7 +242,66 @@ func (s *Store) prepare(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("preparing inbound dedupe lookup: %w", err)
 	}
+	for _, q := range writeQueries {
+		if _, err := cached(ctx, &s.writeStmts, s.write, q); err != nil {
+			return fmt.Errorf("preparing %.40q: %w", q, err)
+		}
+	}
 	return nil
+}
+
+// cached returns the statement q prepared on db, preparing it on first
+// use.
+func cached(ctx context.Context, m *sync.Map, db *sql.DB, q string) (*sql.Stmt, error) {
+	if st, ok := m.Load(q); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := m.LoadOrStore(q, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// queryRow runs q on the read pool as a prepared statement.
+func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	st, err := cached(ctx, &s.readStmts, s.read, q)
+	if err != nil {
+		return s.read.QueryRowContext(ctx, q, args...) // which reports the error
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// query runs q on the read pool as a prepared statement.
+func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	st, err := cached(ctx, &s.readStmts, s.read, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// txStmt is the writer's prepared statement q (one of writeQueries) for
+// use in tx; q unprepared if it is not one of them.
+func (s *Store) txStmt(ctx context.Context, tx *sql.Tx, q string) (*sql.Stmt, bool) {
+	st, ok := s.writeStmts.Load(q)
+	if !ok {
+		return nil, false
+	}
+	return tx.StmtContext(ctx, st.(*sql.Stmt)), true
+}
+
+// txExec runs q in tx (on the writer), prepared if it is one of
+// writeQueries.
+func (s *Store) txExec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	if st, ok := s.txStmt(ctx, tx, q); ok {
+		return st.ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, q, args...)
 }
 
 // Close closes the database. Subscribers must be closed first.
@@ -248,6 +311,12 @@ func (s *Store) Close() error {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
+	}
+	for _, m := range []*sync.Map{&s.readStmts, &s.writeStmts} {
+		m.Range(func(_, st any) bool {
+			errs = append(errs, st.(*sql.Stmt).Close())
+			return true
+		})
 	}
 	for _, db := range []*sql.DB{s.read, s.write} {
 		if db != nil {
