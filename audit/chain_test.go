@@ -3,6 +3,7 @@ package audit
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -280,5 +281,44 @@ func BenchmarkLink(b *testing.B) {
 			b.Fatal(err)
 		}
 		prev = next
+	}
+}
+
+func TestDecodeEntries(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		payload string
+		n       int
+		err     string
+	}{
+		{"one entry", `{"id":"e1","at":"2026-12-01T06:00:00Z","action":"message.mapped"}`, 1, ""},
+		{"one without id", `{"at":"2026-12-01T06:00:00Z","action":"message.mapped"}`, 1, ""},
+		{"a batch", ` [{"id":"e1","at":"2026-12-01T06:00:00Z","action":"a"},{"id":"e2","at":"2026-12-01T06:00:01Z","action":"b"}]`, 2, ""},
+		{"a batch entry without id", `[{"at":"2026-12-01T06:00:00Z","action":"a"}]`, 0, "entry 0 of the batch"},
+		{"an empty batch", `[]`, 0, "a batch of 0"},
+		{"no action", `{"id":"e1","at":"2026-12-01T06:00:00Z"}`, 0, "not an audit entry"},
+		{"not JSON", `garbage`, 0, "not an audit entry"},
+		{"a broken batch", `[{"id":`, 0, "not JSON audit entries"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := DecodeEntries([]byte(tc.payload))
+			if tc.err != "" {
+				if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want ErrInvalid saying %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || len(got) != tc.n {
+				t.Fatalf("got %d entries, %v; want %d", len(got), err, tc.n)
+			}
+		})
+	}
+	big := make([]Entry, MaxBatch+1)
+	for i := range big {
+		big[i] = Entry{ID: fmt.Sprint(i), At: time.Now(), Action: "a"}
+	}
+	b, _ := json.Marshal(big)
+	if _, err := DecodeEntries(b); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a batch over MaxBatch: %v, want ErrInvalid", err)
 	}
 }

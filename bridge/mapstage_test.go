@@ -298,6 +298,19 @@ func TestAuditStageAppendsOnce(t *testing.T) {
 	if err := stage.Handle(m); !bridge.IsPermanent(err) {
 		t.Errorf("an entry with too many entities: %v, want a permanent error", err)
 	}
+	// In a batch, the entry that cannot fit is set aside and the others
+	// are appended: replaying the batch appends only what is missing.
+	fine := audit.Entry{ID: "fine", At: routedAt, Action: "communication.delivered"}
+	b, _ = json.Marshal([]audit.Entry{fine, tooMany})
+	if err := stage.Handle(message.NewMessage("batch", b)); !bridge.IsPermanent(err) || !strings.Contains(err.Error(), "many") {
+		t.Errorf("a batch with an entry that cannot fit: %v, want a permanent error naming it", err)
+	}
+	if done, err := p.st.AuditEntryStored(context.Background(), "fine"); err != nil || !done {
+		t.Errorf("the batch's good entry was not appended: %v, %v", done, err)
+	}
+	if rep, err := audit.Verify(context.Background(), p.st, p.kr.SigningPublicKey); err != nil || rep.Records != 3 {
+		t.Errorf("verify = %+v, %v; want 3 records", rep, err)
+	}
 }
 
 // TestRouterRunsThePipeline: with the router running on the store's queue,
