@@ -301,17 +301,7 @@ func TestInboxStreamSendsEverythingWaiting(t *testing.T) {
 // first ones that hold deliveries, reading them once for a fresh group.
 func deliveryEvents(t *testing.T, st store.Store) int {
 	t.Helper()
-	sub, err := st.Subscriber("count-" + watermill.NewShortUUID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	ch, err := sub.Subscribe(ctx, bridge.TopicAuditRecorded)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch, _ := subscribeFresh(t, st, bridge.TopicAuditRecorded, 2*time.Second)
 	n := 0
 	for {
 		select {

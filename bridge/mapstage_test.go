@@ -87,22 +87,30 @@ func (p *pipeline) accept(t testing.TB, file string) string {
 	return res.ID
 }
 
-// nextEntries reads audit.recorded events for a fresh consumer group until
-// they hold n audit entries (an event may carry a batch), and fails if
-// there are more.
-func nextEntries(t *testing.T, st store.Store, n int) []audit.Entry {
+// subscribeFresh subscribes a new consumer group to topic, reading from
+// the first event; the subscription ends after timeout (ctx) or with the
+// test.
+func subscribeFresh(t *testing.T, st store.Store, topic string, timeout time.Duration) (<-chan *message.Message, context.Context) {
 	t.Helper()
 	sub, err := st.Subscriber("test-" + watermill.NewShortUUID())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sub.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ch, err := sub.Subscribe(ctx, bridge.TopicAuditRecorded)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(func() { cancel(); sub.Close() })
+	ch, err := sub.Subscribe(ctx, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ch, ctx
+}
+
+// nextEntries reads audit.recorded events for a fresh consumer group until
+// they hold n audit entries (an event may carry a batch), and fails if
+// there are more.
+func nextEntries(t *testing.T, st store.Store, n int) []audit.Entry {
+	t.Helper()
+	ch, ctx := subscribeFresh(t, st, bridge.TopicAuditRecorded, 10*time.Second)
 	var out []audit.Entry
 	for len(out) < n {
 		select {
@@ -134,17 +142,7 @@ func nextEntries(t *testing.T, st store.Store, n int) []audit.Entry {
 // next reads the next n events of topic for a fresh consumer group.
 func next(t *testing.T, st store.Store, topic string, n int) []*message.Message {
 	t.Helper()
-	sub, err := st.Subscriber("test-" + watermill.NewShortUUID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ch, err := sub.Subscribe(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch, ctx := subscribeFresh(t, st, topic, 10*time.Second)
 	var out []*message.Message
 	for len(out) < n {
 		select {

@@ -127,14 +127,7 @@ func (p *pipelineConfig) exporter(st store.Store) (*audit.Exporter, error) {
 
 // readPrivateKey reads a PEM private key that only its owner may read.
 func readPrivateKey(path string) (crypto.Signer, error) {
-	info, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if info.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s lets other users read it; run chmod 600 on it", path)
-	}
-	b, err := os.ReadFile(path)
+	b, err := readSecretFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -150,14 +143,7 @@ func readPrivateKey(path string) (crypto.Signer, error) {
 type tokenFile string
 
 func (f tokenFile) Token(context.Context) (string, error) {
-	info, err := os.Stat(string(f))
-	if err != nil {
-		return "", err
-	}
-	if info.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s lets other users read it; run chmod 600 on it", string(f))
-	}
-	b, err := os.ReadFile(string(f))
+	b, err := readSecretFile(string(f))
 	if err != nil {
 		return "", err
 	}
@@ -249,14 +235,7 @@ func (p *pipelineConfig) inboxAPI(st store.Store, keys *secure.KeyRing, closing 
 // must be long enough not to be guessed; the file must not be readable by
 // others.
 func readDevTokens(path string) (map[string]string, error) {
-	info, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if info.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s lets other users read it; run chmod 600 on it", path)
-	}
-	b, err := os.ReadFile(path)
+	b, err := readSecretFile(path)
 	if err != nil {
 		return nil, err
 	}
