@@ -115,14 +115,25 @@ func (r *deliveryRecorder) commit(batch []*sentItem) {
 	if err != nil {
 		return
 	}
-	completed := map[string]bool{}
+	// The Communications every recipient now has become completed, all in
+	// one transaction.
+	seen := map[string]bool{}
+	var done []store.Completion
 	for _, it := range batch {
-		if completed[it.id] {
+		if seen[it.id] {
 			continue
 		}
-		completed[it.id] = true
-		if err := a.completeIfDelivered(ctx, it.id); err != nil {
+		seen[it.id] = true
+		c, ok, err := a.completion(ctx, it.id)
+		if err != nil {
 			a.Log.Error("completing a Communication", "communication_id", it.id, "error", err)
+		} else if ok {
+			done = append(done, c)
+		}
+	}
+	if len(done) > 0 {
+		if _, err := a.Store.CompleteCommunications(ctx, done); err != nil {
+			a.Log.Error("completing Communications", "communications", len(done), "error", err)
 		}
 	}
 }

@@ -140,7 +140,7 @@ type InboxStore interface {
 	Waiting(ctx context.Context, recipient string, limit int) ([]store.InboxEntry, error)
 	DeliveriesOf(ctx context.Context, communicationID string) ([]store.Delivery, error)
 	GetCommunication(ctx context.Context, id string) (store.CommunicationRow, error)
-	CompleteCommunication(ctx context.Context, id string, sealed []byte) (bool, error)
+	CompleteCommunications(ctx context.Context, cs []store.Completion) (int, error)
 	SetDelivery(ctx context.Context, communicationID, recipient, state string, at time.Time, events ...store.Event) error
 	SetDeliveries(ctx context.Context, updates []store.DeliveryUpdate, events ...store.Event) error
 }
@@ -380,44 +380,44 @@ func (a *InboxAPI) setDelivery(ctx context.Context, r *http.Request, recipient, 
 	return a.Store.SetDelivery(ctx, id, recipient, state, now, ev)
 }
 
-// completeIfDelivered marks the Communication completed, with the time it
-// was received, once every recipient has it.
-func (a *InboxAPI) completeIfDelivered(ctx context.Context, id string) error {
+// completion is the Communication re-sealed as completed, with the time
+// it was received, if every recipient has it (ok) and it is not completed
+// already.
+func (a *InboxAPI) completion(ctx context.Context, id string) (_ store.Completion, ok bool, _ error) {
 	ds, err := a.Store.DeliveriesOf(ctx, id)
 	if err != nil {
-		return err
+		return store.Completion{}, false, err
 	}
 	for _, d := range ds {
 		if store.DeliveryRank(d.State) < store.DeliveryRank(store.DeliveryDelivered) {
-			return nil
+			return store.Completion{}, false, nil
 		}
 	}
 	c, err := a.Store.GetCommunication(ctx, id)
 	if err != nil || c.Status == "completed" {
-		return err
+		return store.Completion{}, false, err
 	}
 	aad := []byte("Communication/" + id)
 	body, err := a.Keys.Open(c.Sealed, aad)
 	if err != nil {
-		return err
+		return store.Completion{}, false, err
 	}
 	var comm fhir.Communication
 	if err := json.Unmarshal(body, &comm); err != nil {
-		return err
+		return store.Completion{}, false, err
 	}
 	comm.Status = fhirmodel.EventStatusCompleted
 	received := a.Now().UTC().Format(time.RFC3339)
 	comm.Received = &received
 	body, err = fhir.Resource{Type: "Communication", ID: id, Body: &comm}.MarshalJSON()
 	if err != nil {
-		return err
+		return store.Completion{}, false, err
 	}
 	sealed, err := a.Keys.Seal(body, aad)
 	if err != nil {
-		return err
+		return store.Completion{}, false, err
 	}
-	_, err = a.Store.CompleteCommunication(ctx, id, sealed)
-	return err
+	return store.Completion{ID: id, Sealed: sealed}, true, nil
 }
 
 func (a *InboxAPI) fail(w http.ResponseWriter, what string, err error) {

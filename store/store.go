@@ -328,6 +328,13 @@ type Delivery struct {
 	UpdatedAt       time.Time
 }
 
+// Completion is a Communication every recipient has, with its resource
+// re-sealed as completed.
+type Completion struct {
+	ID     string
+	Sealed []byte
+}
+
 // DeliveryUpdate moves one recipient's delivery of a Communication to
 // State (never back).
 type DeliveryUpdate struct {
@@ -368,6 +375,9 @@ type Deliveries interface {
 	// CompleteCommunication sets a Communication's status to completed with
 	// its resource re-sealed; done is false if it was completed already.
 	CompleteCommunication(ctx context.Context, id string, sealed []byte) (done bool, err error)
+	// CompleteCommunications is CompleteCommunication for many, in one
+	// transaction; it returns how many were not completed already.
+	CompleteCommunications(ctx context.Context, cs []Completion) (int, error)
 }
 
 // InboxEntry is one Communication in a recipient's inbox.

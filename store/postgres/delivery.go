@@ -189,9 +189,35 @@ func (s *Store) PublishEvents(ctx context.Context, events []store.Event) error {
 
 // CompleteCommunication marks a Communication completed. See store.Deliveries.
 func (s *Store) CompleteCommunication(ctx context.Context, id string, sealed []byte) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE communication SET status = 'completed', sealed = $1 WHERE id = $2 AND status <> 'completed'`, sealed, id)
+	n, err := s.CompleteCommunications(ctx, []store.Completion{{ID: id, Sealed: sealed}})
 	if err != nil {
 		return false, fmt.Errorf("completing Communication/%s: %w", id, err)
 	}
-	return tag.RowsAffected() > 0, nil
+	return n > 0, nil
+}
+
+// CompleteCommunications completes many in one transaction, sent as one
+// pipelined batch. See store.Deliveries.
+func (s *Store) CompleteCommunications(ctx context.Context, cs []store.Completion) (int, error) {
+	n := 0
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var b pgx.Batch
+		for _, c := range cs {
+			b.Queue(`UPDATE communication SET status = 'completed', sealed = $1 WHERE id = $2 AND status <> 'completed'`, c.Sealed, c.ID)
+		}
+		res := tx.SendBatch(ctx, &b)
+		for range cs {
+			tag, err := res.Exec()
+			if err != nil {
+				res.Close()
+				return err
+			}
+			n += int(tag.RowsAffected())
+		}
+		return res.Close()
+	})
+	if err != nil {
+		return 0, fmt.Errorf("completing Communications: %w", err)
+	}
+	return n, nil
 }

@@ -227,13 +227,41 @@ func (s *Store) PublishEvents(ctx context.Context, events []store.Event) (err er
 
 // CompleteCommunication marks a Communication completed. See store.Deliveries.
 func (s *Store) CompleteCommunication(ctx context.Context, id string, sealed []byte) (bool, error) {
-	if s.write == nil {
-		return false, fmt.Errorf("completing Communication/%s: %w", id, ErrReadOnly)
-	}
-	res, err := s.write.ExecContext(ctx, `UPDATE communication SET status = 'completed', sealed = ? WHERE id = ? AND status <> 'completed'`, sealed, id)
+	n, err := s.CompleteCommunications(ctx, []store.Completion{{ID: id, Sealed: sealed}})
 	if err != nil {
 		return false, fmt.Errorf("completing Communication/%s: %w", id, err)
 	}
-	n, err := res.RowsAffected()
-	return n > 0, err
+	return n > 0, nil
+}
+
+// CompleteCommunications completes many in one transaction. See
+// store.Deliveries.
+func (s *Store) CompleteCommunications(ctx context.Context, cs []store.Completion) (n int, err error) {
+	if s.write == nil {
+		return 0, fmt.Errorf("completing Communications: %w", ErrReadOnly)
+	}
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("completing Communications: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	for _, c := range cs {
+		res, err := s.txExec(ctx, tx, sqlCompleteCommunication, c.Sealed, c.ID)
+		if err != nil {
+			return 0, fmt.Errorf("completing Communication/%s: %w", c.ID, err)
+		}
+		k, err := res.RowsAffected()
+		if err != nil {
+			return 0, err
+		}
+		n += int(k)
+	}
+	if err = tx.Commit(); err != nil {
+		return 0, fmt.Errorf("completing Communications: %w", err)
+	}
+	return n, nil
 }

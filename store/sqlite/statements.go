@@ -18,9 +18,10 @@ const (
 	sqlDeliveryExists = `SELECT count(*) FROM delivery WHERE communication_id = ? AND recipient = ?`
 	sqlSetDelivery    = `UPDATE delivery SET state = ?, rank = ?, updated_at = ?
 		WHERE communication_id = ? AND recipient = ? AND rank < ?`
+	sqlCompleteCommunication = `UPDATE communication SET status = 'completed', sealed = ? WHERE id = ? AND status <> 'completed'`
 )
 
 var writeQueries = []string{
 	sqlInsertAudit, sqlInsertMapped, sqlUpsertResource, sqlInsertCommunication, sqlInsertEscalation,
-	sqlQueueDelivery, sqlDeliveryExists, sqlSetDelivery,
+	sqlQueueDelivery, sqlDeliveryExists, sqlSetDelivery, sqlCompleteCommunication,
 }

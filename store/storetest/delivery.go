@@ -163,6 +163,12 @@ func testInbox(t *testing.T, st store.Store) {
 	if done, err := st.CompleteCommunication(ctx, "c-in-new", []byte("completed")); err != nil || !done {
 		t.Fatalf("complete: %v, %v", done, err)
 	}
+	if n, err := st.CompleteCommunications(ctx, []store.Completion{{ID: "c-in-new", Sealed: []byte("again")}, {ID: "c-in-old", Sealed: []byte("old done")}}); err != nil || n != 1 {
+		t.Errorf("CompleteCommunications = %d, %v; want 1 (the other was completed already)", n, err)
+	}
+	if c, err := st.GetCommunication(ctx, "c-in-old"); err != nil || c.Status != "completed" || string(c.Sealed) != "old done" {
+		t.Errorf("c-in-old after CompleteCommunications = %+v, %v", c, err)
+	}
 	if done, err := st.CompleteCommunication(ctx, "c-in-new", []byte("again")); err != nil || done {
 		t.Fatalf("complete again: %v, %v; want false", done, err)
 	}
