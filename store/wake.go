@@ -44,10 +44,23 @@ func (w *Waker) Backoff(poll, retry time.Duration) *WakeBackoff {
 	return &WakeBackoff{w: w, poll: poll, retry: retry}
 }
 
+// SettlingBackoff is Backoff for a queue whose rows become visible a
+// little after their commit: PostgreSQL's adapter shows a row only once
+// every older transaction has ended. After a wake that found nothing, the
+// subscriber looks again after settle, then twice that, and so on up to
+// poll, instead of waiting a whole poll.
+func (w *Waker) SettlingBackoff(poll, retry, settle time.Duration) *WakeBackoff {
+	return &WakeBackoff{w: w, poll: poll, retry: retry, settle: settle}
+}
+
 // WakeBackoff is a subscriber's BackoffManager; see Waker.Backoff.
 type WakeBackoff struct {
 	w           *Waker
 	poll, retry time.Duration
+	settle      time.Duration // 0: none
+
+	mu   sync.Mutex
+	next time.Duration // the next look after a wake; 0: wait for a wake
 }
 
 // HandleError is called by the subscriber after each read: it returns how
@@ -62,13 +75,30 @@ func (b *WakeBackoff) HandleError(logger watermill.LoggerAdapter, noMsg bool, er
 		return b.retry
 	}
 	if !noMsg {
+		b.setNext(0)
 		return 0
 	}
-	t := time.NewTimer(b.poll)
+	wait := b.poll
+	b.mu.Lock()
+	if b.next > 0 {
+		wait, b.next = b.next, min(2*b.next, b.poll)
+		if wait >= b.poll {
+			b.next = 0
+		}
+	}
+	b.mu.Unlock()
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-b.w.wait():
+		b.setNext(b.settle)
 	case <-t.C:
 	}
 	return 0
+}
+
+func (b *WakeBackoff) setNext(d time.Duration) {
+	b.mu.Lock()
+	b.next = d
+	b.mu.Unlock()
 }

@@ -49,3 +49,39 @@ func TestWakeBackoffPolls(t *testing.T) {
 		t.Errorf("waited %v without a wake, want the poll interval", e)
 	}
 }
+
+// TestSettlingBackoff: after a wake that found nothing, the subscriber
+// looks again soon (settle, then twice that), not after a whole poll; a
+// read that finds messages ends the sequence.
+func TestSettlingBackoff(t *testing.T) {
+	var w Waker
+	b := w.SettlingBackoff(time.Hour, time.Second, time.Millisecond)
+	log := watermill.NopLogger{}
+	done := make(chan struct{})
+	go func() { b.HandleError(log, true, nil); close(done) }()
+	for woke := false; !woke; {
+		select {
+		case <-done:
+			woke = true
+		case <-time.After(5 * time.Millisecond):
+			w.Wake()
+		}
+	}
+	for i := range 2 {
+		start := time.Now()
+		b.HandleError(log, true, nil) // nothing yet: the rows are not visible
+		if e := time.Since(start); e > time.Second {
+			t.Fatalf("look %d after a wake came after %v, want within a few ms", i+1, e)
+		}
+	}
+	b.HandleError(log, false, nil) // found them
+	returned := make(chan struct{})
+	go func() { b.HandleError(log, true, nil); close(returned) }()
+	select {
+	case <-returned:
+		t.Fatal("after a read that found messages, an empty one did not wait for a wake or the poll")
+	case <-time.After(50 * time.Millisecond):
+	}
+	w.Wake()
+	<-returned
+}

@@ -308,7 +308,7 @@ func (s *Store) Subscriber(consumerGroup string) (message.Subscriber, error) {
 	sub, err := wsql.NewSubscriber(wsql.BeginnerFromPgx(s.pool), wsql.SubscriberConfig{
 		ConsumerGroup:    consumerGroup,
 		ResendInterval:   50 * time.Millisecond,
-		BackoffManager:   s.wake.Backoff(20*time.Millisecond, 200*time.Millisecond), // 20 ms: what other instances commit
+		BackoffManager:   s.wake.SettlingBackoff(20*time.Millisecond, 200*time.Millisecond, time.Millisecond), // 20 ms: what other instances commit
 		SchemaAdapter:    s.schema,
 		OffsetsAdapter:   s.offsets,
 		InitializeSchema: false,
