@@ -85,6 +85,15 @@ func partition(i int, h message.NoPublishHandlerFunc) message.NoPublishHandlerFu
 	}
 }
 
+// NewRouter returns the router running the map (in MapPartitions
+// partitions), audit and deliver stages. Every handler runs behind the
+// same middleware, outermost first:
+//   - poison: an error IsPermanent recognises (a bad payload, a panic) sets
+//     the message aside in the poison store with its reason and acks it;
+//     nothing is dropped, and "carebridge replay" sends it again;
+//   - recover: a panic becomes a permanent error, its stack logged;
+//   - retry: any other error is retried with backoff, then nacked, so the
+//     transport redelivers it later.
 func NewRouter(cfg RouterConfig) (*message.Router, error) {
 	if cfg.Subscriber == nil || cfg.Poison == nil || cfg.Map == nil || cfg.Audit == nil || cfg.Deliver == nil || cfg.Logger == nil {
 		return nil, errors.New("bridge: RouterConfig needs Subscriber, Poison, Map, Audit, Deliver and Logger")
