@@ -31,9 +31,10 @@ type Pusher interface {
 }
 
 // DeliverStage is the handler of TopicCommunicationCreated: it announces
-// the new message to its recipients' inbox sessions and, with a Pusher, tells each recipient's
-// devices that a message waits (id, priority, unread count: nothing
-// more). Clinicians' sessions then fetch the message itself.
+// the new message to its recipients' inbox sessions, queues the EHR's
+// rest-hook notices and, with a Pusher, tells each recipient's devices
+// that a message waits (id, priority, unread count: nothing more).
+// Clinicians' sessions then fetch the message itself.
 type DeliverStage struct {
 	Store DeliveryStore
 	Push  Pusher    // nil: no push gateway configured

@@ -38,11 +38,7 @@ func (s *Store) QueueDeliveries(ctx context.Context, communicationID string, rec
 
 // SetDelivery moves one delivery forward. See store.Deliveries.
 func (s *Store) SetDelivery(ctx context.Context, communicationID, recipient, state string, at time.Time, events ...store.Event) error {
-	err := s.SetDeliveries(ctx, []store.DeliveryUpdate{{CommunicationID: communicationID, Recipient: recipient, State: state, At: at}}, events...)
-	if err != nil {
-		return fmt.Errorf("setting the delivery of %s to %s: %w", communicationID, recipient, err)
-	}
-	return nil
+	return s.SetDeliveries(ctx, []store.DeliveryUpdate{{CommunicationID: communicationID, Recipient: recipient, State: state, At: at}}, events...)
 }
 
 // SetDeliveries moves deliveries forward in one transaction. See
@@ -228,10 +224,7 @@ func (s *Store) PublishEvents(ctx context.Context, events []store.Event) (err er
 // CompleteCommunication marks a Communication completed. See store.Deliveries.
 func (s *Store) CompleteCommunication(ctx context.Context, id string, sealed []byte) (bool, error) {
 	n, err := s.CompleteCommunications(ctx, []store.Completion{{ID: id, Sealed: sealed}})
-	if err != nil {
-		return false, fmt.Errorf("completing Communication/%s: %w", id, err)
-	}
-	return n > 0, nil
+	return n > 0, err
 }
 
 // CompleteCommunications completes many in one transaction. See
