@@ -13,7 +13,9 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ed25519"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -298,4 +300,37 @@ func newGCM(key []byte) (cipher.AEAD, error) {
 		return nil, fmt.Errorf("creating GCM: %w", err)
 	}
 	return aead, nil
+}
+
+// DerivedSigningKey returns an Ed25519 key for purpose (such as
+// "access-token"), derived with HKDF-SHA256 from the active signing key, and
+// that key's id. Every process sharing the ring derives the same key, and
+// it rotates with the ring; a key for one purpose signs nothing that
+// verifies for another, or as an audit checkpoint.
+func (kr *KeyRing) DerivedSigningKey(purpose string) (id string, key ed25519.PrivateKey, ok bool) {
+	id, base, ok := kr.SigningKey()
+	if !ok {
+		return "", nil, false
+	}
+	return id, derive(base, purpose), true
+}
+
+// DerivedSigningPublicKey is the public half of the key for purpose derived
+// from signing key id, active or not.
+func (kr *KeyRing) DerivedSigningPublicKey(id, purpose string) (ed25519.PublicKey, bool) {
+	kr.mu.RLock()
+	base, ok := kr.signing[id]
+	kr.mu.RUnlock()
+	if !ok {
+		return nil, false
+	}
+	return derive(base, purpose).Public().(ed25519.PublicKey), true
+}
+
+func derive(base ed25519.PrivateKey, purpose string) ed25519.PrivateKey {
+	seed, err := hkdf.Key(sha256.New, base.Seed(), nil, "carebridge signing key: "+purpose, ed25519.SeedSize)
+	if err != nil { // only for lengths HKDF cannot give
+		panic(err)
+	}
+	return ed25519.NewKeyFromSeed(seed)
 }

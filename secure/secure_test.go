@@ -246,3 +246,40 @@ func TestSigningKeys(t *testing.T) {
 		t.Fatalf("the signing key was not saved: %q", got)
 	}
 }
+
+// Derived keys: the same in every process that shares the ring, one per
+// purpose, never the checkpoint key, and still verifiable after rotation.
+func TestDerivedSigningKeys(t *testing.T) {
+	kr, path := newRing(t)
+	id, tok, ok := kr.DerivedSigningKey("access-token")
+	if !ok {
+		t.Fatal("no derived key")
+	}
+	_, base, _ := kr.SigningKey()
+	_, other, _ := kr.DerivedSigningKey("something-else")
+	if tok.Equal(base) || tok.Equal(other) {
+		t.Fatal("a derived key equals the checkpoint key or another purpose's key")
+	}
+	reloaded, err := LoadKeyRing(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, again, _ := reloaded.DerivedSigningKey("access-token"); !again.Equal(tok) {
+		t.Fatal("another process sharing the ring derives a different key")
+	}
+	msg := []byte("token")
+	sig := ed25519.Sign(tok, msg)
+	if _, err := kr.Rotate(time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if id2, _, _ := kr.DerivedSigningKey("access-token"); id2 == id {
+		t.Fatal("rotation kept the derived key's id")
+	}
+	pub, ok := kr.DerivedSigningPublicKey(id, "access-token")
+	if !ok || !ed25519.Verify(pub, msg, sig) {
+		t.Fatal("a signature by the derived key does not verify after rotation")
+	}
+	if pub, _ := kr.DerivedSigningPublicKey(id, "something-else"); ed25519.Verify(pub, msg, sig) {
+		t.Fatal("a signature verifies under another purpose's key")
+	}
+}
