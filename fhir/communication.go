@@ -44,3 +44,10 @@ func (c *Communication) UnmarshalJSON(b []byte) error {
 	c.OtherCommunication, c.Payload = v.OtherCommunication, v.Payload
 	return nil
 }
+
+// CommunicationSourceSystem is the system of the identifier that ties a
+// Communication to its source message and rule ("facility^MSH-10^rule").
+const CommunicationSourceSystem = "urn:carebridge:communication-source"
+
+// CommunicationCategorySystem is the code system of Communication.category.
+const CommunicationCategorySystem = "http://terminology.hl7.org/CodeSystem/communication-category"

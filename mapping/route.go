@@ -45,7 +45,7 @@ type Notification struct {
 
 // CommunicationIdentifierSystem is the system of the identifier that ties a
 // Communication to its source message and rule.
-const CommunicationIdentifierSystem = "urn:carebridge:communication-source"
+const CommunicationIdentifierSystem = fhir.CommunicationSourceSystem
 
 var triggerWhat = map[string]string{
 	"ADT^A01": "admission", "ADT^A02": "transfer", "ADT^A03": "discharge",

@@ -476,6 +476,8 @@ type Store interface {
 	Deliveries
 	Escalations
 	Subscriptions
+	Clients
+	CommunicationSearch
 	// Subscriber returns a Watermill subscriber on the store's own queue
 	// tables for the given consumer group.
 	Subscriber(consumerGroup string) (message.Subscriber, error)

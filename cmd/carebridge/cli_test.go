@@ -30,8 +30,8 @@ func TestHelpOnEveryCommand(t *testing.T) {
 				args = []string{"inbound", "list", "--help"}
 			case "audit":
 				args = []string{"audit", "verify", "--help"}
-			case "subscriptions":
-				args = []string{"subscriptions", "add", "--help"}
+			case "subscriptions", "clients":
+				args = []string{c.name, "add", "--help"}
 			}
 			out, _, err := runCLI(t, "", args...)
 			if err != nil {

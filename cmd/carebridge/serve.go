@@ -52,6 +52,7 @@ type serveConfig struct {
 	ehrTokenURL     string
 	ehrScope        string
 	inboxTokens     string
+	allowPlainHTTP  bool
 }
 
 func runServe(ctx context.Context, env *environment, args []string) error {
@@ -73,9 +74,10 @@ and acknowledged.`, `  carebridge serve
       --tls-client-ca engines-ca.crt --allow 10.20.0.0/16`)
 	cfg.storage.register(fs)
 	fs.StringVar(&cfg.mllpAddr, "mllp-addr", "127.0.0.1:2575", "address for the MLLP listener")
-	fs.StringVar(&cfg.httpAddr, "http-addr", "127.0.0.1:8080", "address for the HTTP listener (/healthz, /readyz)")
-	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM certificate for MLLP over TLS (with --tls-key)")
-	fs.StringVar(&cfg.tlsKey, "tls-key", "", "PEM private key for MLLP over TLS")
+	fs.StringVar(&cfg.httpAddr, "http-addr", "127.0.0.1:8080", "address for the HTTP listener: the FHIR API (/fhir, /auth/token), /healthz, /readyz")
+	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM certificate (with --tls-key): MLLP over TLS, and HTTPS for the FHIR API (TLS 1.2 or later)")
+	fs.StringVar(&cfg.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.BoolVar(&cfg.allowPlainHTTP, "allow-plain-http", false, "serve plain HTTP on a non-loopback --http-addr without --tls-cert (only behind a proxy that terminates TLS: tokens and PHI cross this port)")
 	fs.StringVar(&cfg.tlsClientCA, "tls-client-ca", "", "PEM CA bundle; when set, MLLP peers must present a certificate it signed (mutual TLS)")
 	fs.StringVar(&cfg.allow, "allow", "", "comma-separated networks allowed to connect over MLLP, e.g. 10.1.0.0/16,192.0.2.7 (default: all)")
 	fs.IntVar(&cfg.maxConns, "max-connections", 256, "most MLLP connections at once")
@@ -99,7 +101,7 @@ and acknowledged.`, `  carebridge serve
 	fs.StringVar(&cfg.ehrScope, "ehr-scope", fhir.DefaultBackendScope, "SMART Backend Services: the scopes asked for (v1 servers: system/AuditEvent.write)")
 	fs.StringVar(&cfg.natsURL, "nats-url", "", "NATS JetStream server(s), e.g. nats://127.0.0.1:4222: the pipeline's queue, shared by every instance pointed at it and at the same PostgreSQL database (default: the database's own queue tables)")
 	fs.StringVar(&cfg.natsPrefix, "nats-prefix", bridge.DefaultNATSStreamPrefix, "prefix of carebridge's NATS subjects and streams, so deployments sharing a NATS server stay apart")
-	fs.StringVar(&cfg.publicURL, "public-url", "", "carebridge's FHIR base URL as EHRs reach it, e.g. https://carebridge.example.org/fhir: subscription notifications point there (default: urn:uuid: references)")
+	fs.StringVar(&cfg.publicURL, "public-url", "", "carebridge's FHIR base URL as EHRs reach it, ending in /fhir, e.g. https://carebridge.example.org/fhir: the audience of its access tokens, the issuer (without /fhir) and what subscription notifications point to (default: http://HTTP-ADDR/fhir)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error (logs never contain message content)")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "text or json")
 	if err := parseFlags(env, fs, args); err != nil {
@@ -138,6 +140,9 @@ func (c *serveConfig) validate() error {
 		if u, err := url.Parse(c.publicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			return fmt.Errorf("--public-url %q: want an http(s) URL", c.publicURL)
 		}
+		if !strings.HasSuffix(strings.TrimRight(c.publicURL, "/"), "/fhir") {
+			return fmt.Errorf("--public-url %q: want carebridge's FHIR base URL, ending in /fhir", c.publicURL)
+		}
 	}
 	if c.ehrTokenFile != "" && c.ehrURL == "" {
 		return errors.New("--ehr-token-file needs --ehr-fhir-url")
@@ -153,6 +158,9 @@ func (c *serveConfig) validate() error {
 	}
 	if (c.ehrKeyID != "" || c.ehrTokenURL != "") && c.ehrClientID == "" {
 		return errors.New("--ehr-key-id and --ehr-token-url need --ehr-client-id")
+	}
+	if c.tlsCert == "" && !c.allowPlainHTTP && !loopbackAddr(c.httpAddr) {
+		return fmt.Errorf("--http-addr %s is not a loopback address: give --tls-cert and --tls-key for HTTPS, or --allow-plain-http behind a proxy that terminates TLS", c.httpAddr)
 	}
 	if c.maxConns <= 0 {
 		return errors.New("--max-connections must be positive")
@@ -259,6 +267,10 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 		return fmt.Errorf("listening for HTTP on %s: %w", cfg.httpAddr, err)
 	}
 
+	httpScheme := "http"
+	if mllpCfg.TLS != nil {
+		httpScheme = "https"
+	}
 	var ready atomic.Bool
 	httpMux := http.NewServeMux()
 	httpMux.Handle("/", healthHandler(&ready, st))
@@ -268,9 +280,23 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 		inboxAPI = pipeline.inboxAPI(st, keys, closing)
 		httpMux.Handle("/api/", inboxAPI.Handler())
 	}
+	fhirAPI, apiAudit, err := newFHIRAPI(st, keys, in, fhirBase(cfg.publicURL, httpScheme, httpLn.Addr()), log)
+	if err != nil {
+		mllpLn.Close()
+		httpLn.Close()
+		return err
+	}
+	httpMux.Handle("/fhir/", fhirAPI)
+	httpMux.Handle("/auth/", fhirAPI)
+	httpMux.Handle("/hl7/", fhirAPI)
+	httpMux.Handle("/.well-known/", fhirAPI)
 	httpSrv := &http.Server{
 		Handler:           httpMux,
 		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if mllpCfg.TLS != nil {
+		httpSrv.TLSConfig = httpTLSConfig(mllpCfg.TLS.Certificates)
 	}
 	httpSrv.RegisterOnShutdown(func() { close(closing) })
 
@@ -320,7 +346,11 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 		})
 	}
 	g.Go(func() error {
-		if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serveHTTP := httpSrv.Serve
+		if httpSrv.TLSConfig != nil {
+			serveHTTP = func(ln net.Listener) error { return httpSrv.ServeTLS(ln, "", "") }
+		}
+		if err := serveHTTP(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("HTTP listener: %w", err)
 		}
 		return nil
@@ -334,6 +364,7 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 		if inboxAPI != nil {
 			inboxAPI.Drain() // the streams' last deliveries, before the store closes
 		}
+		apiAudit.Wait()
 		return err
 	})
 
@@ -345,8 +376,8 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 			mllpScheme += " (mutual TLS)"
 		}
 	}
-	fmt.Fprintf(env.stdout, "carebridge ready\n  MLLP:    %s %s\n  HTTP:    http://%s  (/healthz, /readyz)\n  storage: %s\n  keys:    %s\nSend the sample messages with:\n  carebridge send --addr %s ../shared/corpus/hl7v2/microsoft-fhir-converter\n",
-		mllpScheme, mllpLn.Addr(), httpLn.Addr(), cfg.storage.describe(), cfg.storage.keyRingPath(), mllpLn.Addr())
+	fmt.Fprintf(env.stdout, "carebridge ready\n  MLLP:    %s %s\n  HTTP:    %s://%s  (/healthz, /readyz)\n  FHIR:    %s  (register EHR systems with carebridge clients add)\n  storage: %s\n  keys:    %s\nSend the sample messages with:\n  carebridge send --addr %s ../shared/corpus/hl7v2/microsoft-fhir-converter\n",
+		mllpScheme, mllpLn.Addr(), httpScheme, httpLn.Addr(), fhirBase(cfg.publicURL, httpScheme, httpLn.Addr()), cfg.storage.describe(), cfg.storage.keyRingPath(), mllpLn.Addr())
 	log.Info("carebridge started", "mllp", mllpLn.Addr().String(), "http", httpLn.Addr().String(), "storage", cfg.storage.describe())
 
 	err = g.Wait()

@@ -40,7 +40,7 @@ func (b *syncBuffer) String() string {
 
 var (
 	mllpLineRE = regexp.MustCompile(`MLLP:\s+\S+ (\S+)`)
-	httpLineRE = regexp.MustCompile(`HTTP:\s+http://(\S+)`)
+	httpLineRE = regexp.MustCompile(`HTTP:\s+https?://(\S+)`)
 )
 
 // inProcessServer runs "carebridge serve" in this process on loopback

@@ -19,9 +19,13 @@ const (
 	sqlSetDelivery    = `UPDATE delivery SET state = ?, rank = ?, updated_at = ?
 		WHERE communication_id = ? AND recipient = ? AND rank < ?`
 	sqlCompleteCommunication = `UPDATE communication SET status = 'completed', sealed = ? WHERE id = ? AND status <> 'completed'`
+
+	sqlForgetAssertions = `DELETE FROM client_assertion WHERE expires_at < ?`
+	sqlSpendAssertion   = `INSERT INTO client_assertion (client_id, jti, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`
 )
 
 var writeQueries = []string{
 	sqlInsertAudit, sqlInsertMapped, sqlUpsertResource, sqlInsertCommunication, sqlInsertEscalation,
 	sqlQueueDelivery, sqlDeliveryExists, sqlSetDelivery, sqlCompleteCommunication,
+	sqlForgetAssertions, sqlSpendAssertion,
 }

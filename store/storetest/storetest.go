@@ -94,6 +94,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"Escalations", testEscalations},
 		{"AuditExport", testAuditExport},
 		{"Subscriptions", testSubscriptions},
+		{"Clients", testClients},
+		{"Assertions", testAssertions},
+		{"ConcurrentAssertions", testConcurrentAssertions},
+		{"SearchConstraints", testSearchConstraints},
+		{"SearchOrder", testSearchOrder},
+		{"SearchPaging", testSearchPaging},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

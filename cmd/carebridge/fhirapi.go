@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/carebridge/carebridge/access"
+	"github.com/carebridge/carebridge/audit"
+	"github.com/carebridge/carebridge/bridge"
+	"github.com/carebridge/carebridge/fhir/api"
+	"github.com/carebridge/carebridge/inbound"
+	"github.com/carebridge/carebridge/secure"
+	"github.com/carebridge/carebridge/store"
+)
+
+// clientRegistry is the token service's view of the store's clients.
+type clientRegistry struct {
+	st   store.Clients
+	keys *access.KeyCache
+}
+
+func (r clientRegistry) Client(ctx context.Context, id string) (access.Client, error) {
+	c, err := r.st.GetClient(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return access.Client{}, fmt.Errorf("client %s: %w", id, access.ErrUnknownClient)
+	}
+	if err != nil {
+		return access.Client{}, err
+	}
+	scopes, _, err := access.ParseScopes(c.Scope)
+	if err != nil {
+		return access.Client{}, fmt.Errorf("reading the scopes of client %s: %w", id, err)
+	}
+	out := access.Client{ID: c.ID, Scopes: scopes, Disabled: c.Disabled}
+	if c.JWKSURL != "" {
+		out.Keys = r.keys.For(c.JWKSURL)
+	} else if out.Keys, err = access.ParseJWKS(c.JWKS); err != nil {
+		return access.Client{}, fmt.Errorf("reading the keys of client %s: %w", id, err)
+	}
+	return out, nil
+}
+
+func (r clientRegistry) SpendAssertion(ctx context.Context, clientID, jti string, expires time.Time) (bool, error) {
+	return r.st.UseAssertion(ctx, clientID, jti, expires, time.Now())
+}
+
+// fhirBase is the FHIR base URL EHRs reach carebridge at: --public-url,
+// or the HTTP listener's own address.
+func fhirBase(publicURL, scheme string, ln net.Addr) string {
+	if publicURL != "" {
+		return strings.TrimRight(publicURL, "/")
+	}
+	return scheme + "://" + ln.String() + "/fhir"
+}
+
+// newFHIRAPI wires the FHIR REST API: the token service over the store's
+// clients, the audit recorder, the handlers. The recorder must be waited
+// for after the HTTP server stops, before the store closes.
+func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, base string, log *slog.Logger) (http.Handler, *audit.Recorder, error) {
+	root := strings.TrimSuffix(base, "/fhir")
+	if root == base {
+		return nil, nil, fmt.Errorf("--public-url %q: want carebridge's FHIR base URL, ending in /fhir", base)
+	}
+	tokens, err := access.NewService(clientRegistry{st: st, keys: &access.KeyCache{}}, keys, access.Config{
+		Issuer: root, TokenURL: root + "/auth/token", Audience: base,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	rec, err := audit.NewRecorder(st, bridge.TopicAuditRecorded, inbound.CorrelationIDKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	gin.SetMode(gin.ReleaseMode)
+	srv, err := api.New(api.Config{Store: st, Keys: keys, Tokens: tokens, Audit: rec, HL7: hl7Acceptor{in}, BaseURL: root, Log: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	return srv.Handler(), rec, nil
+}
+
+// hl7Acceptor is the front door for messages POSTed to /hl7/v2.
+type hl7Acceptor struct{ in *inbound.Service }
+
+func (a hl7Acceptor) AcceptHL7(ctx context.Context, peer string, msg []byte) ([]byte, error) {
+	res, err := a.in.Accept(ctx, inbound.Peer{Addr: peer, Transport: "http"}, msg)
+	if err != nil {
+		return nil, err
+	}
+	return res.ACK, nil
+}

@@ -1,0 +1,227 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/carebridge/carebridge/access"
+	"github.com/carebridge/carebridge/store"
+)
+
+func (s *Server) readCommunication(c *gin.Context) {
+	id := c.Param("id")
+	if !validID(id) {
+		s.notFound(c, "Communication", id)
+		return
+	}
+	row, err := s.cfg.Store.GetCommunication(c.Request.Context(), id)
+	if isNotFound(err) {
+		s.notFound(c, "Communication", id)
+		return
+	}
+	if err != nil {
+		s.internal(c, "reading a Communication", err)
+		return
+	}
+	body, err := s.cfg.Keys.Open(row.Sealed, []byte("Communication/"+id))
+	if err != nil {
+		s.internal(c, "opening a Communication", fmt.Errorf("opening Communication/%s: %w", id, err))
+		return
+	}
+	if err := s.record(c, "read", row.Subject, []string{"Communication/" + id}); err != nil {
+		s.internal(c, "auditing a read", err)
+		return
+	}
+	answer(c, http.StatusOK, body)
+}
+
+// lenient reports whether the client asked that unknown search
+// parameters be ignored (Prefer: handling=lenient).
+func lenient(r *http.Request) bool {
+	for _, v := range r.Header.Values("Prefer") {
+		for _, p := range strings.Split(v, ";") {
+			if strings.EqualFold(strings.ReplaceAll(strings.TrimSpace(p), " ", ""), "handling=lenient") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// searchParams are the query's parameters, and for POST _search those of
+// the form body too.
+func (s *Server) searchParams(c *gin.Context) (url.Values, bool) {
+	params := c.Request.URL.Query()
+	if c.Request.Method != http.MethodPost {
+		return params, true
+	}
+	if mt := c.ContentType(); mt != "application/x-www-form-urlencoded" {
+		s.fail(c, http.StatusUnsupportedMediaType, problem{Code: "not-supported", Details: "POST _search takes application/x-www-form-urlencoded"})
+		return nil, false
+	}
+	body, err := io.ReadAll(io.LimitReader(c.Request.Body, maxFormBytes+1))
+	if err != nil || len(body) > maxFormBytes {
+		s.fail(c, http.StatusRequestEntityTooLarge, problem{Code: "too-costly", Details: fmt.Sprintf("the form is larger than %d bytes or cannot be read", maxFormBytes)})
+		return nil, false
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		s.fail(c, http.StatusBadRequest, problem{Code: "structure", Details: "the form body is not URL-encoded"})
+		return nil, false
+	}
+	for k, vs := range form {
+		params[k] = append(params[k], vs...)
+	}
+	return params, true
+}
+
+type bundleLink struct {
+	Relation string `json:"relation"`
+	URL      string `json:"url"`
+}
+
+type bundleSearch struct {
+	Mode string `json:"mode"`
+}
+
+type bundleEntry struct {
+	FullURL  string          `json:"fullUrl,omitempty"`
+	Resource json.RawMessage `json:"resource"`
+	Search   bundleSearch    `json:"search"`
+}
+
+type searchBundle struct {
+	ResourceType string        `json:"resourceType"`
+	Type         string        `json:"type"`
+	Total        *int          `json:"total,omitempty"`
+	Link         []bundleLink  `json:"link"`
+	Entry        []bundleEntry `json:"entry,omitempty"`
+}
+
+func (s *Server) searchCommunications(c *gin.Context) {
+	params, ok := s.searchParams(c)
+	if !ok {
+		return
+	}
+	sr, probs := parseCommunicationSearch(params, lenient(c.Request), s.base)
+	if len(probs) > 0 {
+		s.fail(c, http.StatusBadRequest, probs...)
+		return
+	}
+	ctx := c.Request.Context()
+	p := c.MustGet(keyPrincipal).(access.Principal)
+	out := searchBundle{ResourceType: "Bundle", Type: "searchset"}
+	if !sr.NoTotal || sr.CountOnly {
+		n, err := s.cfg.Store.CountCommunications(ctx, sr.Query)
+		if err != nil {
+			s.internal(c, "counting Communications", err)
+			return
+		}
+		out.Total = &n
+	}
+	var rows []store.CommunicationRow
+	if !sr.CountOnly {
+		q := sr.Query
+		q.Limit = sr.Count + 1 // one more tells whether a next page exists
+		var err error
+		if rows, err = s.cfg.Store.SearchCommunications(ctx, q); err != nil {
+			s.internal(c, "searching Communications", err)
+			return
+		}
+	}
+	more := len(rows) > sr.Count
+	if more {
+		rows = rows[:sr.Count]
+	}
+	entities := make([]string, 0, len(rows))
+	for _, row := range rows {
+		ref := "Communication/" + row.ID
+		body, err := s.cfg.Keys.Open(row.Sealed, []byte(ref))
+		if err != nil {
+			s.internal(c, "opening a Communication", fmt.Errorf("%s: %w", ref, err))
+			return
+		}
+		out.Entry = append(out.Entry, bundleEntry{FullURL: s.base + "/" + ref, Resource: body, Search: bundleSearch{Mode: "match"}})
+		entities = append(entities, ref)
+	}
+	var warnings []problem
+	if sr.IncludeSubject && len(rows) > 0 {
+		if !p.Scopes.Allows(p.Contexts, "Patient", access.Read) {
+			warnings = append(warnings, problem{Expression: "_include", Code: fhirCodeForbidden, Details: "the subjects are left out: the token's scopes do not permit reading Patient"})
+		} else {
+			seen := map[string]bool{}
+			for _, row := range rows {
+				typ, id, _ := strings.Cut(row.Subject, "/")
+				if typ != "Patient" || seen[id] {
+					continue
+				}
+				seen[id] = true
+				res, err := s.cfg.Store.GetResource(ctx, "Patient", id)
+				if isNotFound(err) {
+					continue
+				}
+				if err != nil {
+					s.internal(c, "reading an included Patient", err)
+					return
+				}
+				body, err := s.cfg.Keys.Open(res.Sealed, []byte(row.Subject))
+				if err != nil {
+					s.internal(c, "opening an included Patient", fmt.Errorf("%s: %w", row.Subject, err))
+					return
+				}
+				out.Entry = append(out.Entry, bundleEntry{FullURL: s.base + "/" + row.Subject, Resource: body, Search: bundleSearch{Mode: "include"}})
+				entities = append(entities, row.Subject)
+			}
+		}
+	}
+	warnings = append(warnings, sr.Ignored...)
+	if len(warnings) > 0 {
+		b, _ := json.Marshal(outcome("warning", warnings...))
+		out.Entry = append(out.Entry, bundleEntry{Resource: b, Search: bundleSearch{Mode: "outcome"}})
+	}
+	out.Link = s.pageLinks(sr, more)
+	if err := s.record(c, "search-type", sr.Patient, entities); err != nil {
+		s.internal(c, "auditing a search", err)
+		return
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		s.internal(c, "writing a search Bundle", err)
+		return
+	}
+	answer(c, http.StatusOK, b)
+}
+
+// pageLinks are the self, previous and next links of a page.
+func (s *Server) pageLinks(sr communicationSearch, more bool) []bundleLink {
+	at := func(offset int) string {
+		v := url.Values{}
+		for k, vs := range sr.Canonical {
+			v[k] = vs
+		}
+		v.Set("_count", strconv.Itoa(sr.Count))
+		if offset > 0 {
+			v.Set("_offset", strconv.Itoa(offset))
+		}
+		return s.base + "/Communication?" + v.Encode()
+	}
+	off := sr.Query.Offset
+	links := []bundleLink{{Relation: "self", URL: at(off)}}
+	if sr.CountOnly {
+		return links
+	}
+	if off > 0 {
+		links = append(links, bundleLink{Relation: "previous", URL: at(max(off-sr.Count, 0))})
+	}
+	if more && off+sr.Count <= maxOffset {
+		links = append(links, bundleLink{Relation: "next", URL: at(off + sr.Count)})
+	}
+	return links
+}

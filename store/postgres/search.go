@@ -1,0 +1,75 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/carebridge/carebridge/store"
+)
+
+// dialect is how PostgreSQL takes a search's arguments: $n parameters and
+// times as timestamptz.
+var dialect = store.SQLDialect{
+	Placeholder: func(n int) string { return "$" + strconv.Itoa(n) },
+	Time:        func(t time.Time) any { return t.UTC() },
+}
+
+// SearchCommunications returns a page of matching Communications. See
+// store.CommunicationSearch.
+func (s *Store) SearchCommunications(ctx context.Context, q store.CommunicationQuery) ([]store.CommunicationRow, error) {
+	offset, limit := q.Page()
+	if limit == 0 {
+		return nil, nil
+	}
+	if err := checkSent(q); err != nil {
+		return nil, fmt.Errorf("searching Communications: %w", err)
+	}
+	where, order, args := q.SQL(dialect)
+	n := len(args)
+	rows, err := s.pool.Query(ctx, `SELECT `+communicationColumns+` FROM communication c WHERE `+where+
+		` ORDER BY `+order+` LIMIT `+dialect.Placeholder(n+1)+` OFFSET `+dialect.Placeholder(n+2), append(args, limit, offset)...)
+	if err != nil {
+		return nil, fmt.Errorf("searching Communications: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.CommunicationRow, error) {
+		var c store.CommunicationRow
+		err := row.Scan(communicationTargets(&c)...)
+		c.Sent = c.Sent.UTC()
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("searching Communications: %w", err)
+	}
+	return out, nil
+}
+
+// CountCommunications counts matching Communications. See
+// store.CommunicationSearch.
+func (s *Store) CountCommunications(ctx context.Context, q store.CommunicationQuery) (int, error) {
+	if err := checkSent(q); err != nil {
+		return 0, fmt.Errorf("counting Communications: %w", err)
+	}
+	where, _, args := q.SQL(dialect)
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM communication c WHERE `+where, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("counting Communications: %w", err)
+	}
+	return n, nil
+}
+
+// checkSent reports a time bound whose comparator is unknown, which
+// CommunicationQuery.SQL would panic on.
+func checkSent(q store.CommunicationQuery) error {
+	for _, b := range q.Sent {
+		switch b.Op {
+		case store.GE, store.GT, store.LE, store.LT:
+		default:
+			return fmt.Errorf("unknown time comparator %q", b.Op)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,177 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// TokenMatch constrains one searchable field of a record: it must equal
+// one of Any (when Any is not empty), none of Not, and be empty or not as
+// Missing says (when Missing is set).
+type TokenMatch struct {
+	Any     []string
+	Not     []string
+	Missing *bool
+}
+
+// Empty reports whether m constrains nothing.
+func (m TokenMatch) Empty() bool { return len(m.Any) == 0 && len(m.Not) == 0 && m.Missing == nil }
+
+// Comparator is how a time bound compares.
+type Comparator string
+
+// Comparators of a TimeBound.
+const (
+	GE Comparator = ">="
+	GT Comparator = ">"
+	LE Comparator = "<="
+	LT Comparator = "<"
+)
+
+// TimeBound is one bound on a time: the field Op At.
+type TimeBound struct {
+	Op Comparator
+	At time.Time
+}
+
+// CommunicationSort orders search results; every order ends with the id,
+// so that pages are stable.
+type CommunicationSort int
+
+// Orders of a Communication search.
+const (
+	SortByID CommunicationSort = iota
+	SortBySent
+	SortBySentDesc
+	SortByPriority     // routine, urgent, asap, stat
+	SortByPriorityDesc // stat first
+)
+
+// MaxSearchPage is the most rows one search returns: a page of 1,000 and
+// one more, which tells the caller whether a next page exists.
+const MaxSearchPage = 1001
+
+// CommunicationQuery is a search over the PHI-free fields of
+// Communications. Every constraint given must hold.
+type CommunicationQuery struct {
+	ID         TokenMatch
+	Identifier TokenMatch
+	Status     TokenMatch
+	Priority   TokenMatch
+	Category   TokenMatch
+	Subject    TokenMatch
+	Encounter  TokenMatch
+	Recipient  TokenMatch // any of the recipients
+	Sent       []TimeBound
+	Sort       CommunicationSort
+	Offset     int
+	Limit      int // 0 or less: none are returned (a count only); capped at MaxSearchPage
+}
+
+// CommunicationSearch finds Communications.
+type CommunicationSearch interface {
+	// SearchCommunications returns the page of matching Communications
+	// that q's Offset and Limit select, in q's order.
+	SearchCommunications(ctx context.Context, q CommunicationQuery) ([]CommunicationRow, error)
+	// CountCommunications counts every Communication that matches q
+	// (Sort, Offset and Limit are ignored).
+	CountCommunications(ctx context.Context, q CommunicationQuery) (int, error)
+}
+
+// SQLDialect is what differs between the backends' SQL for a search.
+type SQLDialect struct {
+	Placeholder func(n int) string  // the n-th (1-based) parameter
+	Time        func(time.Time) any // a time as the database keeps it
+}
+
+// priorityRank orders priorities for SortByPriority.
+const priorityRank = `CASE c.priority WHEN 'routine' THEN 0 WHEN 'urgent' THEN 1 WHEN 'asap' THEN 2 WHEN 'stat' THEN 3 ELSE 4 END`
+
+// SQL is the WHERE clause (without the keyword; "TRUE" when q constrains
+// nothing) and ORDER BY clause of q over "communication c", with the
+// WHERE clause's arguments. Recipients are matched through the delivery
+// rows, one per recipient.
+func (q CommunicationQuery) SQL(d SQLDialect) (where, order string, args []any) {
+	var conds []string
+	arg := func(v any) string {
+		args = append(args, v)
+		return d.Placeholder(len(args))
+	}
+	list := func(vs []string) string {
+		ps := make([]string, len(vs))
+		for i, v := range vs {
+			ps[i] = arg(v)
+		}
+		return strings.Join(ps, ", ")
+	}
+	column := func(col string, m TokenMatch) {
+		if len(m.Any) > 0 {
+			conds = append(conds, col+" IN ("+list(m.Any)+")")
+		}
+		if len(m.Not) > 0 {
+			conds = append(conds, col+" NOT IN ("+list(m.Not)+")")
+		}
+		if m.Missing != nil {
+			if *m.Missing {
+				conds = append(conds, col+" = ''")
+			} else {
+				conds = append(conds, col+" <> ''")
+			}
+		}
+	}
+	column("c.id", q.ID)
+	column("c.identifier", q.Identifier)
+	column("c.status", q.Status)
+	column("c.priority", q.Priority)
+	column("c.category", q.Category)
+	column("c.subject", q.Subject)
+	column("c.encounter", q.Encounter)
+	const delivery = "SELECT 1 FROM delivery d WHERE d.communication_id = c.id"
+	if r := q.Recipient; len(r.Any) > 0 {
+		conds = append(conds, "EXISTS ("+delivery+" AND d.recipient IN ("+list(r.Any)+"))")
+	}
+	if r := q.Recipient; len(r.Not) > 0 {
+		conds = append(conds, "NOT EXISTS ("+delivery+" AND d.recipient IN ("+list(r.Not)+"))")
+	}
+	if m := q.Recipient.Missing; m != nil {
+		if *m {
+			conds = append(conds, "NOT EXISTS ("+delivery+")")
+		} else {
+			conds = append(conds, "EXISTS ("+delivery+")")
+		}
+	}
+	for _, b := range q.Sent {
+		switch b.Op {
+		case GE, GT, LE, LT:
+		default:
+			panic(fmt.Sprintf("store: time comparator %q", b.Op))
+		}
+		conds = append(conds, "c.sent "+string(b.Op)+" "+arg(d.Time(b.At)))
+	}
+	where = "TRUE"
+	if len(conds) > 0 {
+		where = strings.Join(conds, " AND ")
+	}
+	switch q.Sort {
+	case SortBySent:
+		order = "c.sent, c.id"
+	case SortBySentDesc:
+		order = "c.sent DESC, c.id DESC"
+	case SortByPriority:
+		order = priorityRank + ", c.sent DESC, c.id"
+	case SortByPriorityDesc:
+		order = priorityRank + " DESC, c.sent DESC, c.id"
+	default:
+		order = "c.id"
+	}
+	return where, order, args
+}
+
+// Page is q's Offset and Limit made safe: offset at least 0, limit
+// between 0 and MaxSearchPage.
+func (q CommunicationQuery) Page() (offset, limit int) {
+	offset, limit = max(q.Offset, 0), min(max(q.Limit, 0), MaxSearchPage)
+	return offset, limit
+}

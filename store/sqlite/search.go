@@ -1,0 +1,77 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/carebridge/carebridge/store"
+)
+
+// dialect is how SQLite takes a search's arguments: ? parameters and
+// times in Unix microseconds, as they are stored.
+var dialect = store.SQLDialect{
+	Placeholder: func(int) string { return "?" },
+	Time:        func(t time.Time) any { return t.UnixMicro() },
+}
+
+// SearchCommunications returns a page of matching Communications, read
+// from the read pool. See store.CommunicationSearch.
+//
+// The statement is not prepared (s.query would keep one per shape of
+// query, without bound): a search's SQL varies with its constraints.
+func (s *Store) SearchCommunications(ctx context.Context, q store.CommunicationQuery) ([]store.CommunicationRow, error) {
+	offset, limit := q.Page()
+	if limit == 0 {
+		return nil, nil
+	}
+	if err := checkSent(q); err != nil {
+		return nil, fmt.Errorf("searching Communications: %w", err)
+	}
+	where, order, args := q.SQL(dialect)
+	rows, err := s.read.QueryContext(ctx, `SELECT `+communicationColumns+` FROM communication c WHERE `+where+
+		` ORDER BY `+order+` LIMIT ? OFFSET ?`, append(args, limit, offset)...)
+	if err != nil {
+		return nil, fmt.Errorf("searching Communications: %w", err)
+	}
+	defer rows.Close()
+	var out []store.CommunicationRow
+	for rows.Next() {
+		c, err := scanCommunication(rows)
+		if err != nil {
+			return nil, fmt.Errorf("searching Communications: %w", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("searching Communications: %w", err)
+	}
+	return out, nil
+}
+
+// CountCommunications counts matching Communications. See
+// store.CommunicationSearch.
+func (s *Store) CountCommunications(ctx context.Context, q store.CommunicationQuery) (int, error) {
+	if err := checkSent(q); err != nil {
+		return 0, fmt.Errorf("counting Communications: %w", err)
+	}
+	where, _, args := q.SQL(dialect)
+	var n int
+	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM communication c WHERE `+where, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("counting Communications: %w", err)
+	}
+	return n, nil
+}
+
+// checkSent reports a time bound whose comparator is unknown, which
+// CommunicationQuery.SQL would panic on.
+func checkSent(q store.CommunicationQuery) error {
+	for _, b := range q.Sent {
+		switch b.Op {
+		case store.GE, store.GT, store.LE, store.LT:
+		default:
+			return fmt.Errorf("unknown time comparator %q", b.Op)
+		}
+	}
+	return nil
+}

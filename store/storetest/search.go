@@ -1,0 +1,286 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/carebridge/carebridge/store"
+)
+
+// searchT0 is the middle of the search data set's times, which are a
+// microsecond apart where they matter.
+var searchT0 = time.Date(2026, 11, 3, 14, 30, 0, 123456000, time.UTC)
+
+// searchRows are the Communications the search tests find, stored in
+// three Mapped (in an order that is no order the searches sort by).
+func searchRows() [][]store.CommunicationRow {
+	const us = time.Microsecond
+	row := func(id, status, priority, category, subject, encounter string, sent time.Time, recipients ...string) store.CommunicationRow {
+		return store.CommunicationRow{
+			ID: id, Identifier: "GH^" + id, Status: status, Priority: priority, Category: category,
+			Subject: subject, Encounter: encounter, Recipients: append([]string{}, recipients...), Sent: sent, Sealed: []byte("sealed " + id),
+		}
+	}
+	t0 := searchT0
+	return [][]store.CommunicationRow{{
+		row("c-07", "in-progress", "urgent", "notification", "Patient/p3", "", t0.Add(time.Hour), "CareTeam/icu"),
+		row("c-03", "completed", "stat", "alert", "Patient/p2", "Encounter/e2", t0.Add(us), "CareTeam/icu"),
+		row("c-10", "in-progress", "stat", "notification", "Patient/p1", "", t0.Add(time.Hour), "Practitioner/c"),
+		row("c-11", "completed", "stat", "alert", "Patient/p2", "Encounter/e2", t0.Add(time.Hour), "CareTeam/icu", "Practitioner/c"),
+	}, {
+		row("c-01", "in-progress", "routine", "notification", "Patient/p1", "Encounter/e1", t0, "Practitioner/a"),
+		row("c-08", "completed", "routine", "alert", "Patient/p4", "Encounter/e4", t0.Add(time.Hour), "Practitioner/c"),
+		row("c-05", "in-progress", "stat", "alert", "Patient/p3", "Encounter/e3", t0.Add(-time.Hour), "Practitioner/b"),
+		row("c-04", "completed", "asap", "reminder", "Patient/p2", "", t0.Add(2*time.Second)),
+	}, {
+		row("c-09", "in-progress", "asap", "alert", "Patient/p4", "Encounter/e4", t0.Add(-us), "Practitioner/a"),
+		row("c-02", "in-progress", "urgent", "alert", "Patient/p1", "", t0.Add(us), "Practitioner/a", "CareTeam/icu"),
+		row("c-06", "stopped", "routine", "instruction", "Patient/p1", "Encounter/e1", t0.Add(us), "Practitioner/b", "Practitioner/a"),
+	}}
+}
+
+// seedSearch stores searchRows, and a delivery of c-05 to a recipient
+// it does not name (as an escalation adds): recipients are found by
+// their deliveries.
+func seedSearch(t *testing.T, st store.Store) map[string]store.CommunicationRow {
+	t.Helper()
+	ctx := context.Background()
+	byID := map[string]store.CommunicationRow{}
+	for i, rows := range searchRows() {
+		m := store.Mapped{InboundID: fmt.Sprintf("search-%d", i), MappedAt: searchT0, Outcome: []byte("outcome"), Communications: rows}
+		if ok, err := st.StoreMapped(ctx, m); err != nil || !ok {
+			t.Fatalf("StoreMapped(%s) = %v, %v", m.InboundID, ok, err)
+		}
+		for _, c := range rows {
+			byID[c.ID] = c
+		}
+	}
+	if err := st.QueueDeliveries(ctx, "c-05", []string{"Practitioner/oncall"}, searchT0); err != nil {
+		t.Fatal(err)
+	}
+	return byID
+}
+
+func ids(rows []store.CommunicationRow) []string {
+	out := []string{}
+	for _, c := range rows {
+		out = append(out, c.ID)
+	}
+	return out
+}
+
+// cs names Communications c-NN.
+func cs(ns ...int) []string {
+	out := []string{}
+	for _, n := range ns {
+		out = append(out, fmt.Sprintf("c-%02d", n))
+	}
+	return out
+}
+
+func search(t *testing.T, st store.Store, q store.CommunicationQuery) []store.CommunicationRow {
+	t.Helper()
+	got, err := st.SearchCommunications(context.Background(), q)
+	if err != nil {
+		t.Fatalf("SearchCommunications(%+v): %v", q, err)
+	}
+	return got
+}
+
+func yes() *bool { b := true; return &b }
+func no() *bool  { b := false; return &b }
+
+// testSearchConstraints: each kind of constraint, alone and together;
+// the count of a query is the length of its whole result, whatever the
+// page.
+func testSearchConstraints(t *testing.T, st store.Store) {
+	byID := seedSearch(t, st)
+	t0, us := searchT0, time.Microsecond
+	in := func(vs ...string) store.TokenMatch { return store.TokenMatch{Any: vs} }
+	not := func(vs ...string) store.TokenMatch { return store.TokenMatch{Not: vs} }
+	sent := func(op store.Comparator, at time.Time, more ...store.TimeBound) []store.TimeBound {
+		return append([]store.TimeBound{{Op: op, At: at}}, more...)
+	}
+	and := func(op store.Comparator, at time.Time) store.TimeBound { return store.TimeBound{Op: op, At: at} }
+	for _, tc := range []struct {
+		name string
+		q    store.CommunicationQuery
+		want []string // in id order
+	}{
+		{"nothing", store.CommunicationQuery{}, cs(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)},
+		{"id any", store.CommunicationQuery{ID: in("c-03", "c-07", "c-99")}, cs(3, 7)},
+		{"id not", store.CommunicationQuery{ID: not(cs(1, 2, 3, 4, 5, 6, 7, 8, 9, 10)...)}, cs(11)},
+		{"identifier", store.CommunicationQuery{Identifier: in("GH^c-05")}, cs(5)},
+		{"status any one", store.CommunicationQuery{Status: in("completed")}, cs(3, 4, 8, 11)},
+		{"status any two", store.CommunicationQuery{Status: in("completed", "stopped")}, cs(3, 4, 6, 8, 11)},
+		{"status not", store.CommunicationQuery{Status: not("in-progress")}, cs(3, 4, 6, 8, 11)},
+		{"status any and not", store.CommunicationQuery{Status: store.TokenMatch{Any: []string{"in-progress", "completed"}, Not: []string{"completed"}}}, cs(1, 2, 5, 7, 9, 10)},
+		{"status none", store.CommunicationQuery{Status: in("entered-in-error")}, cs()},
+		{"priority any", store.CommunicationQuery{Priority: in("stat", "asap")}, cs(3, 4, 5, 9, 10, 11)},
+		{"priority not", store.CommunicationQuery{Priority: not("routine", "urgent")}, cs(3, 4, 5, 9, 10, 11)},
+		{"category", store.CommunicationQuery{Category: in("reminder", "instruction")}, cs(4, 6)},
+		{"subject any", store.CommunicationQuery{Subject: in("Patient/p1")}, cs(1, 2, 6, 10)},
+		{"subject not", store.CommunicationQuery{Subject: not("Patient/p1", "Patient/p2")}, cs(5, 7, 8, 9)},
+		{"encounter missing", store.CommunicationQuery{Encounter: store.TokenMatch{Missing: yes()}}, cs(2, 4, 7, 10)},
+		{"encounter not missing", store.CommunicationQuery{Encounter: store.TokenMatch{Missing: no()}}, cs(1, 3, 5, 6, 8, 9, 11)},
+		{"encounter any", store.CommunicationQuery{Encounter: in("Encounter/e1")}, cs(1, 6)},
+		{"encounter not missing, not e4", store.CommunicationQuery{Encounter: store.TokenMatch{Not: []string{"Encounter/e4"}, Missing: no()}}, cs(1, 3, 5, 6, 11)},
+		{"encounter not e4", store.CommunicationQuery{Encounter: not("Encounter/e4")}, cs(1, 2, 3, 4, 5, 6, 7, 10, 11)},
+		{"recipient any", store.CommunicationQuery{Recipient: in("Practitioner/a")}, cs(1, 2, 6, 9)},
+		{"recipient any two", store.CommunicationQuery{Recipient: in("CareTeam/icu", "Practitioner/c")}, cs(2, 3, 7, 8, 10, 11)},
+		{"recipient by delivery only", store.CommunicationQuery{Recipient: in("Practitioner/oncall")}, cs(5)},
+		{"recipient missing", store.CommunicationQuery{Recipient: store.TokenMatch{Missing: yes()}}, cs(4)},
+		{"recipient not missing", store.CommunicationQuery{Recipient: store.TokenMatch{Missing: no()}}, cs(1, 2, 3, 5, 6, 7, 8, 9, 10, 11)},
+		{"recipient not", store.CommunicationQuery{Recipient: not("Practitioner/a", "CareTeam/icu")}, cs(4, 5, 8, 10)},
+		{"recipient any and not", store.CommunicationQuery{Recipient: store.TokenMatch{Any: []string{"Practitioner/b"}, Not: []string{"Practitioner/a"}}}, cs(5)},
+		{"sent ge", store.CommunicationQuery{Sent: sent(store.GE, t0.Add(us))}, cs(2, 3, 4, 6, 7, 8, 10, 11)},
+		{"sent gt", store.CommunicationQuery{Sent: sent(store.GT, t0.Add(us))}, cs(4, 7, 8, 10, 11)},
+		{"sent le", store.CommunicationQuery{Sent: sent(store.LE, t0)}, cs(1, 5, 9)},
+		{"sent lt a microsecond later", store.CommunicationQuery{Sent: sent(store.LT, t0.Add(us))}, cs(1, 5, 9)},
+		{"sent lt", store.CommunicationQuery{Sent: sent(store.LT, t0)}, cs(5, 9)},
+		{"sent ge and le", store.CommunicationQuery{Sent: sent(store.GE, t0, and(store.LE, t0.Add(us)))}, cs(1, 2, 3, 6)},
+		{"sent gt and lt", store.CommunicationQuery{Sent: sent(store.GT, t0.Add(-us), and(store.LT, t0.Add(us)))}, cs(1)},
+		{"sent gt and lt, empty", store.CommunicationQuery{Sent: sent(store.GT, t0, and(store.LT, t0.Add(us)))}, cs()},
+		{"sent ge in another zone", store.CommunicationQuery{Sent: sent(store.GE, t0.Add(us).In(time.FixedZone("EST", -5*3600)))}, cs(2, 3, 4, 6, 7, 8, 10, 11)},
+		{"sent after all", store.CommunicationQuery{Sent: sent(store.GE, t0.Add(2*time.Hour))}, cs()},
+		{"together", store.CommunicationQuery{
+			Status: in("in-progress"), Priority: in("stat", "urgent"), Recipient: in("CareTeam/icu", "Practitioner/c"),
+			Sent: sent(store.GE, t0),
+		}, cs(2, 7, 10)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := tc.q
+			q.Limit = store.MaxSearchPage
+			got := search(t, st, q)
+			if !reflect.DeepEqual(ids(got), tc.want) {
+				t.Fatalf("SearchCommunications = %v, want %v", ids(got), tc.want)
+			}
+			for _, c := range got {
+				if !reflect.DeepEqual(c, byID[c.ID]) {
+					t.Errorf("row:\n got %+v\nwant %+v", c, byID[c.ID])
+				}
+			}
+			// A count ignores the order and the page.
+			q.Sort, q.Offset, q.Limit = store.SortBySentDesc, 2, 1
+			n, err := st.CountCommunications(context.Background(), q)
+			if err != nil || n != len(tc.want) {
+				t.Fatalf("CountCommunications = %d, %v; want %d", n, err, len(tc.want))
+			}
+		})
+	}
+}
+
+// searchOrders are searchRows in each order, ties broken as documented.
+var searchOrders = []struct {
+	name string
+	sort store.CommunicationSort
+	want []string
+}{
+	{"id", store.SortByID, cs(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)},
+	// Ties: c-02, c-03, c-06 at t0+1µs; c-07, c-08, c-10, c-11 at t0+1h.
+	{"sent", store.SortBySent, cs(5, 9, 1, 2, 3, 6, 4, 7, 8, 10, 11)},
+	{"sent desc", store.SortBySentDesc, cs(11, 10, 8, 7, 4, 6, 3, 2, 1, 9, 5)},
+	// By rank, then newest first, then by id (c-10 and c-11: stat, t0+1h).
+	{"priority", store.SortByPriority, cs(8, 6, 1, 7, 2, 4, 9, 10, 11, 3, 5)},
+	{"priority desc", store.SortByPriorityDesc, cs(10, 11, 3, 5, 4, 9, 7, 2, 8, 6, 1)},
+}
+
+// testSearchOrder: every order, over everything and over a selection.
+func testSearchOrder(t *testing.T, st store.Store) {
+	seedSearch(t, st)
+	for _, tc := range searchOrders {
+		t.Run(tc.name, func(t *testing.T) {
+			got := search(t, st, store.CommunicationQuery{Sort: tc.sort, Limit: store.MaxSearchPage})
+			if !reflect.DeepEqual(ids(got), tc.want) {
+				t.Fatalf("SearchCommunications = %v, want %v", ids(got), tc.want)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		q    store.CommunicationQuery
+		want []string
+	}{
+		{"recipient by sent desc", store.CommunicationQuery{Recipient: store.TokenMatch{Any: []string{"CareTeam/icu"}}, Sort: store.SortBySentDesc}, cs(11, 7, 3, 2)},
+		{"recipient and status by sent desc", store.CommunicationQuery{
+			Recipient: store.TokenMatch{Any: []string{"Practitioner/a", "CareTeam/icu"}}, Status: store.TokenMatch{Any: []string{"in-progress"}},
+			Sort: store.SortBySentDesc,
+		}, cs(7, 2, 1, 9)},
+		{"subject by sent", store.CommunicationQuery{Subject: store.TokenMatch{Any: []string{"Patient/p1"}}, Sort: store.SortBySent}, cs(1, 2, 6, 10)},
+		{"status by priority desc", store.CommunicationQuery{Status: store.TokenMatch{Any: []string{"completed"}}, Sort: store.SortByPriorityDesc}, cs(11, 3, 4, 8)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.q.Limit = store.MaxSearchPage
+			got := search(t, st, tc.q)
+			if !reflect.DeepEqual(ids(got), tc.want) {
+				t.Fatalf("SearchCommunications = %v, want %v", ids(got), tc.want)
+			}
+		})
+	}
+}
+
+// testSearchPaging: pages of any size, in any order, add up to the whole
+// result, each row once; Limit 0 returns nothing.
+func testSearchPaging(t *testing.T, st store.Store) {
+	ctx := context.Background()
+	seedSearch(t, st)
+	for _, tc := range searchOrders {
+		for size := 1; size <= 4; size++ {
+			t.Run(fmt.Sprintf("%s by %d", tc.name, size), func(t *testing.T) {
+				var got []string
+				for offset := 0; ; offset += size {
+					page := search(t, st, store.CommunicationQuery{Sort: tc.sort, Offset: offset, Limit: size})
+					if len(page) > size {
+						t.Fatalf("page at %d: %d rows, more than the limit %d", offset, len(page), size)
+					}
+					got = append(got, ids(page)...)
+					if len(page) < size {
+						break
+					}
+					if len(got) > len(tc.want) {
+						t.Fatalf("pages go on past the whole result: %v", got)
+					}
+				}
+				if !reflect.DeepEqual(got, tc.want) {
+					t.Fatalf("pages = %v, want %v", got, tc.want)
+				}
+			})
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		q    store.CommunicationQuery
+		want []string
+	}{
+		{"limit 0", store.CommunicationQuery{Limit: 0}, nil},
+		{"negative limit", store.CommunicationQuery{Limit: -1}, nil},
+		{"limit 0 with an offset", store.CommunicationQuery{Offset: 3}, nil},
+		{"negative offset", store.CommunicationQuery{Offset: -5, Limit: 3}, cs(1, 2, 3)},
+		{"offset past the end", store.CommunicationQuery{Offset: 11, Limit: 10}, nil},
+		{"last page", store.CommunicationQuery{Sort: store.SortBySent, Offset: 9, Limit: 10}, cs(10, 11)},
+		{"filtered page", store.CommunicationQuery{Status: store.TokenMatch{Any: []string{"in-progress"}}, Sort: store.SortBySentDesc, Offset: 1, Limit: 2}, cs(7, 2)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := search(t, st, tc.q)
+			if len(got) != len(tc.want) || (len(got) > 0 && !slices.Equal(ids(got), tc.want)) {
+				t.Fatalf("SearchCommunications = %v, want %v", ids(got), tc.want)
+			}
+		})
+	}
+	n, err := st.CountCommunications(ctx, store.CommunicationQuery{Offset: 4})
+	if err != nil || n != 11 {
+		t.Fatalf("CountCommunications with an offset and no limit = %d, %v; want 11", n, err)
+	}
+	// An unknown comparator is an error, not a panic.
+	bad := store.CommunicationQuery{Sent: []store.TimeBound{{Op: "~", At: searchT0}}, Limit: 10}
+	if _, err := st.SearchCommunications(ctx, bad); err == nil {
+		t.Error("SearchCommunications with an unknown comparator succeeded")
+	}
+	if _, err := st.CountCommunications(ctx, bad); err == nil {
+		t.Error("CountCommunications with an unknown comparator succeeded")
+	}
+}
