@@ -79,6 +79,24 @@ var restActions = map[string]fhirmodel.AuditEventAction{
 	"patch": fhirmodel.AuditEventActionU, "delete": fhirmodel.AuditEventActionD,
 }
 
+// classify says how action is shown in its AuditEvent.
+func classify(action string) kindOf {
+	if k, ok := actionKinds[action]; ok {
+		return k
+	}
+	interaction, rest := strings.CutPrefix(action, "rest.")
+	if !rest {
+		return kindOf{typ: typeActivity, action: fhirmodel.AuditEventActionE}
+	}
+	k := kindOf{typ: typeRest, action: fhirmodel.AuditEventActionE}
+	if a, ok := restActions[interaction]; ok {
+		k.action = a
+		sub := coding(systemRestful, interaction, "")
+		k.subtype = &sub
+	}
+	return k
+}
+
 // Source names the system that records: the Device every AuditEvent's
 // source.observer points to, and the site (the deployment's name).
 type Source struct {
@@ -103,20 +121,7 @@ func Event(r Record, src Source) fhir.Resource {
 	}
 	id := AuditEventID(r)
 	ev := &fhirmodel.AuditEvent{Id: &id, Recorded: r.At.UTC().Format(time.RFC3339Nano)}
-	k, known := actionKinds[r.Action]
-	switch {
-	case known:
-	case strings.HasPrefix(r.Action, "rest."):
-		interaction := strings.TrimPrefix(r.Action, "rest.")
-		k = kindOf{typ: typeRest, action: fhirmodel.AuditEventActionE}
-		if a, ok := restActions[interaction]; ok {
-			k.action = a
-			sub := coding(systemRestful, interaction, "")
-			k.subtype = &sub
-		}
-	default:
-		k = kindOf{typ: typeActivity, action: fhirmodel.AuditEventActionE}
-	}
+	k := classify(r.Action)
 	ev.Type = k.typ
 	if k.subtype != nil {
 		ev.Subtype = append(ev.Subtype, *k.subtype)

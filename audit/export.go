@@ -256,7 +256,7 @@ func (x *Exporter) next(ctx context.Context) ([]*exportItem, error) {
 		}
 		for _, row := range rows {
 			it := &exportItem{rec: row}
-			r := fromRow(row)
+			r := RecordFromRow(row)
 			ev := Event(r, x.cfg.Source)
 			switch b, err := x.v.ValidateResource(ev); {
 			case r.digest() != r.Hash:

@@ -170,7 +170,7 @@ func (l *Log) load(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("loading audit chain %q: %w", l.cfg.Chain, err)
 	default:
-		r := fromRow(row)
+		r := RecordFromRow(row)
 		if r.digest() != r.Hash {
 			// Never build on a record that was changed: the new records
 			// would hide where the chain broke.
@@ -219,7 +219,7 @@ func Verify(ctx context.Context, st Store, keys PublicKeys) (Report, error) {
 		if len(row.Prev) != len(Hash{}) || len(row.Hash) != len(Hash{}) {
 			return &Problem{Kind: ProblemAltered, Chain: row.Chain, Seq: row.Seq, Detail: "a stored hash is not 32 bytes"}
 		}
-		return v.Add(fromRow(row))
+		return v.Add(RecordFromRow(row))
 	})
 	rep.Records, rep.Chains = v.Records(), len(chains)
 	if err != nil {
@@ -228,15 +228,18 @@ func Verify(ctx context.Context, st Store, keys PublicKeys) (Report, error) {
 	return rep, v.Finish()
 }
 
+// toRow is r as stored, with the id of its AuditEvent.
 func toRow(r Record) store.AuditRecord {
 	return store.AuditRecord{
 		Chain: r.Chain, Seq: r.Seq, At: r.At, ActorKind: string(r.Actor.Kind), ActorID: r.Actor.ID,
 		ActorAddress: r.Actor.Address, Action: r.Action, Outcome: uint8(r.Outcome), Correlation: r.Correlation,
-		Entities: r.Entities, Patient: r.Patient, EntryID: r.EntryID, Prev: r.Prev[:], Hash: r.Hash[:],
+		Entities: r.Entities, Patient: r.Patient, EntryID: r.EntryID, EventID: AuditEventID(r), Prev: r.Prev[:], Hash: r.Hash[:],
 	}
 }
 
-func fromRow(row store.AuditRecord) Record {
+// RecordFromRow is the record a stored row holds (its EventID, which is
+// not part of the record, left out): what Event and Verify take.
+func RecordFromRow(row store.AuditRecord) Record {
 	r := Record{
 		Chain: row.Chain, Seq: row.Seq, At: row.At, Actor: Actor{Kind: ActorKind(row.ActorKind), ID: row.ActorID, Address: row.ActorAddress},
 		Action: row.Action, Outcome: Outcome(row.Outcome), Correlation: row.Correlation, Entities: row.Entities, Patient: row.Patient,

@@ -407,7 +407,8 @@ func (a *InboxAPI) completion(ctx context.Context, id string) (_ store.Completio
 		return store.Completion{}, false, err
 	}
 	comm.Status = fhirmodel.EventStatusCompleted
-	received := a.Now().UTC().Format(time.RFC3339)
+	at := a.Now().UTC().Truncate(time.Second)
+	received := at.Format(time.RFC3339)
 	comm.Received = &received
 	body, err = fhir.Resource{Type: "Communication", ID: id, Body: &comm}.MarshalJSON()
 	if err != nil {
@@ -417,7 +418,7 @@ func (a *InboxAPI) completion(ctx context.Context, id string) (_ store.Completio
 	if err != nil {
 		return store.Completion{}, false, err
 	}
-	return store.Completion{ID: id, Sealed: sealed}, true, nil
+	return store.Completion{ID: id, Sealed: sealed, Received: at}, true, nil
 }
 
 func (a *InboxAPI) fail(w http.ResponseWriter, what string, err error) {

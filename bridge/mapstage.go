@@ -14,6 +14,7 @@ import (
 
 	"github.com/carebridge/carebridge/audit"
 	"github.com/carebridge/carebridge/fhir"
+	"github.com/carebridge/carebridge/fhir/index"
 	"github.com/carebridge/carebridge/hl7"
 	"github.com/carebridge/carebridge/inbound"
 	"github.com/carebridge/carebridge/mapping"
@@ -241,27 +242,13 @@ func (s *MapStage) mapped(m store.InboundMessage, raw []byte, corr string) (stor
 // communicationRow is the stored form of a Communication: PHI-free search
 // fields and the resource sealed.
 func (s *MapStage) communicationRow(c *fhir.Communication, body []byte) (store.CommunicationRow, error) {
-	row := store.CommunicationRow{ID: *c.Id, Status: c.Status.Code()}
+	row, err := index.Communication(c)
+	if err != nil {
+		return row, fmt.Errorf("Communication/%s: %w", *c.Id, err)
+	}
+	row.ID, row.Version, row.Updated = *c.Id, 1, row.Sent
 	if len(c.Identifier) > 0 && c.Identifier[0].Value != nil {
 		row.Identifier = *c.Identifier[0].Value
-	}
-	if c.Priority != nil {
-		row.Priority = c.Priority.Code()
-	}
-	if len(c.Category) > 0 && len(c.Category[0].Coding) > 0 && c.Category[0].Coding[0].Code != nil {
-		row.Category = *c.Category[0].Coding[0].Code
-	}
-	row.Subject = refOf(c.Subject)
-	row.Encounter = refOf(c.Encounter)
-	for i := range c.Recipient {
-		row.Recipients = append(row.Recipients, refOf(&c.Recipient[i]))
-	}
-	if c.Sent != nil {
-		t, err := time.Parse(time.RFC3339, *c.Sent)
-		if err != nil {
-			return row, fmt.Errorf("reading the sent time of Communication/%s: %w", row.ID, err)
-		}
-		row.Sent = t.UTC()
 	}
 	sealed, err := s.Sealer.Seal(body, []byte("Communication/"+row.ID))
 	if err != nil {
@@ -281,6 +268,22 @@ func refOf(r *fhirmodel.Reference) string {
 // auditEvent is the audit.recorded event of entries, each given its own
 // id: one entry as a JSON object, several as an array, which the audit
 // stage appends in one transaction.
+// AuditEvent is the audit.recorded event of entries (each given a fresh
+// id), for publishing in the transaction of what they record.
+func AuditEvent(corr string, entries ...audit.Entry) (store.Event, error) { return auditEvent(corr, entries...) }
+
+// CreatedEvent is the communication.created event that has the deliver
+// stage deliver a stored Communication to row.Recipients.
+func CreatedEvent(row store.CommunicationRow, corr string) (store.Event, error) {
+	b, err := json.Marshal(CommunicationCreated{CommunicationID: row.ID, Priority: row.Priority, Recipients: row.Recipients})
+	if err != nil {
+		return store.Event{}, err
+	}
+	m := message.NewMessage(watermill.NewUUID(), b)
+	m.Metadata.Set(inbound.CorrelationIDKey, corr)
+	return store.Event{Topic: TopicCommunicationCreated, Message: m}, nil
+}
+
 func auditEvent(corr string, entries ...audit.Entry) (store.Event, error) {
 	if len(entries) == 0 || len(entries) > audit.MaxBatch {
 		return store.Event{}, fmt.Errorf("an audit event of %d entries", len(entries))

@@ -56,18 +56,43 @@ const MaxSearchPage = 1001
 // CommunicationQuery is a search over the PHI-free fields of
 // Communications. Every constraint given must hold.
 type CommunicationQuery struct {
-	ID         TokenMatch
-	Identifier TokenMatch
-	Status     TokenMatch
-	Priority   TokenMatch
-	Category   TokenMatch
-	Subject    TokenMatch
-	Encounter  TokenMatch
-	Recipient  TokenMatch // any of the recipients
-	Sent       []TimeBound
-	Sort       CommunicationSort
-	Offset     int
-	Limit      int // 0 or less: none are returned (a count only); capped at MaxSearchPage
+	ID        TokenMatch
+	Status    TokenMatch
+	Priority  TokenMatch
+	Subject   TokenMatch
+	Encounter TokenMatch
+	Sender    TokenMatch
+	Recipient TokenMatch // any of the recipients
+	Tokens    []TokenFilter
+	Sent      []TimeBound
+	Received  []TimeBound // a Communication not received matches no bound
+	// ReceivedMissing, when set, asks for those not received (true) or
+	// received (false).
+	ReceivedMissing *bool
+	Sort            CommunicationSort
+	Offset          int
+	Limit           int // 0 or less: none are returned (a count only); capped at MaxSearchPage
+}
+
+// TokenFilter constrains the index tokens of one Param (TokenIdentifier,
+// TokenCategory …): one of them matches one of Any (when Any is not
+// empty), none matches one of Not, and there are some or none as Missing
+// says (when set).
+type TokenFilter struct {
+	Param   string
+	Any     []TokenValue
+	Not     []TokenValue
+	Missing *bool
+}
+
+// TokenValue is what a token must be: System and Code, either of which may
+// be left open (any system, as for a FHIR token "code"; any code, as for
+// "system|").
+type TokenValue struct {
+	System    string
+	Code      string
+	AnySystem bool
+	AnyCode   bool
 }
 
 // CommunicationSearch finds Communications.
@@ -92,7 +117,8 @@ const priorityRank = `CASE c.priority WHEN 'routine' THEN 0 WHEN 'urgent' THEN 1
 // SQL is the WHERE clause (without the keyword; "TRUE" when q constrains
 // nothing) and ORDER BY clause of q over "communication c", with the
 // WHERE clause's arguments. Recipients are matched through the delivery
-// rows, one per recipient.
+// rows, one per recipient, and Tokens through the rows of
+// communication_token (communication_id, param, system, code).
 func (q CommunicationQuery) SQL(d SQLDialect) (where, order string, args []any) {
 	var conds []string
 	arg := func(v any) string {
@@ -122,12 +148,50 @@ func (q CommunicationQuery) SQL(d SQLDialect) (where, order string, args []any) 
 		}
 	}
 	column("c.id", q.ID)
-	column("c.identifier", q.Identifier)
 	column("c.status", q.Status)
 	column("c.priority", q.Priority)
-	column("c.category", q.Category)
 	column("c.subject", q.Subject)
 	column("c.encounter", q.Encounter)
+	column("c.sender", q.Sender)
+	// A token filter looks at the tokens of its Param; a value that takes
+	// any system (or any code) leaves that comparison out.
+	const token = "SELECT 1 FROM communication_token t WHERE t.communication_id = c.id AND t.param = "
+	values := func(vs []TokenValue) string {
+		ors := make([]string, len(vs))
+		for i, v := range vs {
+			var ands []string
+			if !v.AnySystem {
+				ands = append(ands, "t.system = "+arg(v.System))
+			}
+			if !v.AnyCode {
+				ands = append(ands, "t.code = "+arg(v.Code))
+			}
+			switch len(ands) {
+			case 0:
+				ors[i] = "TRUE"
+			case 1:
+				ors[i] = ands[0]
+			default:
+				ors[i] = "(" + strings.Join(ands, " AND ") + ")"
+			}
+		}
+		return strings.Join(ors, " OR ")
+	}
+	for _, f := range q.Tokens {
+		if len(f.Any) > 0 {
+			conds = append(conds, "EXISTS ("+token+arg(f.Param)+" AND ("+values(f.Any)+"))")
+		}
+		if len(f.Not) > 0 {
+			conds = append(conds, "NOT EXISTS ("+token+arg(f.Param)+" AND ("+values(f.Not)+"))")
+		}
+		if f.Missing != nil {
+			if *f.Missing {
+				conds = append(conds, "NOT EXISTS ("+token+arg(f.Param)+")")
+			} else {
+				conds = append(conds, "EXISTS ("+token+arg(f.Param)+")")
+			}
+		}
+	}
 	const delivery = "SELECT 1 FROM delivery d WHERE d.communication_id = c.id"
 	if r := q.Recipient; len(r.Any) > 0 {
 		conds = append(conds, "EXISTS ("+delivery+" AND d.recipient IN ("+list(r.Any)+"))")
@@ -142,13 +206,24 @@ func (q CommunicationQuery) SQL(d SQLDialect) (where, order string, args []any) 
 			conds = append(conds, "EXISTS ("+delivery+")")
 		}
 	}
-	for _, b := range q.Sent {
-		switch b.Op {
-		case GE, GT, LE, LT:
-		default:
-			panic(fmt.Sprintf("store: time comparator %q", b.Op))
+	bounds := func(col string, bs []TimeBound) {
+		for _, b := range bs {
+			switch b.Op {
+			case GE, GT, LE, LT:
+			default:
+				panic(fmt.Sprintf("store: time comparator %q", b.Op))
+			}
+			conds = append(conds, col+" "+string(b.Op)+" "+arg(d.Time(b.At)))
 		}
-		conds = append(conds, "c.sent "+string(b.Op)+" "+arg(d.Time(b.At)))
+	}
+	bounds("c.sent", q.Sent)
+	bounds("c.received", q.Received) // NULL compares to nothing: never received matches no bound
+	if m := q.ReceivedMissing; m != nil {
+		if *m {
+			conds = append(conds, "c.received IS NULL")
+		} else {
+			conds = append(conds, "c.received IS NOT NULL")
+		}
 	}
 	where = "TRUE"
 	if len(conds) > 0 {

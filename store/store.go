@@ -161,6 +161,7 @@ type AuditRecord struct {
 	Entities     []string
 	Patient      string
 	EntryID      string // unique when not empty
+	EventID      string // the id of its FHIR AuditEvent (audit.AuditEventID); not part of the hash
 	Prev         []byte // 32 bytes
 	Hash         []byte // 32 bytes
 }
@@ -257,7 +258,12 @@ type CommunicationRow struct {
 	Encounter  string   // Encounter reference, or ""
 	Recipients []string // references
 	Sent       time.Time
-	Sealed     []byte // the Communication resource, sealed with "Communication/ID"
+	Sealed     []byte    // the Communication resource, sealed with "Communication/ID"
+	Sender     string    // reference, or ""
+	Received   time.Time // zero until received
+	Tokens     []IndexToken
+	Version    int       // 1, 2, …; 0 is read as 1 when storing
+	Updated    time.Time // when this version was stored; zero is read as Sent
 }
 
 // Mapped is what the map stage stores for one inbound message, in one
@@ -331,8 +337,9 @@ type Delivery struct {
 // Completion is a Communication every recipient has, with its resource
 // re-sealed as completed.
 type Completion struct {
-	ID     string
-	Sealed []byte
+	ID       string
+	Sealed   []byte
+	Received time.Time // when the last recipient had it
 }
 
 // DeliveryUpdate moves one recipient's delivery of a Communication to
@@ -478,6 +485,9 @@ type Store interface {
 	Subscriptions
 	Clients
 	CommunicationSearch
+	CommunicationWrites
+	AuditSearch
+	Users
 	// Subscriber returns a Watermill subscriber on the store's own queue
 	// tables for the given consumer group.
 	Subscriber(consumerGroup string) (message.Subscriber, error)

@@ -30,7 +30,7 @@ func TestHelpOnEveryCommand(t *testing.T) {
 				args = []string{"inbound", "list", "--help"}
 			case "audit":
 				args = []string{"audit", "verify", "--help"}
-			case "subscriptions", "clients":
+			case "subscriptions", "clients", "users":
 				args = []string{c.name, "add", "--help"}
 			}
 			out, _, err := runCLI(t, "", args...)

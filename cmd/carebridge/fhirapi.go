@@ -15,6 +15,7 @@ import (
 	"github.com/carebridge/carebridge/access"
 	"github.com/carebridge/carebridge/audit"
 	"github.com/carebridge/carebridge/bridge"
+	"github.com/carebridge/carebridge/fhir"
 	"github.com/carebridge/carebridge/fhir/api"
 	"github.com/carebridge/carebridge/inbound"
 	"github.com/carebridge/carebridge/secure"
@@ -62,9 +63,10 @@ func fhirBase(publicURL, scheme string, ln net.Addr) string {
 }
 
 // newFHIRAPI wires the FHIR REST API: the token service over the store's
-// clients, the audit recorder, the handlers. The recorder must be waited
-// for after the HTTP server stops, before the store closes.
-func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, base string, log *slog.Logger) (http.Handler, *audit.Recorder, error) {
+// clients, the login service over its users, the audit recorder, the
+// handlers. The recorder must be waited for after the HTTP server stops,
+// before the store closes.
+func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, node, base string, log *slog.Logger, sessions sessionFlags) (http.Handler, *audit.Recorder, error) {
 	root := strings.TrimSuffix(base, "/fhir")
 	if root == base {
 		return nil, nil, fmt.Errorf("--public-url %q: want carebridge's FHIR base URL, ending in /fhir", base)
@@ -75,12 +77,22 @@ func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, base 
 	if err != nil {
 		return nil, nil, err
 	}
+	users, err := access.NewUsers(userStore{st}, keys, access.UsersConfig{IdleTimeout: sessions.idle, Lifetime: sessions.lifetime})
+	if err != nil {
+		return nil, nil, fmt.Errorf("--session-idle, --session-lifetime: %w", err)
+	}
 	rec, err := audit.NewRecorder(st, bridge.TopicAuditRecorded, inbound.CorrelationIDKey)
 	if err != nil {
 		return nil, nil, err
 	}
+	v, err := fhir.NewValidator()
+	if err != nil {
+		return nil, nil, err
+	}
 	gin.SetMode(gin.ReleaseMode)
-	srv, err := api.New(api.Config{Store: st, Keys: keys, Tokens: tokens, Audit: rec, HL7: hl7Acceptor{in}, BaseURL: root, Log: log})
+	srv, err := api.New(api.Config{Store: st, Keys: keys, Tokens: tokens, Audit: rec, HL7: hl7Acceptor{in}, BaseURL: root, Log: log,
+		Writes: st, Sealer: keys, Validator: v, Events: pipelineEvents{},
+		AuditEvents: st, Source: audit.Source{Site: node}, Users: users})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -96,4 +108,15 @@ func (a hl7Acceptor) AcceptHL7(ctx context.Context, peer string, msg []byte) ([]
 		return nil, err
 	}
 	return res.ACK, nil
+}
+
+// pipelineEvents are the bridge's events an API write publishes.
+type pipelineEvents struct{}
+
+func (pipelineEvents) Created(row store.CommunicationRow, corr string) (store.Event, error) {
+	return bridge.CreatedEvent(row, corr)
+}
+
+func (pipelineEvents) Audited(corr string, entries ...audit.Entry) (store.Event, error) {
+	return bridge.AuditEvent(corr, entries...)
 }

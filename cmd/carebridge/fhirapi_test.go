@@ -151,6 +151,11 @@ func TestFHIRAPIServesRegisteredClients(t *testing.T) {
 	if status, b := get("/Communication/" + first.ID); status != http.StatusOK || !strings.Contains(string(b), first.ID) {
 		t.Fatalf("read: %d %s", status, b)
 	}
+	// "carebridge token" gets one for curl.
+	out, stderr, err = runCLI(t, "", "token", "--client-id", "ehr", "--key", keyFile, "--fhir-url", base, "--scope", "system/Communication.rs")
+	if err != nil || strings.Count(strings.TrimSpace(out), ".") != 2 {
+		t.Fatalf("carebridge token: %v %q %s", err, out, stderr)
+	}
 	if out, _, err := runCLI(t, "", "clients", "disable", "--data-dir", data, "--client-id", "ehr"); err != nil || !strings.Contains(out, "disabled") {
 		t.Fatalf("disable: %v %s", err, out)
 	}

@@ -44,7 +44,9 @@ func commands() []command {
 		{"keys", "show or rotate the key ring; make the key that signs in to the EHR (SMART)", runKeys},
 		{"audit", "verify the tamper-evident audit trail; show what waits for export to the EHR", runAudit},
 		{"replay", "list and resend the messages a pipeline stage set aside", runReplay},
+		{"token", "print an access token for a registered client (SMART Backend Services), to try the FHIR API", runToken},
 		{"clients", "EHR systems registered to call the FHIR API (SMART Backend Services)", runClients},
+		{"users", "clinicians and administrators who sign in (password and TOTP), their roles and locks", runUsers},
 		{"subscriptions", "the EHR's rest-hook subscriptions to new messages (id-only notifications)", runSubscriptions},
 		{"map", "map HL7v2 files to FHIR and route them offline, to try a rules file", runMap},
 	}

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/carebridge/carebridge/audit"
 	"github.com/carebridge/carebridge/bridge"
 	"github.com/carebridge/carebridge/fhir"
 	"github.com/carebridge/carebridge/hl7/mllp"
@@ -53,6 +54,7 @@ type serveConfig struct {
 	ehrScope        string
 	inboxTokens     string
 	allowPlainHTTP  bool
+	sessions        sessionFlags
 }
 
 func runServe(ctx context.Context, env *environment, args []string) error {
@@ -102,6 +104,7 @@ and acknowledged.`, `  carebridge serve
 	fs.StringVar(&cfg.natsURL, "nats-url", "", "NATS JetStream server(s), e.g. nats://127.0.0.1:4222: the pipeline's queue, shared by every instance pointed at it and at the same PostgreSQL database (default: the database's own queue tables)")
 	fs.StringVar(&cfg.natsPrefix, "nats-prefix", bridge.DefaultNATSStreamPrefix, "prefix of carebridge's NATS subjects and streams, so deployments sharing a NATS server stay apart")
 	fs.StringVar(&cfg.publicURL, "public-url", "", "carebridge's FHIR base URL as EHRs reach it, ending in /fhir, e.g. https://carebridge.example.org/fhir: the audience of its access tokens, the issuer (without /fhir) and what subscription notifications point to (default: http://HTTP-ADDR/fhir)")
+	cfg.sessions.register(fs)
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error (logs never contain message content)")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "text or json")
 	if err := parseFlags(env, fs, args); err != nil {
@@ -218,6 +221,12 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 		return err
 	}
 	defer st.Close()
+	// Records stored before AuditEvent search get their AuditEvent ids.
+	if n, err := audit.BackfillEventIDs(ctx, st); err != nil {
+		return fmt.Errorf("giving earlier audit records their AuditEvent ids: %w", err)
+	} else if n > 0 {
+		log.Info("gave earlier audit records their AuditEvent ids", "records", n)
+	}
 
 	writers := 1
 	if cfg.storage.postgres() {
@@ -280,7 +289,7 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 		inboxAPI = pipeline.inboxAPI(st, keys, closing)
 		httpMux.Handle("/api/", inboxAPI.Handler())
 	}
-	fhirAPI, apiAudit, err := newFHIRAPI(st, keys, in, fhirBase(cfg.publicURL, httpScheme, httpLn.Addr()), log)
+	fhirAPI, apiAudit, err := newFHIRAPI(st, keys, in, pipeline.node, fhirBase(cfg.publicURL, httpScheme, httpLn.Addr()), log, cfg.sessions)
 	if err != nil {
 		mllpLn.Close()
 		httpLn.Close()

@@ -24,6 +24,7 @@ import (
 
 	"github.com/carebridge/carebridge/access"
 	"github.com/carebridge/carebridge/audit"
+	"github.com/carebridge/carebridge/fhir"
 	"github.com/carebridge/carebridge/store"
 )
 
@@ -33,6 +34,12 @@ type Store interface {
 	SearchCommunications(ctx context.Context, q store.CommunicationQuery) ([]store.CommunicationRow, error)
 	CountCommunications(ctx context.Context, q store.CommunicationQuery) (int, error)
 	GetResource(ctx context.Context, typ, id string) (store.SealedResource, error)
+}
+
+// AuditEvents is what AuditEvent read and search need of the store.
+type AuditEvents interface {
+	SearchAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditRecord, error)
+	CountAudit(ctx context.Context, q store.AuditQuery) (int, error)
 }
 
 // Opener opens sealed records (*secure.KeyRing).
@@ -58,8 +65,21 @@ type Config struct {
 	Keys   Opener
 	Tokens Tokens
 	Audit  Auditor
+	// AuditEvents serves AuditEvent read and search; Source names this
+	// deployment in them, as in the AuditEvents exported to the EHR.
+	AuditEvents AuditEvents
+	Source      audit.Source
+	// Writes, Sealer, Validator and Events serve create, update, patch,
+	// vread and history; a nil Writes leaves them out.
+	Writes    Writes
+	Sealer    Sealer
+	Validator *fhir.Validator
+	Events    EventMaker
 	// HL7 takes messages POSTed to /hl7/v2; nil leaves that endpoint out.
 	HL7 HL7Acceptor
+	// Users signs clinicians in at /auth/login and verifies their session
+	// tokens; nil leaves those out, and bearer tokens are client tokens.
+	Users UserAuth
 	// BaseURL is the public URL carebridge is reached at, such as
 	// https://bridge.example.org; the FHIR base is BaseURL + "/fhir".
 	BaseURL string
@@ -91,6 +111,9 @@ func New(cfg Config) (*Server, error) {
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || (u.Path != "" && u.Path != "/") {
 		return nil, fmt.Errorf("api: base URL %q is not http(s)://host[:port]", cfg.BaseURL)
 	}
+	if cfg.Writes != nil && (cfg.Sealer == nil || cfg.Validator == nil || cfg.Events == nil) {
+		return nil, errors.New("api: writing Communications needs a sealer, the validator and the pipeline's events")
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -121,6 +144,10 @@ func (s *Server) routes() *gin.Engine {
 	})
 	e.GET("/.well-known/smart-configuration", s.smartConfiguration)
 	e.POST("/auth/token", s.token)
+	if s.cfg.Users != nil {
+		e.POST("/auth/login", s.login)
+		e.POST("/auth/logout", s.logout)
+	}
 	if s.cfg.HL7 != nil {
 		// An interface engine's token needs system/MessageHeader.c: it
 		// creates messages, as MessageHeader stands for one in FHIR.
@@ -135,6 +162,14 @@ func (s *Server) routes() *gin.Engine {
 	f.GET("/Communication", s.authorize("Communication", access.Search, "search-type"), s.searchCommunications)
 	f.POST("/Communication/_search", s.authorize("Communication", access.Search, "search-type"), s.searchCommunications)
 	f.GET("/Communication/:id", s.authorize("Communication", access.Read, "read"), s.readCommunication)
+	if s.cfg.Writes != nil {
+		f.POST("/Communication", s.authorize("Communication", access.Create, "create"), s.createCommunication)
+		f.PUT("/Communication/:id", s.authorize("Communication", access.Update, "update"), s.updateCommunication)
+		f.PATCH("/Communication/:id", s.authorize("Communication", access.Update, "patch"), s.patchCommunication)
+		f.GET("/Communication/:id/_history", s.authorize("Communication", access.Read, "history-instance"), s.historyCommunication)
+		f.GET("/Communication/:id/_history/:vid", s.authorize("Communication", access.Read, "vread"), s.vreadCommunication)
+	}
+	s.auditEventRoutes(f)
 	for _, typ := range mappedTypes {
 		f.GET("/"+typ+"/:id", s.authorize(typ, access.Read, "read"), s.readResource(typ))
 	}
@@ -227,7 +262,7 @@ func (s *Server) authorize(typ string, perm access.Perm, interaction string) gin
 				"an access token is required (Authorization: Bearer …; see /.well-known/smart-configuration)")
 			return
 		}
-		p, err := s.cfg.Tokens.Verify(c.Request.Context(), raw)
+		p, err := s.verify(c.Request.Context(), raw)
 		if errors.Is(err, access.ErrToken) {
 			s.refuse(c, http.StatusUnauthorized, `Bearer realm="carebridge", error="invalid_token"`, interaction, typ, audit.Actor{Kind: audit.ActorPeer, Address: c.Request.RemoteAddr},
 				"the access token is not valid: expired, revoked or not issued by carebridge")

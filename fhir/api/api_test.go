@@ -12,11 +12,14 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/gin-gonic/gin"
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -26,6 +29,7 @@ import (
 	"github.com/carebridge/carebridge/audit"
 	"github.com/carebridge/carebridge/fhir"
 	"github.com/carebridge/carebridge/fhir/api"
+	"github.com/carebridge/carebridge/fhir/index"
 	"github.com/carebridge/carebridge/secure"
 	"github.com/carebridge/carebridge/store"
 	"github.com/carebridge/carebridge/store/sqlite"
@@ -77,13 +81,40 @@ func (a *auditLog) last() audit.Entry {
 	return a.entries[len(a.entries)-1]
 }
 
+const (
+	topicCreated = "test.created"
+	topicAudit   = "test.audit"
+)
+
+// events makes the pipeline events a write publishes, and counts them.
+type events struct {
+	mu      sync.Mutex
+	created []store.CommunicationRow
+	audited []audit.Entry
+}
+
+func (ev *events) Created(row store.CommunicationRow, corr string) (store.Event, error) {
+	ev.mu.Lock()
+	ev.created = append(ev.created, row)
+	ev.mu.Unlock()
+	return store.Event{Topic: topicCreated, Message: message.NewMessage(watermill.NewUUID(), []byte(row.ID))}, nil
+}
+
+func (ev *events) Audited(corr string, entries ...audit.Entry) (store.Event, error) {
+	ev.mu.Lock()
+	ev.audited = append(ev.audited, entries...)
+	ev.mu.Unlock()
+	return store.Event{Topic: topicAudit, Message: message.NewMessage(watermill.NewUUID(), []byte("audit"))}, nil
+}
+
 type env struct {
-	srv   *httptest.Server
-	base  string
-	audit *auditLog
-	key   *ecdsa.PrivateKey
-	comms map[string][]byte // id → the JSON stored
-	v     *fhir.Validator
+	events *events
+	srv    *httptest.Server
+	base   string
+	audit  *auditLog
+	key    *ecdsa.PrivateKey
+	comms  map[string][]byte // id → the JSON stored
+	v      *fhir.Validator
 }
 
 var sentAt = time.Date(2026, 11, 3, 14, 30, 0, 0, time.UTC)
@@ -102,14 +133,14 @@ var seeds = []seed{
 	{"c4", "in-progress", "urgent", "Patient/p2", []string{"Practitioner/b"}, 3 * time.Minute},
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	dir := t.TempDir()
 	kr, err := secure.LoadOrCreateKeyRing(filepath.Join(dir, "keyring.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(dir, "carebridge.db")})
+	st, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(dir, "carebridge.db"), Topics: []string{topicCreated, topicAudit}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,12 +180,25 @@ func newEnv(t *testing.T) *env {
 			c.Recipient = append(c.Recipient, fhirmodel.Reference{Reference: new(r)})
 		}
 		c.Payload = []fhir.CommunicationPayload{{ContentString: new("synthetic test message " + sd.id)}}
+		c.Identifier = []fhirmodel.Identifier{{System: new(fhir.CommunicationSourceSystem), Value: new("FAC^" + sd.id + "^rule")}}
+		c.Category = []fhirmodel.CodeableConcept{{Coding: []fhirmodel.Coding{{System: new(fhir.CommunicationCategorySystem), Code: new("alert")}}}}
+		c.Priority = new(fhirmodel.RequestPriorityRoutine)
+		switch sd.priority {
+		case "urgent":
+			c.Priority = new(fhirmodel.RequestPriorityUrgent)
+		case "stat":
+			c.Priority = new(fhirmodel.RequestPriorityStat)
+		}
 		_, pid, _ := strings.Cut(sd.subject, "/")
 		patient := &fhirmodel.Patient{Id: new(pid), Name: []fhirmodel.HumanName{{Family: new("Testpatient")}}}
+		row, err := index.Communication(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		row.ID, row.Identifier, row.Sealed = sd.id, "FAC^"+sd.id+"^rule", seal("Communication", sd.id, c)
 		m := store.Mapped{InboundID: "in-" + sd.id, MappedAt: sent, Outcome: []byte("x"),
-			Resources: []store.SealedResource{{Type: "Patient", ID: pid, Sealed: seal("Patient", pid, patient)}},
-			Communications: []store.CommunicationRow{{ID: sd.id, Identifier: "FAC^" + sd.id + "^rule", Status: sd.status, Priority: sd.priority,
-				Category: "alert", Subject: sd.subject, Recipients: sd.recipients, Sent: sent, Sealed: seal("Communication", sd.id, c)}}}
+			Resources:      []store.SealedResource{{Type: "Patient", ID: pid, Sealed: seal("Patient", pid, patient)}},
+			Communications: []store.CommunicationRow{row}}
 		if ok, err := st.StoreMapped(context.Background(), m); err != nil || !ok {
 			t.Fatalf("seeding %d: %v %v", i, ok, err)
 		}
@@ -162,7 +206,7 @@ func newEnv(t *testing.T) *env {
 	e.key, _ = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	reg := &registry{spent: map[string]bool{}, clients: map[string]access.Client{
 		"ehr": {ID: "ehr", Keys: access.StaticKeys{Keys: []jose.JSONWebKey{{Key: e.key.Public(), KeyID: "k1", Use: "sig"}}},
-			Scopes: mustScopes(t, "system/Communication.rs system/Patient.r")},
+			Scopes: mustScopes(t, "system/Communication.cruds system/Patient.r")},
 	}}
 	gin.SetMode(gin.TestMode)
 	var handler http.Handler
@@ -173,7 +217,9 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := api.New(api.Config{Store: st, Keys: kr, Tokens: tokens, Audit: e.audit, BaseURL: e.srv.URL})
+	e.events = &events{}
+	s, err := api.New(api.Config{Store: st, Keys: kr, Tokens: tokens, Audit: e.audit, BaseURL: e.srv.URL,
+		Writes: st, Sealer: kr, Validator: e.v, Events: e.events})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +227,7 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func mustScopes(t *testing.T, s string) access.Scopes {
+func mustScopes(t testing.TB, s string) access.Scopes {
 	ss, _, err := access.ParseScopes(s)
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +235,7 @@ func mustScopes(t *testing.T, s string) access.Scopes {
 	return ss
 }
 
-func (e *env) assertion(t *testing.T, jti string) string {
+func (e *env) assertion(t testing.TB, jti string) string {
 	t.Helper()
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES384, Key: e.key}, (&jose.SignerOptions{}).WithHeader("kid", "k1"))
 	if err != nil {
@@ -204,7 +250,7 @@ func (e *env) assertion(t *testing.T, jti string) string {
 	return a
 }
 
-func (e *env) tokenRequest(t *testing.T, jti, scope string) (int, map[string]any) {
+func (e *env) tokenRequest(t testing.TB, jti, scope string) (int, map[string]any) {
 	t.Helper()
 	form := url.Values{"grant_type": {"client_credentials"}, "scope": {scope},
 		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {e.assertion(t, jti)}}
@@ -220,7 +266,7 @@ func (e *env) tokenRequest(t *testing.T, jti, scope string) (int, map[string]any
 	return resp.StatusCode, body
 }
 
-func (e *env) token(t *testing.T, scope string) string {
+func (e *env) token(t testing.TB, scope string) string {
 	t.Helper()
 	b := make([]byte, 8)
 	rand.Read(b)
@@ -231,7 +277,7 @@ func (e *env) token(t *testing.T, scope string) string {
 	return body["access_token"].(string)
 }
 
-func (e *env) get(t *testing.T, token, path string, header ...string) (int, http.Header, []byte) {
+func (e *env) get(t testing.TB, token, path string, header ...string) (int, http.Header, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+path, nil)
 	if token != "" {
@@ -258,7 +304,7 @@ type outcome struct {
 	}
 }
 
-func readOutcome(t *testing.T, b []byte) outcome {
+func readOutcome(t testing.TB, b []byte) outcome {
 	t.Helper()
 	var o outcome
 	if err := json.Unmarshal(b, &o); err != nil || o.ResourceType != "OperationOutcome" || len(o.Issue) == 0 {
@@ -278,7 +324,7 @@ type bundle struct {
 	}
 }
 
-func (e *env) search(t *testing.T, token, query string) bundle {
+func (e *env) search(t testing.TB, token, query string) bundle {
 	t.Helper()
 	status, h, b := e.get(t, token, "/fhir/Communication?"+query)
 	if status != http.StatusOK {
@@ -336,9 +382,9 @@ func TestMetadataIsValidR4AndNeedsNoToken(t *testing.T) {
 func TestReadCommunication(t *testing.T) {
 	e := newEnv(t)
 	tok := e.token(t, "system/Communication.rs")
-	status, _, b := e.get(t, tok, "/fhir/Communication/c2", "X-Request-Id", "req-42")
-	if status != http.StatusOK || string(b) != string(e.comms["c2"]) {
-		t.Fatalf("read: %d %s\nwant the stored resource %s", status, b, e.comms["c2"])
+	status, h, b := e.get(t, tok, "/fhir/Communication/c2", "X-Request-Id", "req-42")
+	if status != http.StatusOK || !sameApartFromMeta(t, b, e.comms["c2"]) || h.Get("ETag") != `W/"1"` {
+		t.Fatalf("read: %d %v %s\nwant the stored resource %s", status, h, b, e.comms["c2"])
 	}
 	got := e.audit.last()
 	if got.Action != "rest.read" || got.Outcome != audit.OutcomeSuccess || got.Actor.ID != "ehr" || got.Actor.Kind != audit.ActorClient ||
@@ -427,7 +473,7 @@ func TestSearchIncludesSubjects(t *testing.T) {
 		t.Fatalf("included %v, want p1,p2", got)
 	}
 	bu = e.search(t, e.token(t, "system/Communication.rs"), "_include=Communication:subject")
-	if len(ids(bu, "include")) != 0 || len(ids(bu, "outcome")) != 0 && false {
+	if len(ids(bu, "include")) != 0 {
 		t.Fatalf("included Patients without Patient.r")
 	}
 	if bu.Entry[len(bu.Entry)-1].Search.Mode != "outcome" {
@@ -545,4 +591,19 @@ func TestSecurityRefusals(t *testing.T) {
 	if status != http.StatusBadRequest || body["error"] != "invalid_scope" {
 		t.Fatalf("unregistered scope: %d %v", status, body)
 	}
+}
+
+// sameApartFromMeta compares two resources as JSON, meta left out.
+func sameApartFromMeta(t testing.TB, a, b []byte) bool {
+	t.Helper()
+	var x, y map[string]any
+	if err := json.Unmarshal(a, &x); err != nil {
+		t.Fatalf("%v: %s", err, a)
+	}
+	if err := json.Unmarshal(b, &y); err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
+	delete(x, "meta")
+	delete(y, "meta")
+	return reflect.DeepEqual(x, y)
 }

@@ -30,16 +30,7 @@ func (s *Server) readCommunication(c *gin.Context) {
 		s.internal(c, "reading a Communication", err)
 		return
 	}
-	body, err := s.cfg.Keys.Open(row.Sealed, []byte("Communication/"+id))
-	if err != nil {
-		s.internal(c, "opening a Communication", fmt.Errorf("opening Communication/%s: %w", id, err))
-		return
-	}
-	if err := s.record(c, "read", row.Subject, []string{"Communication/" + id}); err != nil {
-		s.internal(c, "auditing a read", err)
-		return
-	}
-	answer(c, http.StatusOK, body)
+	s.answerRow(c, "read", row)
 }
 
 // lenient reports whether the client asked that unknown search
@@ -143,9 +134,9 @@ func (s *Server) searchCommunications(c *gin.Context) {
 	entities := make([]string, 0, len(rows))
 	for _, row := range rows {
 		ref := "Communication/" + row.ID
-		body, err := s.cfg.Keys.Open(row.Sealed, []byte(ref))
+		body, err := s.open(row)
 		if err != nil {
-			s.internal(c, "opening a Communication", fmt.Errorf("%s: %w", ref, err))
+			s.internal(c, "opening a Communication", err)
 			return
 		}
 		out.Entry = append(out.Entry, bundleEntry{FullURL: s.base + "/" + ref, Resource: body, Search: bundleSearch{Mode: "match"}})

@@ -22,7 +22,7 @@ const r4Params = "http://hl7.org/fhir/SearchParameter/"
 // each backed by an index on both stores.
 var communicationParams = []searchParam{
 	{"_id", r4Params + "Resource-id", "token", "the logical id"},
-	{"identifier", r4Params + "Communication-identifier", "token", "the source identifier (system " + "urn:carebridge:communication-source" + ")"},
+	{"identifier", r4Params + "Communication-identifier", "token", "any identifier (system|value, value, system|); :not and :missing accepted"},
 	{"subject", r4Params + "Communication-subject", "reference", "the Patient it is about"},
 	{"patient", r4Params + "clinical-patient", "reference", "the Patient it is about"},
 	{"encounter", r4Params + "clinical-encounter", "reference", "the Encounter it belongs to"},
@@ -30,6 +30,10 @@ var communicationParams = []searchParam{
 	{"status", r4Params + "Communication-status", "token", "in-progress, completed …; :not and :missing accepted"},
 	{"category", r4Params + "Communication-category", "token", "alert, notification …; :not and :missing accepted"},
 	{"sent", r4Params + "Communication-sent", "date", "when it was sent; prefixes eq, gt, lt, ge, le, sa, eb"},
+	{"received", r4Params + "Communication-received", "date", "when it was received; prefixes as for sent; :missing accepted"},
+	{"sender", r4Params + "Communication-sender", "reference", "who sent it"},
+	{"part-of", r4Params + "Communication-part-of", "reference", "the event it is part of (literal references)"},
+	{"based-on", r4Params + "Communication-based-on", "reference", "the request it answers (literal references)"},
 	{"priority", "", "token", "routine, urgent, asap, stat; :not and :missing accepted"},
 }
 
@@ -65,13 +69,21 @@ func (s *Server) capabilityStatement() map[string]any {
 	}
 	resources := []map[string]any{{
 		"type":          "Communication",
-		"documentation": "Secure messages carebridge made from HL7v2 events; search needs system/Communication.s, read system/Communication.r",
-		"interaction":   []map[string]any{{"code": "read"}, {"code": "search-type"}},
-		"searchParam":   params,
-		"searchInclude": []string{"Communication:subject", "Communication:patient"},
+		"documentation": "Secure messages carebridge made from HL7v2 events; search needs system/Communication.s, read, vread and history .r, create .c, update and patch (JSON Patch) .u",
+		"interaction": []map[string]any{{"code": "read"}, {"code": "vread"}, {"code": "update"}, {"code": "patch"},
+			{"code": "create"}, {"code": "search-type"}, {"code": "history-instance"}},
+		"versioning":        "versioned-update",
+		"readHistory":       true,
+		"updateCreate":      true,
+		"conditionalCreate": true,
+		"searchParam":       params,
+		"searchInclude":     []string{"Communication:subject", "Communication:patient"},
 	}}
 	for _, typ := range mappedTypes {
 		resources = append(resources, readOnly(typ, "stored by mapping for Communications to refer to; read needs system/"+typ+".r"))
+	}
+	if s.cfg.AuditEvents != nil {
+		resources = append(resources, s.auditEventCapability())
 	}
 	version := s.cfg.Version
 	if version == "" {
@@ -127,7 +139,7 @@ func (s *Server) smartConfiguration(c *gin.Context) {
 		"token_endpoint_auth_methods_supported":            []string{"private_key_jwt"},
 		"token_endpoint_auth_signing_alg_values_supported": []string{"RS384", "ES384"},
 		"grant_types_supported":                            []string{"client_credentials"},
-		"scopes_supported":                                 []string{"system/Communication.rs", "system/Communication.read", "system/Patient.r", "system/Encounter.r", "system/ServiceRequest.r", "system/Observation.r", "system/*.rs"},
+		"scopes_supported":                                 []string{"system/Communication.rs", "system/Communication.read", "system/Patient.r", "system/Encounter.r", "system/ServiceRequest.r", "system/Observation.r", "system/AuditEvent.rs", "system/MessageHeader.c", "system/*.rs"},
 		"capabilities":                                     []string{"client-confidential-asymmetric", "permission-v1", "permission-v2"},
 	})
 	if err != nil {

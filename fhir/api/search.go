@@ -62,14 +62,16 @@ type tokenSpec struct {
 }
 
 var communicationTokens = map[string]tokenSpec{
-	"_id":        {field: func(q *store.CommunicationQuery) *store.TokenMatch { return &q.ID }},
-	"identifier": {system: fhir.CommunicationSourceSystem, field: func(q *store.CommunicationQuery) *store.TokenMatch { return &q.Identifier }},
+	"_id": {field: func(q *store.CommunicationQuery) *store.TokenMatch { return &q.ID }},
 	"status": {system: systemEventStatus, field: func(q *store.CommunicationQuery) *store.TokenMatch { return &q.Status },
 		codes: []string{"preparation", "in-progress", "not-done", "on-hold", "stopped", "completed", "entered-in-error", "unknown"}},
-	"category": {system: fhir.CommunicationCategorySystem, field: func(q *store.CommunicationQuery) *store.TokenMatch { return &q.Category }},
 	"priority": {system: systemRequestPriority, field: func(q *store.CommunicationQuery) *store.TokenMatch { return &q.Priority },
 		codes: []string{"routine", "urgent", "asap", "stat"}},
 }
+
+// indexedTokens are the token parameters kept in the index tokens, any
+// number per Communication, each with its system.
+var indexedTokens = map[string]string{"identifier": store.TokenIdentifier, "category": store.TokenCategory}
 
 // referenceSpec says how a reference parameter maps to a column and which
 // resource types it may point to.
@@ -78,13 +80,20 @@ type referenceSpec struct {
 	field func(q *store.CommunicationQuery) *store.TokenMatch
 }
 
+var anyType = []string{"*"}
+
 var communicationReferences = map[string]referenceSpec{
 	"subject":   {types: []string{"Patient", "Group"}, field: func(q *store.CommunicationQuery) *store.TokenMatch { return &q.Subject }},
 	"patient":   {types: []string{"Patient"}, field: func(q *store.CommunicationQuery) *store.TokenMatch { return &q.Subject }},
 	"encounter": {types: []string{"Encounter"}, field: func(q *store.CommunicationQuery) *store.TokenMatch { return &q.Encounter }},
 	"recipient": {types: []string{"Practitioner", "PractitionerRole", "CareTeam", "Organization", "Patient", "RelatedPerson", "Group", "Device", "HealthcareService"},
 		field: func(q *store.CommunicationQuery) *store.TokenMatch { return &q.Recipient }},
+	"sender": {types: []string{"Device", "Organization", "Patient", "Practitioner", "PractitionerRole", "RelatedPerson", "HealthcareService"},
+		field: func(q *store.CommunicationQuery) *store.TokenMatch { return &q.Sender }},
 }
+
+// indexedReferences are the reference parameters kept in the index tokens.
+var indexedReferences = map[string]string{"part-of": store.TokenPartOf, "based-on": store.TokenBasedOn}
 
 // parseCommunicationSearch reads the parameters of a Communication search.
 // base is the FHIR base URL, so that absolute references to this server
@@ -131,6 +140,28 @@ func parseCommunicationSearch(params url.Values, lenient bool, base string) (com
 					bad(full, fhir.CodeValue, "%s", err)
 				}
 			}
+		case indexedTokens[name] != "":
+			for _, v := range values {
+				f, err := tokenFilter(indexedTokens[name], modifier, v)
+				if err != nil {
+					bad(full, fhir.CodeValue, "%s", err)
+					continue
+				}
+				s.Query.Tokens = append(s.Query.Tokens, f)
+			}
+		case indexedReferences[name] != "":
+			for _, v := range values {
+				var m store.TokenMatch
+				if _, err := applyReference(&m, referenceSpec{types: anyType}, name, modifier, v, base); err != nil {
+					bad(full, fhir.CodeValue, "%s", err)
+					continue
+				}
+				f := store.TokenFilter{Param: indexedReferences[name], Missing: m.Missing}
+				for _, r := range m.Any {
+					f.Any = append(f.Any, store.TokenValue{Code: r})
+				}
+				s.Query.Tokens = append(s.Query.Tokens, f)
+			}
 		case communicationReferences[name].field != nil:
 			spec := communicationReferences[name]
 			m := spec.field(&s.Query)
@@ -145,13 +176,19 @@ func parseCommunicationSearch(params url.Values, lenient bool, base string) (com
 					}
 				}
 			}
-		case name == "sent":
+		case name == "sent" || name == "received":
 			if modifier == "missing" {
 				for _, v := range values {
-					if v == "true" {
+					var m store.TokenMatch
+					if err := missing(&m, v); err != nil {
+						bad(full, fhir.CodeValue, "%s", err)
+						continue
+					}
+					switch {
+					case name == "received":
+						s.Query.ReceivedMissing = m.Missing
+					case *m.Missing:
 						and(&s.Query.ID, []string{noMatch}) // every Communication has sent
-					} else if v != "false" {
-						bad(full, fhir.CodeValue, ":missing takes true or false")
 					}
 				}
 				break
@@ -166,7 +203,11 @@ func parseCommunicationSearch(params url.Values, lenient bool, base string) (com
 					bad(full, fhir.CodeValue, "%s", err)
 					continue
 				}
-				s.Query.Sent = append(s.Query.Sent, bounds...)
+				if name == "sent" {
+					s.Query.Sent = append(s.Query.Sent, bounds...)
+				} else {
+					s.Query.Received = append(s.Query.Received, bounds...)
+				}
 			}
 		case name == "_count" && modifier == "":
 			n, err := strconv.Atoi(last(values))
@@ -350,6 +391,46 @@ func applyToken(m *store.TokenMatch, spec tokenSpec, modifier, v string) error {
 	return nil
 }
 
+// tokenFilter reads an indexed token parameter's value: code (any
+// system), |code (no system), system|code, or system| (any code); :not
+// and :missing as for any token.
+func tokenFilter(param, modifier, v string) (store.TokenFilter, error) {
+	f := store.TokenFilter{Param: param}
+	switch modifier {
+	case "missing":
+		var m store.TokenMatch
+		err := missing(&m, v)
+		f.Missing = m.Missing
+		return f, err
+	case "", "not":
+	default:
+		return f, fmt.Errorf("modifier :%s is not supported on a token parameter (use :not or :missing)", modifier)
+	}
+	parts, err := splitOr(v)
+	if err != nil {
+		return f, err
+	}
+	for _, p := range parts {
+		system, code, hasSystem := strings.Cut(p, "|")
+		tv := store.TokenValue{System: system, Code: code}
+		if !hasSystem {
+			tv = store.TokenValue{Code: system, AnySystem: true}
+		}
+		if tv.Code == "" {
+			if !hasSystem || tv.System == "" {
+				return f, fmt.Errorf("%q has no code", p)
+			}
+			tv.AnyCode = true
+		}
+		if modifier == "not" {
+			f.Not = append(f.Not, tv)
+		} else {
+			f.Any = append(f.Any, tv)
+		}
+	}
+	return f, nil
+}
+
 // applyReference reads a reference parameter: "Type/id", an absolute URL
 // to this server, or a bare id when the parameter (or its :Type modifier)
 // names the type. It returns the references searched for.
@@ -360,10 +441,10 @@ func applyReference(m *store.TokenMatch, spec referenceSpec, name, modifier, v, 
 	typ := ""
 	switch {
 	case modifier == "":
-		if len(spec.types) == 1 {
+		if len(spec.types) == 1 && spec.types[0] != "*" {
 			typ = spec.types[0]
 		}
-	case slices.Contains(spec.types, modifier):
+	case slices.Contains(spec.types, modifier) || (spec.types[0] == "*" && resourceType(modifier)):
 		typ = modifier
 	default:
 		return nil, fmt.Errorf("modifier :%s is not supported on %s (use :missing or a resource type: %s)", modifier, name, strings.Join(spec.types, ", "))
@@ -382,7 +463,11 @@ func applyReference(m *store.TokenMatch, spec referenceSpec, name, modifier, v, 
 				return nil, fmt.Errorf("%q needs its type (Type/id, or the :Type modifier)", p)
 			}
 		}
-		if !slices.Contains(spec.types, t) || (typ != "" && t != typ) {
+		if spec.types[0] == "*" {
+			if !resourceType(t) {
+				return nil, fmt.Errorf("%q is not a reference Type/id", p)
+			}
+		} else if !slices.Contains(spec.types, t) || (typ != "" && t != typ) {
 			return nil, fmt.Errorf("%q is not a reference to %s", p, strings.Join(spec.types, " or "))
 		}
 		if !validID(id) {
@@ -392,6 +477,19 @@ func applyReference(m *store.TokenMatch, spec referenceSpec, name, modifier, v, 
 	}
 	and(m, refs)
 	return refs, nil
+}
+
+// resourceType reports whether s looks like a resource type name.
+func resourceType(s string) bool {
+	if s == "" || len(s) > 64 || s[0] < 'A' || s[0] > 'Z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 // validID reports whether s is a FHIR id: 1 to 64 of A-Z a-z 0-9 - .

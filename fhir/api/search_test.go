@@ -42,9 +42,33 @@ func TestParseCommunicationSearch(t *testing.T) {
 		{"status:not=completed", func(q *store.CommunicationQuery) { q.Status.Not = []string{"completed"} }},
 		{"priority=stat,asap", func(q *store.CommunicationQuery) { q.Priority.Any = []string{"stat", "asap"} }},
 		{"priority:missing=false", func(q *store.CommunicationQuery) { q.Priority.Missing = new(false) }},
-		{"category=http://terminology.hl7.org/CodeSystem/communication-category|alert", func(q *store.CommunicationQuery) { q.Category.Any = []string{"alert"} }},
-		{"identifier=urn:carebridge:communication-source|", func(q *store.CommunicationQuery) { q.Identifier.Missing = new(false) }},
-		{"identifier=FAC%5E123%5Eadmit", func(q *store.CommunicationQuery) { q.Identifier.Any = []string{"FAC^123^admit"} }},
+		{"category=http://terminology.hl7.org/CodeSystem/communication-category|alert", func(q *store.CommunicationQuery) {
+			q.Tokens = []store.TokenFilter{{Param: "category", Any: []store.TokenValue{{System: "http://terminology.hl7.org/CodeSystem/communication-category", Code: "alert"}}}}
+		}},
+		{"identifier=urn:carebridge:communication-source|", func(q *store.CommunicationQuery) {
+			q.Tokens = []store.TokenFilter{{Param: "identifier", Any: []store.TokenValue{{System: "urn:carebridge:communication-source", AnyCode: true}}}}
+		}},
+		{"identifier=FAC%5E123%5Eadmit,|local", func(q *store.CommunicationQuery) {
+			q.Tokens = []store.TokenFilter{{Param: "identifier", Any: []store.TokenValue{{Code: "FAC^123^admit", AnySystem: true}, {Code: "local"}}}}
+		}},
+		{"category:not=alert&category=notification", func(q *store.CommunicationQuery) {
+			q.Tokens = []store.TokenFilter{{Param: "category", Any: []store.TokenValue{{Code: "notification", AnySystem: true}}},
+				{Param: "category", Not: []store.TokenValue{{Code: "alert", AnySystem: true}}}}
+		}},
+		{"identifier:missing=true", func(q *store.CommunicationQuery) {
+			q.Tokens = []store.TokenFilter{{Param: "identifier", Missing: new(true)}}
+		}},
+		{"part-of=Observation/o1,Procedure/x", func(q *store.CommunicationQuery) {
+			q.Tokens = []store.TokenFilter{{Param: "part-of", Any: []store.TokenValue{{Code: "Observation/o1"}, {Code: "Procedure/x"}}}}
+		}},
+		{"based-on:ServiceRequest=sr1", func(q *store.CommunicationQuery) {
+			q.Tokens = []store.TokenFilter{{Param: "based-on", Any: []store.TokenValue{{Code: "ServiceRequest/sr1"}}}}
+		}},
+		{"sender=Device/d1", func(q *store.CommunicationQuery) { q.Sender.Any = []string{"Device/d1"} }},
+		{"received=ge2026-11", func(q *store.CommunicationQuery) {
+			q.Received = []store.TimeBound{{Op: store.GE, At: utc("2026-11-01T00:00:00Z")}}
+		}},
+		{"received:missing=true", func(q *store.CommunicationQuery) { q.ReceivedMissing = new(true) }},
 		{"subject=Patient/p1", func(q *store.CommunicationQuery) { q.Subject.Any = []string{"Patient/p1"} }},
 		{"patient=p1", func(q *store.CommunicationQuery) { q.Subject.Any = []string{"Patient/p1"} }},
 		{"subject:Patient=p1", func(q *store.CommunicationQuery) { q.Subject.Any = []string{"Patient/p1"} }},
@@ -110,6 +134,7 @@ func TestParseCommunicationSearchProblems(t *testing.T) {
 		{"status:exact=completed", "status:exact", "modifier :exact"},
 		{"subject=Practitioner/x", "subject", "not a reference to Patient"},
 		{"subject=p1", "subject", "needs its type"},
+		{"part-of=o1", "part-of", "needs its type"},
 		{"recipient=Practitioner/bad%20id", "recipient", "resource id"},
 		{"sent=yesterday", "sent", "not a date"},
 		{"sent=ne2026-11-03", "sent", "not supported"},

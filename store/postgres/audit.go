@@ -12,21 +12,30 @@ import (
 )
 
 const auditColumns = `chain, seq, at, actor_kind, actor_id, actor_address, action, outcome,
-	correlation, entities, entry_id, patient, prev, hash`
+	correlation, entities, entry_id, patient, prev, hash, event_id`
 
 // AppendAudit stores records and checkpoints in one transaction. See
 // store.Audit.
 func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord, checkpoints []store.AuditCheckpoint) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
+		var chains, entityOf []string // the audit_entity rows, one statement for all
+		var seqs []int64
 		for _, r := range records {
 			entities := r.Entities
 			if entities == nil {
 				entities = []string{}
 			}
-			b.Queue(`INSERT INTO audit (`+auditColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+			b.Queue(`INSERT INTO audit (`+auditColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 				r.Chain, int64(r.Seq), r.At, r.ActorKind, r.ActorID, r.ActorAddress, r.Action, int16(r.Outcome),
-				r.Correlation, entities, r.EntryID, r.Patient, r.Prev, r.Hash)
+				r.Correlation, entities, r.EntryID, r.Patient, r.Prev, r.Hash, r.EventID)
+			for _, e := range store.AuditEntities(r) {
+				chains, seqs, entityOf = append(chains, r.Chain), append(seqs, int64(r.Seq)), append(entityOf, e)
+			}
+		}
+		if len(entityOf) > 0 {
+			b.Queue(`INSERT INTO audit_entity (chain, seq, entity) SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])
+				ON CONFLICT DO NOTHING`, chains, seqs, entityOf)
 		}
 		for _, c := range checkpoints {
 			b.Queue(`INSERT INTO audit_checkpoint (chain, seq, hash, at, key_id, signature) VALUES ($1, $2, $3, $4, $5, $6)`,
@@ -117,7 +126,7 @@ func scanAudit(row pgx.CollectableRow) (store.AuditRecord, error) {
 	var seq int64
 	var outcome int16
 	err := row.Scan(&r.Chain, &seq, &r.At, &r.ActorKind, &r.ActorID, &r.ActorAddress, &r.Action, &outcome,
-		&r.Correlation, &r.Entities, &r.EntryID, &r.Patient, &r.Prev, &r.Hash)
+		&r.Correlation, &r.Entities, &r.EntryID, &r.Patient, &r.Prev, &r.Hash, &r.EventID)
 	r.Seq, r.At, r.Outcome = uint64(seq), r.At.UTC(), uint8(outcome)
 	return r, err
 }

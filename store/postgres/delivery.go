@@ -103,10 +103,23 @@ func (s *Store) Unread(ctx context.Context, recipient string) (int, error) {
 	return n, nil
 }
 
-const communicationColumns = `c.id, c.identifier, c.status, c.priority, c.category, c.subject, c.encounter, c.recipients, c.sent, c.sealed`
+// communicationColumns are a CommunicationRow's columns of "communication
+// c" (or of "communication_version c"), in scanCommunication's order.
+const communicationColumns = `c.id, c.identifier, c.status, c.priority, c.category, c.subject, c.encounter, c.recipients, c.sent, c.sealed,
+	c.sender, c.received, c.version, c.updated_at`
 
-func communicationTargets(c *store.CommunicationRow) []any {
-	return []any{&c.ID, &c.Identifier, &c.Status, &c.Priority, &c.Category, &c.Subject, &c.Encounter, &c.Recipients, &c.Sent, &c.Sealed}
+// scanCommunication reads communicationColumns, and extra after them,
+// times in UTC. Tokens are left nil.
+func scanCommunication(row pgx.Row, extra ...any) (store.CommunicationRow, error) {
+	var c store.CommunicationRow
+	var received *time.Time
+	err := row.Scan(append([]any{&c.ID, &c.Identifier, &c.Status, &c.Priority, &c.Category, &c.Subject, &c.Encounter,
+		&c.Recipients, &c.Sent, &c.Sealed, &c.Sender, &received, &c.Version, &c.Updated}, extra...)...)
+	c.Sent, c.Updated = c.Sent.UTC(), c.Updated.UTC()
+	if received != nil {
+		c.Received = received.UTC()
+	}
+	return c, err
 }
 
 // Inbox returns a recipient's newest Communications. See store.Deliveries.
@@ -118,8 +131,8 @@ func (s *Store) Inbox(ctx context.Context, recipient string, limit int) ([]store
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.InboxEntry, error) {
 		var e store.InboxEntry
-		err := row.Scan(append(communicationTargets(&e.Communication), &e.State)...)
-		e.Communication.Sent = e.Communication.Sent.UTC()
+		var err error
+		e.Communication, err = scanCommunication(row, &e.State)
 		return e, err
 	})
 	if err != nil {
@@ -139,8 +152,8 @@ func (s *Store) Waiting(ctx context.Context, recipient string, limit int) ([]sto
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.InboxEntry, error) {
 		var e store.InboxEntry
-		err := row.Scan(append(communicationTargets(&e.Communication), &e.State)...)
-		e.Communication.Sent = e.Communication.Sent.UTC()
+		var err error
+		e.Communication, err = scanCommunication(row, &e.State)
 		return e, err
 	})
 	if err != nil {
@@ -151,15 +164,13 @@ func (s *Store) Waiting(ctx context.Context, recipient string, limit int) ([]sto
 
 // GetCommunication returns one Communication. See store.Deliveries.
 func (s *Store) GetCommunication(ctx context.Context, id string) (store.CommunicationRow, error) {
-	var c store.CommunicationRow
-	err := s.pool.QueryRow(ctx, `SELECT `+communicationColumns+` FROM communication c WHERE c.id = $1`, id).Scan(communicationTargets(&c)...)
+	c, err := scanCommunication(s.pool.QueryRow(ctx, `SELECT `+communicationColumns+` FROM communication c WHERE c.id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, fmt.Errorf("reading Communication/%s: %w", id, store.ErrNotFound)
 	}
 	if err != nil {
 		return c, fmt.Errorf("reading Communication/%s: %w", id, err)
 	}
-	c.Sent = c.Sent.UTC()
 	return c, nil
 }
 
@@ -189,14 +200,34 @@ func (s *Store) CompleteCommunication(ctx context.Context, id string, sealed []b
 	return n > 0, err
 }
 
+// sqlComplete completes one Communication as a new version, copying the
+// one it replaces into the history. FOR UPDATE makes a concurrent
+// completion (or update) wait, and then see the row as it left it: a
+// Communication completed meanwhile is not completed (or copied) again.
+const sqlComplete = `WITH cur AS (
+		SELECT * FROM communication WHERE id = $1 AND status <> 'completed' FOR UPDATE
+	), kept AS (
+		INSERT INTO communication_version (` + versionColumns + `) SELECT ` + versionColumns + ` FROM cur
+	)
+	UPDATE communication c SET status = 'completed', sealed = $2, received = coalesce($3, c.received),
+		version = cur.version + 1, updated_at = $4
+	FROM cur WHERE c.id = cur.id`
+
 // CompleteCommunications completes many in one transaction, sent as one
-// pipelined batch. See store.Deliveries.
+// pipelined batch, each as a new version. Received is kept (zero: the one
+// stored, if any) and is the time of the new version (zero: now). See
+// store.Deliveries.
 func (s *Store) CompleteCommunications(ctx context.Context, cs []store.Completion) (int, error) {
 	n := 0
+	now := time.Now()
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var b pgx.Batch
 		for _, c := range cs {
-			b.Queue(`UPDATE communication SET status = 'completed', sealed = $1 WHERE id = $2 AND status <> 'completed'`, c.Sealed, c.ID)
+			at := c.Received
+			if at.IsZero() {
+				at = now
+			}
+			b.Queue(sqlComplete, c.ID, nonNil(c.Sealed), timeOrNull(c.Received), at)
 		}
 		res := tx.SendBatch(ctx, &b)
 		for range cs {

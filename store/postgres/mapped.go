@@ -37,9 +37,7 @@ func (s *Store) StoreMapped(ctx context.Context, m store.Mapped) (bool, error) {
 			if recipients == nil {
 				recipients = []string{}
 			}
-			b.Queue(`INSERT INTO communication (id, inbound_id, identifier, status, priority, category,
-				subject, encounter, recipients, sent, sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING`,
-				c.ID, m.InboundID, c.Identifier, c.Status, c.Priority, c.Category, c.Subject, c.Encounter, recipients, c.Sent, c.Sealed)
+			queueInsertCommunication(b, m.InboundID, c)
 			for _, r := range recipients {
 				b.Queue(`INSERT INTO delivery (communication_id, recipient, state, rank, updated_at)
 					VALUES ($1, $2, 'queued', 0, $3) ON CONFLICT DO NOTHING`, c.ID, r, m.MappedAt)
@@ -110,10 +108,7 @@ func (s *Store) CommunicationsOf(ctx context.Context, inboundID string) ([]store
 		return nil, fmt.Errorf("reading the Communications of %s: %w", inboundID, err)
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.CommunicationRow, error) {
-		var c store.CommunicationRow
-		err := row.Scan(communicationTargets(&c)...)
-		c.Sent = c.Sent.UTC()
-		return c, err
+		return scanCommunication(row)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reading the Communications of %s: %w", inboundID, err)

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -36,10 +37,7 @@ func (s *Store) SearchCommunications(ctx context.Context, q store.CommunicationQ
 		return nil, fmt.Errorf("searching Communications: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.CommunicationRow, error) {
-		var c store.CommunicationRow
-		err := row.Scan(communicationTargets(&c)...)
-		c.Sent = c.Sent.UTC()
-		return c, err
+		return scanCommunication(row)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("searching Communications: %w", err)
@@ -61,10 +59,10 @@ func (s *Store) CountCommunications(ctx context.Context, q store.CommunicationQu
 	return n, nil
 }
 
-// checkSent reports a time bound whose comparator is unknown, which
-// CommunicationQuery.SQL would panic on.
+// checkSent reports a time bound (of Sent or Received) whose comparator
+// is unknown, which CommunicationQuery.SQL would panic on.
 func checkSent(q store.CommunicationQuery) error {
-	for _, b := range q.Sent {
+	for _, b := range slices.Concat(q.Sent, q.Received) {
 		switch b.Op {
 		case store.GE, store.GT, store.LE, store.LT:
 		default:

@@ -13,7 +13,7 @@ import (
 )
 
 const auditColumns = `chain, seq, at, actor_kind, actor_id, actor_address, action, outcome,
-	correlation, entities, entry_id, patient, prev, hash`
+	correlation, entities, entry_id, patient, prev, hash, event_id`
 
 // AppendAudit stores records and checkpoints in one transaction. See
 // store.Audit.
@@ -47,9 +47,14 @@ func (s *Store) appendAudit(ctx context.Context, records []store.AuditRecord, ch
 		}
 		_, err = s.txExec(ctx, tx, sqlInsertAudit,
 			r.Chain, int64(r.Seq), r.At.UnixMicro(), r.ActorKind, r.ActorID, r.ActorAddress, r.Action, int64(r.Outcome),
-			r.Correlation, string(entities), r.EntryID, r.Patient, r.Prev, r.Hash)
+			r.Correlation, string(entities), r.EntryID, r.Patient, r.Prev, r.Hash, r.EventID)
 		if err != nil {
 			return uniqueConflict(err)
+		}
+		for _, e := range store.AuditEntities(r) {
+			if _, err := s.txExec(ctx, tx, sqlInsertAuditEntity, r.Chain, int64(r.Seq), e); err != nil {
+				return fmt.Errorf("indexing audit entities: %w", err)
+			}
 		}
 	}
 	for _, c := range checkpoints {
@@ -145,7 +150,7 @@ func scanAudit(sc scanner) (store.AuditRecord, error) {
 	var seq, at, outcome int64
 	var entities string
 	err := sc.Scan(&r.Chain, &seq, &at, &r.ActorKind, &r.ActorID, &r.ActorAddress, &r.Action, &outcome,
-		&r.Correlation, &entities, &r.EntryID, &r.Patient, &r.Prev, &r.Hash)
+		&r.Correlation, &entities, &r.EntryID, &r.Patient, &r.Prev, &r.Hash, &r.EventID)
 	if err != nil {
 		return r, err
 	}

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -123,20 +124,30 @@ func (s *Store) Unread(ctx context.Context, recipient string) (int, error) {
 	return n, nil
 }
 
-const communicationColumns = `c.id, c.identifier, c.status, c.priority, c.category, c.subject, c.encounter, c.recipients, c.sent, c.sealed`
+// communicationColumns are a CommunicationRow's columns of "communication
+// c" (or of "communication_version c"), in scanCommunication's order.
+const communicationColumns = `c.id, c.identifier, c.status, c.priority, c.category, c.subject, c.encounter, c.recipients, c.sent, c.sealed,
+	c.sender, c.received, c.version, c.updated_at`
 
+// scanCommunication reads communicationColumns, and extra after them.
+// Tokens are left nil.
 func scanCommunication(sc scanner, extra ...any) (store.CommunicationRow, error) {
 	var c store.CommunicationRow
 	var recipients string
-	var sent int64
+	var sent, updated int64
+	var received sql.NullInt64
 	if err := sc.Scan(append([]any{&c.ID, &c.Identifier, &c.Status, &c.Priority, &c.Category, &c.Subject, &c.Encounter,
-		&recipients, &sent, &c.Sealed}, extra...)...); err != nil {
+		&recipients, &sent, &c.Sealed, &c.Sender, &received, &c.Version, &updated}, extra...)...); err != nil {
 		return c, err
 	}
 	if err := json.Unmarshal([]byte(recipients), &c.Recipients); err != nil {
 		return c, fmt.Errorf("reading the recipients of Communication/%s: %w", c.ID, err)
 	}
 	c.Sent = time.UnixMicro(sent).UTC()
+	c.Updated = time.UnixMicro(updated).UTC()
+	if received.Valid {
+		c.Received = time.UnixMicro(received.Int64).UTC()
+	}
 	return c, nil
 }
 
@@ -227,8 +238,10 @@ func (s *Store) CompleteCommunication(ctx context.Context, id string, sealed []b
 	return n > 0, err
 }
 
-// CompleteCommunications completes many in one transaction. See
-// store.Deliveries.
+// CompleteCommunications completes many in one transaction, each as a new
+// version: the one it replaces is copied into the history. Received is
+// kept (zero: the one stored, if any) and is the time of the new version
+// (zero: now). See store.Deliveries.
 func (s *Store) CompleteCommunications(ctx context.Context, cs []store.Completion) (n int, err error) {
 	if s.write == nil {
 		return 0, fmt.Errorf("completing Communications: %w", ErrReadOnly)
@@ -242,8 +255,16 @@ func (s *Store) CompleteCommunications(ctx context.Context, cs []store.Completio
 			_ = tx.Rollback()
 		}
 	}()
+	now := time.Now()
 	for _, c := range cs {
-		res, err := s.txExec(ctx, tx, sqlCompleteCommunication, c.Sealed, c.ID)
+		at := c.Received
+		if at.IsZero() {
+			at = now
+		}
+		if _, err := s.txExec(ctx, tx, sqlKeepIncomplete, c.ID); err != nil {
+			return 0, fmt.Errorf("keeping the version of Communication/%s: %w", c.ID, err)
+		}
+		res, err := s.txExec(ctx, tx, sqlCompleteCommunication, nonNil(c.Sealed), microsOrNull(c.Received), at.UnixMicro(), c.ID)
 		if err != nil {
 			return 0, fmt.Errorf("completing Communication/%s: %w", c.ID, err)
 		}

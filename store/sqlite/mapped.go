@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -52,14 +51,7 @@ func (s *Store) storeMapped(ctx context.Context, m store.Mapped) (_ bool, err er
 		}
 	}
 	for _, c := range m.Communications {
-		recipients, err := json.Marshal(nonNilStrings(c.Recipients))
-		if err != nil {
-			return false, err
-		}
-		_, err = s.txExec(ctx, tx, sqlInsertCommunication,
-			c.ID, m.InboundID, c.Identifier, c.Status, c.Priority, c.Category, c.Subject, c.Encounter,
-			string(recipients), c.Sent.UnixMicro(), c.Sealed)
-		if err != nil {
+		if _, err := s.insertCommunication(ctx, tx, m.InboundID, c); err != nil {
 			return false, fmt.Errorf("writing Communication/%s: %w", c.ID, err)
 		}
 		for _, r := range c.Recipients {

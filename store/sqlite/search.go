@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/carebridge/carebridge/store"
@@ -63,10 +64,10 @@ func (s *Store) CountCommunications(ctx context.Context, q store.CommunicationQu
 	return n, nil
 }
 
-// checkSent reports a time bound whose comparator is unknown, which
-// CommunicationQuery.SQL would panic on.
+// checkSent reports a time bound (of Sent or Received) whose comparator
+// is unknown, which CommunicationQuery.SQL would panic on.
 func checkSent(q store.CommunicationQuery) error {
-	for _, b := range q.Sent {
+	for _, b := range slices.Concat(q.Sent, q.Received) {
 		switch b.Op {
 		case store.GE, store.GT, store.LE, store.LT:
 		default:

@@ -25,6 +25,10 @@ func mappedOf(inboundID string, at time.Time, patientSealed []byte) store.Mapped
 			ID: "c-" + inboundID, Identifier: "GH^" + inboundID + "^admission", Status: "in-progress", Priority: "urgent",
 			Category: "alert", Subject: "Patient/p1", Encounter: "Encounter/e-" + inboundID,
 			Recipients: []string{"Practitioner/a", "CareTeam/icu"}, Sent: at, Sealed: []byte("comm"),
+			Tokens: []store.IndexToken{
+				{Param: store.TokenIdentifier, System: sourceSystem, Code: "GH^" + inboundID + "^admission"},
+				{Param: store.TokenCategory, System: categorySystem, Code: "alert"},
+			},
 		}},
 		Events: []store.Event{{Topic: TopicOther, Message: message.NewMessage(watermill.NewUUID(), []byte(inboundID))}},
 	}
@@ -62,8 +66,8 @@ func testMappedOnce(t *testing.T, st store.Store) {
 	sameEvent(t, got[0], first.Events[0])
 
 	comms, err := st.CommunicationsOf(ctx, "in-1")
-	if err != nil || len(comms) != 1 || !reflect.DeepEqual(comms[0], first.Communications[0]) {
-		t.Fatalf("CommunicationsOf = %+v, %v; want %+v", comms, err, first.Communications)
+	if want := asRead(first.Communications[0], 1); err != nil || len(comms) != 1 || !reflect.DeepEqual(comms[0], want) {
+		t.Fatalf("CommunicationsOf = %+v, %v; want %+v", comms, err, want)
 	}
 
 	second := mappedOf("in-2", at.Add(time.Hour), []byte("patient v2"))

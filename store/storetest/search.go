@@ -15,17 +15,42 @@ import (
 // microsecond apart where they matter.
 var searchT0 = time.Date(2026, 11, 3, 14, 30, 0, 123456000, time.UTC)
 
+// Token systems of the search data set.
+const (
+	sourceSystem   = "urn:carebridge:communication-source"
+	categorySystem = "http://terminology.hl7.org/CodeSystem/communication-category"
+	orderSystem    = "urn:oid:2.16.840.1.113883.19.5"
+)
+
 // searchRows are the Communications the search tests find, stored in
-// three Mapped (in an order that is no order the searches sort by).
+// three Mapped (in an order that is no order the searches sort by). Each
+// has its identifier and category as tokens; some have more (a second
+// identifier, a category coding of another system, references), a
+// sender, or a time received.
 func searchRows() [][]store.CommunicationRow {
 	const us = time.Microsecond
+	t0 := searchT0
+	sender := map[string]string{"c-01": "Practitioner/a", "c-02": "Practitioner/a", "c-05": "Device/bridge"}
+	received := map[string]time.Time{"c-03": t0, "c-08": t0.Add(us), "c-11": t0.Add(time.Hour)}
+	more := map[string][]store.IndexToken{
+		"c-02": {{Param: store.TokenIdentifier, System: orderSystem, Code: "ORD-2"}},
+		"c-06": {{Param: store.TokenIdentifier, System: orderSystem, Code: "ORD-6"}},
+		"c-09": {{Param: store.TokenIdentifier, System: "urn:other", Code: "GH^c-05"}, {Param: store.TokenPartOf, Code: "Procedure/x"}},
+		"c-04": {{Param: store.TokenCategory, System: "urn:local", Code: "alert"}},
+		"c-05": {{Param: store.TokenPartOf, Code: "Observation/o1"}},
+		"c-10": {{Param: store.TokenInResponseTo, Code: "Communication/c-07"}},
+	}
 	row := func(id, status, priority, category, subject, encounter string, sent time.Time, recipients ...string) store.CommunicationRow {
 		return store.CommunicationRow{
 			ID: id, Identifier: "GH^" + id, Status: status, Priority: priority, Category: category,
 			Subject: subject, Encounter: encounter, Recipients: append([]string{}, recipients...), Sent: sent, Sealed: []byte("sealed " + id),
+			Sender: sender[id], Received: received[id],
+			Tokens: append([]store.IndexToken{
+				{Param: store.TokenIdentifier, System: sourceSystem, Code: "GH^" + id},
+				{Param: store.TokenCategory, System: categorySystem, Code: category},
+			}, more[id]...),
 		}
 	}
-	t0 := searchT0
 	return [][]store.CommunicationRow{{
 		row("c-07", "in-progress", "urgent", "notification", "Patient/p3", "", t0.Add(time.Hour), "CareTeam/icu"),
 		row("c-03", "completed", "stat", "alert", "Patient/p2", "Encounter/e2", t0.Add(us), "CareTeam/icu"),
@@ -45,7 +70,7 @@ func searchRows() [][]store.CommunicationRow {
 
 // seedSearch stores searchRows, and a delivery of c-05 to a recipient
 // it does not name (as an escalation adds): recipients are found by
-// their deliveries.
+// their deliveries. It returns the rows as they read back.
 func seedSearch(t *testing.T, st store.Store) map[string]store.CommunicationRow {
 	t.Helper()
 	ctx := context.Background()
@@ -56,7 +81,7 @@ func seedSearch(t *testing.T, st store.Store) map[string]store.CommunicationRow 
 			t.Fatalf("StoreMapped(%s) = %v, %v", m.InboundID, ok, err)
 		}
 		for _, c := range rows {
-			byID[c.ID] = c
+			byID[c.ID] = asRead(c, 1)
 		}
 	}
 	if err := st.QueueDeliveries(ctx, "c-05", []string{"Practitioner/oncall"}, searchT0); err != nil {
@@ -106,6 +131,11 @@ func testSearchConstraints(t *testing.T, st store.Store) {
 		return append([]store.TimeBound{{Op: op, At: at}}, more...)
 	}
 	and := func(op store.Comparator, at time.Time) store.TimeBound { return store.TimeBound{Op: op, At: at} }
+	tokens := func(fs ...store.TokenFilter) store.CommunicationQuery { return store.CommunicationQuery{Tokens: fs} }
+	anyOf := func(param string, vs ...store.TokenValue) store.TokenFilter {
+		return store.TokenFilter{Param: param, Any: vs}
+	}
+	coding := func(system, code string) store.TokenValue { return store.TokenValue{System: system, Code: code} }
 	for _, tc := range []struct {
 		name string
 		q    store.CommunicationQuery
@@ -114,7 +144,6 @@ func testSearchConstraints(t *testing.T, st store.Store) {
 		{"nothing", store.CommunicationQuery{}, cs(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)},
 		{"id any", store.CommunicationQuery{ID: in("c-03", "c-07", "c-99")}, cs(3, 7)},
 		{"id not", store.CommunicationQuery{ID: not(cs(1, 2, 3, 4, 5, 6, 7, 8, 9, 10)...)}, cs(11)},
-		{"identifier", store.CommunicationQuery{Identifier: in("GH^c-05")}, cs(5)},
 		{"status any one", store.CommunicationQuery{Status: in("completed")}, cs(3, 4, 8, 11)},
 		{"status any two", store.CommunicationQuery{Status: in("completed", "stopped")}, cs(3, 4, 6, 8, 11)},
 		{"status not", store.CommunicationQuery{Status: not("in-progress")}, cs(3, 4, 6, 8, 11)},
@@ -122,7 +151,6 @@ func testSearchConstraints(t *testing.T, st store.Store) {
 		{"status none", store.CommunicationQuery{Status: in("entered-in-error")}, cs()},
 		{"priority any", store.CommunicationQuery{Priority: in("stat", "asap")}, cs(3, 4, 5, 9, 10, 11)},
 		{"priority not", store.CommunicationQuery{Priority: not("routine", "urgent")}, cs(3, 4, 5, 9, 10, 11)},
-		{"category", store.CommunicationQuery{Category: in("reminder", "instruction")}, cs(4, 6)},
 		{"subject any", store.CommunicationQuery{Subject: in("Patient/p1")}, cs(1, 2, 6, 10)},
 		{"subject not", store.CommunicationQuery{Subject: not("Patient/p1", "Patient/p2")}, cs(5, 7, 8, 9)},
 		{"encounter missing", store.CommunicationQuery{Encounter: store.TokenMatch{Missing: yes()}}, cs(2, 4, 7, 10)},
@@ -147,6 +175,54 @@ func testSearchConstraints(t *testing.T, st store.Store) {
 		{"sent gt and lt, empty", store.CommunicationQuery{Sent: sent(store.GT, t0, and(store.LT, t0.Add(us)))}, cs()},
 		{"sent ge in another zone", store.CommunicationQuery{Sent: sent(store.GE, t0.Add(us).In(time.FixedZone("EST", -5*3600)))}, cs(2, 3, 4, 6, 7, 8, 10, 11)},
 		{"sent after all", store.CommunicationQuery{Sent: sent(store.GE, t0.Add(2*time.Hour))}, cs()},
+		{"identifier system and code", tokens(anyOf(store.TokenIdentifier, coding(sourceSystem, "GH^c-05"))), cs(5)},
+		{"identifier code in any system", tokens(anyOf(store.TokenIdentifier, store.TokenValue{Code: "GH^c-05", AnySystem: true})), cs(5, 9)},
+		{"identifier system with any code", tokens(anyOf(store.TokenIdentifier, store.TokenValue{System: orderSystem, AnyCode: true})), cs(2, 6)},
+		{"identifier system with the empty code", tokens(anyOf(store.TokenIdentifier, coding(orderSystem, ""))), cs()},
+		{"identifier any of two", tokens(anyOf(store.TokenIdentifier, coding(sourceSystem, "GH^c-01"), coding(orderSystem, "ORD-6"))), cs(1, 6)},
+		{"identifier in the wrong system", tokens(anyOf(store.TokenIdentifier, coding(orderSystem, "GH^c-05"))), cs()},
+		{"second identifier", tokens(anyOf(store.TokenIdentifier, coding(orderSystem, "ORD-2"))), cs(2)},
+		{"both identifiers of one", tokens(
+			anyOf(store.TokenIdentifier, coding(sourceSystem, "GH^c-02")), anyOf(store.TokenIdentifier, coding(orderSystem, "ORD-2"))), cs(2)},
+		{"identifiers of two, ANDed", tokens(
+			anyOf(store.TokenIdentifier, coding(sourceSystem, "GH^c-02")), anyOf(store.TokenIdentifier, coding(orderSystem, "ORD-6"))), cs()},
+		{"category two codes", tokens(anyOf(store.TokenCategory, coding(categorySystem, "reminder"), coding(categorySystem, "instruction"))), cs(4, 6)},
+		{"category code in any system", tokens(anyOf(store.TokenCategory, store.TokenValue{Code: "alert", AnySystem: true})), cs(2, 3, 4, 5, 8, 9, 11)},
+		{"category code and system", tokens(anyOf(store.TokenCategory, coding(categorySystem, "alert"))), cs(2, 3, 5, 8, 9, 11)},
+		{"category not, any system", tokens(store.TokenFilter{Param: store.TokenCategory, Not: []store.TokenValue{{Code: "alert", AnySystem: true}}}), cs(1, 6, 7, 10)},
+		{"category not, with system", tokens(store.TokenFilter{Param: store.TokenCategory, Not: []store.TokenValue{coding(categorySystem, "alert")}}), cs(1, 4, 6, 7, 10)},
+		{"category not two", tokens(store.TokenFilter{Param: store.TokenCategory, Not: []store.TokenValue{coding(categorySystem, "alert"), coding(categorySystem, "notification")}}), cs(4, 6)},
+		{"category any and not", tokens(store.TokenFilter{
+			Param: store.TokenCategory, Any: []store.TokenValue{{Code: "alert", AnySystem: true}}, Not: []store.TokenValue{{System: "urn:local", AnyCode: true}},
+		}), cs(2, 3, 5, 8, 9, 11)},
+		{"part-of reference", tokens(anyOf(store.TokenPartOf, coding("", "Observation/o1"))), cs(5)},
+		{"part-of any value", tokens(anyOf(store.TokenPartOf, store.TokenValue{AnySystem: true, AnyCode: true})), cs(5, 9)},
+		{"part-of missing", tokens(store.TokenFilter{Param: store.TokenPartOf, Missing: yes()}), cs(1, 2, 3, 4, 6, 7, 8, 10, 11)},
+		{"part-of not missing", tokens(store.TokenFilter{Param: store.TokenPartOf, Missing: no()}), cs(5, 9)},
+		{"part-of not missing, not o1", tokens(store.TokenFilter{Param: store.TokenPartOf, Missing: no(), Not: []store.TokenValue{coding("", "Observation/o1")}}), cs(9)},
+		{"based-on missing", tokens(store.TokenFilter{Param: store.TokenBasedOn, Missing: yes()}), cs(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)},
+		{"in-response-to", tokens(anyOf(store.TokenInResponseTo, coding("", "Communication/c-07"))), cs(10)},
+		{"a code of another param", tokens(anyOf(store.TokenPartOf, coding("", "Communication/c-07"))), cs()},
+		{"filters of params ANDed", tokens(
+			anyOf(store.TokenIdentifier, store.TokenValue{System: orderSystem, AnyCode: true}), anyOf(store.TokenCategory, coding(categorySystem, "alert"))), cs(2)},
+		{"tokens and columns", store.CommunicationQuery{
+			Tokens: []store.TokenFilter{anyOf(store.TokenCategory, coding(categorySystem, "alert"))}, Status: in("in-progress"),
+		}, cs(2, 5, 9)},
+		{"sender any", store.CommunicationQuery{Sender: in("Practitioner/a")}, cs(1, 2)},
+		{"sender not", store.CommunicationQuery{Sender: not("Practitioner/a")}, cs(3, 4, 5, 6, 7, 8, 9, 10, 11)},
+		{"sender missing", store.CommunicationQuery{Sender: store.TokenMatch{Missing: yes()}}, cs(3, 4, 6, 7, 8, 9, 10, 11)},
+		{"sender not missing", store.CommunicationQuery{Sender: store.TokenMatch{Missing: no()}}, cs(1, 2, 5)},
+		{"received ge", store.CommunicationQuery{Received: sent(store.GE, t0)}, cs(3, 8, 11)},
+		{"received gt", store.CommunicationQuery{Received: sent(store.GT, t0)}, cs(8, 11)},
+		{"received lt a microsecond later", store.CommunicationQuery{Received: sent(store.LT, t0.Add(us))}, cs(3)},
+		{"received le", store.CommunicationQuery{Received: sent(store.LE, t0.Add(us))}, cs(3, 8)},
+		{"received gt and le", store.CommunicationQuery{Received: sent(store.GT, t0, and(store.LE, t0.Add(time.Hour)))}, cs(8, 11)},
+		{"received before all: none not received", store.CommunicationQuery{Received: sent(store.LT, t0.Add(24*time.Hour))}, cs(3, 8, 11)},
+		{"received missing", store.CommunicationQuery{ReceivedMissing: yes()}, cs(1, 2, 4, 5, 6, 7, 9, 10)},
+		{"received not missing", store.CommunicationQuery{ReceivedMissing: no()}, cs(3, 8, 11)},
+		{"received not missing and gt", store.CommunicationQuery{ReceivedMissing: no(), Received: sent(store.GT, t0)}, cs(8, 11)},
+		{"received missing and a bound", store.CommunicationQuery{ReceivedMissing: yes(), Received: sent(store.GT, t0)}, cs()},
+		{"received and sent", store.CommunicationQuery{Received: sent(store.GE, t0), Sent: sent(store.LT, t0.Add(time.Hour))}, cs(3)},
 		{"together", store.CommunicationQuery{
 			Status: in("in-progress"), Priority: in("stat", "urgent"), Recipient: in("CareTeam/icu", "Practitioner/c"),
 			Sent: sent(store.GE, t0),
@@ -282,5 +358,12 @@ func testSearchPaging(t *testing.T, st store.Store) {
 	}
 	if _, err := st.CountCommunications(ctx, bad); err == nil {
 		t.Error("CountCommunications with an unknown comparator succeeded")
+	}
+	bad = store.CommunicationQuery{Received: []store.TimeBound{{Op: "=", At: searchT0}}, Limit: 10}
+	if _, err := st.SearchCommunications(ctx, bad); err == nil {
+		t.Error("SearchCommunications with an unknown comparator of Received succeeded")
+	}
+	if _, err := st.CountCommunications(ctx, bad); err == nil {
+		t.Error("CountCommunications with an unknown comparator of Received succeeded")
 	}
 }

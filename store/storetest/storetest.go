@@ -97,9 +97,21 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"Clients", testClients},
 		{"Assertions", testAssertions},
 		{"ConcurrentAssertions", testConcurrentAssertions},
+		{"Users", testUsers},
+		{"LoginFailures", testLoginFailures},
+		{"ConcurrentLoginFailures", testConcurrentLoginFailures},
+		{"TOTPSteps", testTOTPSteps},
+		{"Sessions", testSessions},
 		{"SearchConstraints", testSearchConstraints},
 		{"SearchOrder", testSearchOrder},
 		{"SearchPaging", testSearchPaging},
+		{"AuditSearch", testAuditSearch},
+		{"AuditSearchPaging", testAuditSearchPaging},
+		{"AuditEventIDs", testAuditEventIDs},
+		{"CreateCommunication", testCreateCommunication},
+		{"UpdateCommunication", testUpdateCommunication},
+		{"ConcurrentUpdates", testConcurrentUpdates},
+		{"CompletionVersions", testCompletionVersions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,599 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/carebridge/carebridge/access"
+	"github.com/carebridge/carebridge/audit"
+	"github.com/carebridge/carebridge/fhir"
+	"github.com/carebridge/carebridge/store"
+)
+
+// AuditEvent read and search (https://hl7.org/fhir/R4/auditevent.html):
+// the audit trail as the AuditEvents carebridge exports to the EHR
+// (audit.Event), found by id or by the R4 search parameters below.
+// Reading the trail is audited like any other read.
+
+// Code systems of AuditEvent's token parameters.
+const (
+	systemAuditAction     = "http://hl7.org/fhir/audit-event-action"
+	systemAuditOutcome    = "http://hl7.org/fhir/audit-event-outcome"
+	systemAuditOutcomeR5  = "http://terminology.hl7.org/CodeSystem/audit-event-outcome"
+	defaultAuditSourceDev = "carebridge" // audit.Event's source Device when Source.Device is empty
+)
+
+// auditEventParams are the AuditEvent search parameters served.
+var auditEventParams = []searchParam{
+	{"_id", r4Params + "Resource-id", "token", "the logical id"},
+	{"date", r4Params + "AuditEvent-date", "date", "when it was recorded; prefixes eq, gt, lt, ge, le, sa, eb"},
+	{"patient", r4Params + "AuditEvent-patient", "reference", "the Patient the recorded action concerned"},
+	{"agent", r4Params + "AuditEvent-agent", "reference", "who acted: their id (agent=ehr), or agent:identifier=" +
+		audit.SystemActor + "<user|client|peer>|<id>; Device/carebridge is an agent of every event"},
+	{"entity", r4Params + "AuditEvent-entity", "reference", "what was acted on (Type/id, the patient included), or entity:identifier=" +
+		audit.SystemEntity + "|<id> for what is not a FHIR resource"},
+	{"type", r4Params + "AuditEvent-type", "token", "DICOM 110100, 110106, 110107, 110114, or audit-event-type rest"},
+	{"subtype", r4Params + "AuditEvent-subtype", "token", "a RESTful interaction (read, search-type …) or carebridge's action (" +
+		audit.SystemAction + "|message.mapped)"},
+	{"action", r4Params + "AuditEvent-action", "token", "C, R, U, D or E"},
+	{"outcome", r4Params + "AuditEvent-outcome", "token", "0, 4, 8 or 12"},
+}
+
+// auditEventCapability is the CapabilityStatement.rest.resource entry of
+// AuditEvent.
+func (s *Server) auditEventCapability() map[string]any {
+	params := make([]map[string]any, 0, len(auditEventParams))
+	for _, p := range auditEventParams {
+		params = append(params, map[string]any{"name": p.Name, "definition": p.Definition, "type": p.Type, "documentation": p.Doc})
+	}
+	return map[string]any{
+		"type": "AuditEvent",
+		"documentation": "carebridge's tamper-evident audit trail (IHE BALP), as exported to the EHR; " +
+			"search needs system/AuditEvent.s, read system/AuditEvent.r, and both are audited",
+		"interaction": []map[string]any{{"code": "read"}, {"code": "search-type"}},
+		"searchParam": params,
+	}
+}
+
+// auditEventRoutes serves AuditEvent read and search, when the server
+// has the audit trail (Config.AuditEvents).
+func (s *Server) auditEventRoutes(g *gin.RouterGroup) {
+	if s.cfg.AuditEvents == nil {
+		return
+	}
+	g.GET("/AuditEvent", s.authorize("AuditEvent", access.Search, "search-type"), s.searchAuditEvents)
+	g.POST("/AuditEvent/_search", s.authorize("AuditEvent", access.Search, "search-type"), s.searchAuditEvents)
+	g.GET("/AuditEvent/:id", s.authorize("AuditEvent", access.Read, "read"), s.readAuditEvent)
+}
+
+func (s *Server) readAuditEvent(c *gin.Context) {
+	id := c.Param("id")
+	if !validID(id) {
+		s.notFound(c, "AuditEvent", id)
+		return
+	}
+	rows, err := s.cfg.AuditEvents.SearchAudit(c.Request.Context(), store.AuditQuery{EventIDs: []string{id}, Limit: 1})
+	if err != nil {
+		s.internal(c, "reading an AuditEvent", err)
+		return
+	}
+	if len(rows) == 0 {
+		s.notFound(c, "AuditEvent", id)
+		return
+	}
+	_, body, err := s.auditEvent(rows[0])
+	if err != nil {
+		s.internal(c, "writing an AuditEvent", err)
+		return
+	}
+	if err := s.record(c, "read", rows[0].Patient, []string{"AuditEvent/" + id}); err != nil {
+		s.internal(c, "auditing a read", err)
+		return
+	}
+	answer(c, http.StatusOK, body)
+}
+
+// auditEvent is the AuditEvent of a stored record: its id and its JSON.
+func (s *Server) auditEvent(row store.AuditRecord) (id string, body []byte, err error) {
+	ev := audit.Event(audit.RecordFromRow(row), s.cfg.Source)
+	body, err = ev.MarshalJSON()
+	return ev.ID, body, err
+}
+
+func (s *Server) searchAuditEvents(c *gin.Context) {
+	params, ok := s.searchParams(c)
+	if !ok {
+		return
+	}
+	sr, probs := parseAuditEventSearch(params, lenient(c.Request), s.base, s.cfg.Source.Device)
+	if len(probs) > 0 {
+		s.fail(c, http.StatusBadRequest, probs...)
+		return
+	}
+	ctx := c.Request.Context()
+	out := searchBundle{ResourceType: "Bundle", Type: "searchset"}
+	if !sr.NoTotal || sr.CountOnly {
+		n, err := s.cfg.AuditEvents.CountAudit(ctx, sr.Query)
+		if err != nil {
+			s.internal(c, "counting AuditEvents", err)
+			return
+		}
+		out.Total = &n
+	}
+	var rows []store.AuditRecord
+	if !sr.CountOnly {
+		q := sr.Query
+		q.Limit = sr.Count + 1 // one more tells whether a next page exists
+		var err error
+		if rows, err = s.cfg.AuditEvents.SearchAudit(ctx, q); err != nil {
+			s.internal(c, "searching AuditEvents", err)
+			return
+		}
+	}
+	more := len(rows) > sr.Count
+	if more {
+		rows = rows[:sr.Count]
+	}
+	entities := make([]string, 0, len(rows))
+	for _, row := range rows {
+		id, body, err := s.auditEvent(row)
+		if err != nil {
+			s.internal(c, "writing an AuditEvent", err)
+			return
+		}
+		ref := "AuditEvent/" + id
+		out.Entry = append(out.Entry, bundleEntry{FullURL: s.base + "/" + ref, Resource: body, Search: bundleSearch{Mode: "match"}})
+		entities = append(entities, ref)
+	}
+	if len(sr.Ignored) > 0 {
+		b, _ := json.Marshal(outcome("warning", sr.Ignored...))
+		out.Entry = append(out.Entry, bundleEntry{Resource: b, Search: bundleSearch{Mode: "outcome"}})
+	}
+	out.Link = s.auditPageLinks(sr, more)
+	if err := s.record(c, "search-type", sr.Patient, entities); err != nil {
+		s.internal(c, "auditing a search", err)
+		return
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		s.internal(c, "writing a search Bundle", err)
+		return
+	}
+	answer(c, http.StatusOK, b)
+}
+
+// auditPageLinks are the self, previous and next links of a page.
+func (s *Server) auditPageLinks(sr auditEventSearch, more bool) []bundleLink {
+	at := func(offset int) string {
+		v := url.Values{}
+		for k, vs := range sr.Canonical {
+			v[k] = vs
+		}
+		v.Set("_count", strconv.Itoa(sr.Count))
+		if offset > 0 {
+			v.Set("_offset", strconv.Itoa(offset))
+		}
+		return s.base + "/AuditEvent?" + v.Encode()
+	}
+	off := sr.Query.Offset
+	links := []bundleLink{{Relation: "self", URL: at(off)}}
+	if sr.CountOnly {
+		return links
+	}
+	if off > 0 {
+		links = append(links, bundleLink{Relation: "previous", URL: at(max(off-sr.Count, 0))})
+	}
+	if more && off+sr.Count <= maxOffset {
+		links = append(links, bundleLink{Relation: "next", URL: at(off + sr.Count)})
+	}
+	return links
+}
+
+// auditEventSearch is a parsed AuditEvent search.
+type auditEventSearch struct {
+	Query     store.AuditQuery
+	Count     int  // page size
+	CountOnly bool // _summary=count or _count=0
+	NoTotal   bool // _total=none
+	Patient   string
+	Canonical url.Values
+	Ignored   []problem // parameters left out under Prefer: handling=lenient
+}
+
+// parseAuditEventSearch reads the parameters of an AuditEvent search.
+// base is the FHIR base URL, so that absolute references to this server
+// are understood; device is the Device every AuditEvent names as an agent
+// ("" for audit.Event's default). Every problem is returned, not only the
+// first; with lenient, unknown parameters are set aside in Ignored.
+//
+// Repeated parameters are ANDed and comma-separated values ORed; type,
+// subtype and action all narrow the actions searched for, and a search
+// that nothing can match is one for an AuditEvent id nothing has.
+func parseAuditEventSearch(params url.Values, lenient bool, base, device string) (auditEventSearch, []problem) {
+	s := auditEventSearch{Count: defaultCount, Canonical: url.Values{}}
+	if device == "" {
+		device = defaultAuditSourceDev
+	}
+	var probs []problem
+	bad := func(param string, code fhir.IssueCode, format string, args ...any) {
+		probs = append(probs, problem{Expression: param, Code: code, Details: fmt.Sprintf(format, args...)})
+	}
+	if len(params) > maxSearchParams {
+		bad("", fhir.CodeValue, "more than %d search parameters", maxSearchParams)
+		return s, probs
+	}
+	q := &s.Query
+	var ids, actions, patients, actors, entities, outcomes allowed
+	entityValues := 0 // values of entity parameters so far
+	names := make([]string, 0, len(params))
+	for name := range params {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, full := range names {
+		values := params[full]
+		name, modifier, _ := strings.Cut(full, ":")
+		if slices.ContainsFunc(values, func(v string) bool { return len(v) > maxParamValue }) {
+			bad(full, fhir.CodeValue, "a value is longer than %d characters", maxParamValue)
+			continue
+		}
+		before := len(probs)
+		noModifier := func() bool {
+			if modifier != "" {
+				bad(full, fhir.CodeNotSupported, "modifier :%s is not supported on %s", modifier, name)
+				return false
+			}
+			return true
+		}
+		// each calls fn with the comma-separated values of every value
+		// of the parameter; fn returns what they match, or an error.
+		each := func(fn func(parts []string) ([]string, bool, error), set *allowed) {
+			for _, v := range values {
+				parts, err := splitOr(v)
+				if err != nil {
+					bad(full, fhir.CodeValue, "%s", err)
+					continue
+				}
+				got, all, err := fn(parts)
+				if err != nil {
+					bad(full, fhir.CodeValue, "%s", err)
+					continue
+				}
+				if !all {
+					set.and(got)
+				}
+			}
+		}
+		switch name {
+		case "_format":
+			continue // content negotiation, not search
+		case "_id":
+			if noModifier() {
+				each(nonEmpty, &ids)
+			}
+		case "date":
+			if !noModifier() {
+				break
+			}
+			for _, v := range values {
+				bounds, err := parseDateSearch(v)
+				if err != nil {
+					bad(full, fhir.CodeValue, "%s", err)
+					continue
+				}
+				q.At = append(q.At, bounds...)
+			}
+		case "patient":
+			if modifier != "" && modifier != "Patient" {
+				bad(full, fhir.CodeNotSupported, "modifier :%s is not supported on patient (only :Patient)", modifier)
+				break
+			}
+			each(func(parts []string) ([]string, bool, error) {
+				refs, err := references(parts, base, "Patient", []string{"Patient"})
+				if len(refs) == 1 {
+					s.Patient = refs[0]
+				}
+				return refs, false, err
+			}, &patients)
+		case "agent":
+			switch modifier {
+			case "":
+				each(func(parts []string) ([]string, bool, error) { return agents(parts, base, device) }, &actors)
+			case "identifier":
+				each(agentIdentifiers, &actors)
+			default:
+				bad(full, fhir.CodeNotSupported, "modifier :%s is not supported on agent (only :identifier)", modifier)
+			}
+		case "entity":
+			// A record has many entities, but AuditQuery.Entities is one
+			// OR list: two entity constraints cannot be ANDed.
+			if entityValues += len(values); entityValues > 1 {
+				bad(full, fhir.CodeNotSupported, "entity may be given once (OR its values with commas)")
+				break
+			}
+			switch {
+			case modifier == "identifier":
+				each(entityIdentifiers, &entities)
+			case modifier == "" || resourceType(modifier):
+				each(func(parts []string) ([]string, bool, error) {
+					refs, err := references(parts, base, modifier, nil)
+					if len(refs) == 1 && strings.HasPrefix(refs[0], "Patient/") && s.Patient == "" {
+						s.Patient = refs[0] // the patient's record is an entity too
+					}
+					return refs, false, err
+				}, &entities)
+			default:
+				bad(full, fhir.CodeNotSupported, "modifier :%s is not supported on entity (use :identifier or a resource type)", modifier)
+			}
+		case "type", "subtype", "action":
+			if noModifier() {
+				each(func(parts []string) ([]string, bool, error) { return actionsOf(name, parts) }, &actions)
+			}
+		case "outcome":
+			if noModifier() {
+				each(outcomeCodes, &outcomes)
+			}
+		case "_count":
+			n, err := strconv.Atoi(last(values))
+			if modifier != "" || err != nil || n < 0 {
+				bad(full, fhir.CodeValue, "_count must be a whole number from 0 to %d", maxCount)
+				break
+			}
+			s.Count = min(n, maxCount)
+			s.CountOnly = s.CountOnly || n == 0
+		case "_offset":
+			n, err := strconv.Atoi(last(values))
+			if modifier != "" || err != nil || n < 0 || n > maxOffset {
+				bad(full, fhir.CodeValue, "_offset must be a whole number from 0 to %d", maxOffset)
+				break
+			}
+			q.Offset = n
+		case "_sort":
+			switch v := last(values); {
+			case modifier == "" && v == "date":
+				q.Oldest = true
+			case modifier == "" && v == "-date":
+				q.Oldest = false
+			default:
+				bad(full, fhir.CodeNotSupported, "_sort takes date or -date (the default)")
+			}
+		case "_summary":
+			switch v := last(values); {
+			case modifier == "" && v == "count":
+				s.CountOnly = true
+			case modifier == "" && v == "false":
+			default:
+				bad(full, fhir.CodeNotSupported, "_summary takes count or false")
+			}
+		case "_total":
+			switch v := last(values); {
+			case modifier == "" && v == "none":
+				s.NoTotal = true
+			case modifier == "" && (v == "accurate" || v == "estimate"):
+			default:
+				bad(full, fhir.CodeValue, "_total takes none, estimate or accurate")
+			}
+		default:
+			if lenient {
+				s.Ignored = append(s.Ignored, problem{Expression: full, Code: fhir.CodeNotSupported, Details: "unknown search parameter, ignored"})
+				continue
+			}
+			bad(full, fhir.CodeNotSupported, "unknown search parameter for AuditEvent (see /fhir/metadata)")
+		}
+		if len(probs) == before && name != "_count" && name != "_offset" {
+			s.Canonical[full] = values
+		}
+	}
+	none := false // some constraint matches nothing
+	for _, c := range []struct {
+		set allowed
+		dst *[]string
+	}{{ids, &q.EventIDs}, {actions, &q.Actions}, {patients, &q.Patients}, {actors, &q.Actors}, {entities, &q.Entities}} {
+		if c.set.given {
+			*c.dst = c.set.values
+			none = none || len(c.set.values) == 0
+		}
+	}
+	if outcomes.given {
+		for _, o := range outcomes.values {
+			n, _ := strconv.Atoi(o)
+			for v := n; v <= 255 && (v < n+4 || n == int(audit.OutcomeMajor)); v++ {
+				q.Outcomes = append(q.Outcomes, uint8(v)) // the outcomes audit.Event shows as code n
+			}
+		}
+		none = none || len(outcomes.values) == 0
+	}
+	if none {
+		q.EventIDs = []string{noMatch}
+	}
+	return s, probs
+}
+
+// allowed is what one field of a record may be, once a parameter has
+// constrained it.
+type allowed struct {
+	given  bool
+	values []string
+}
+
+// and narrows a to the values also in vs: repeated parameters are ANDed,
+// the comma-separated values of one ORed.
+func (a *allowed) and(vs []string) {
+	var keep []string
+	for _, v := range vs {
+		if (!a.given || slices.Contains(a.values, v)) && !slices.Contains(keep, v) {
+			keep = append(keep, v)
+		}
+	}
+	a.given, a.values = true, keep
+}
+
+func nonEmpty(parts []string) ([]string, bool, error) {
+	for _, p := range parts {
+		if p == "" {
+			return nil, false, fmt.Errorf("an empty value")
+		}
+	}
+	return parts, false, nil
+}
+
+// references reads reference values: "Type/id", an absolute URL to this
+// server, or a bare id when typ names the type. types, when not nil, are
+// the types they may point to.
+func references(parts []string, base, typ string, types []string) ([]string, error) {
+	refs := make([]string, 0, len(parts))
+	for _, p := range parts {
+		p = strings.TrimPrefix(p, strings.TrimRight(base, "/")+"/")
+		t, id, hasType := strings.Cut(p, "/")
+		if !hasType {
+			if t, id = typ, p; t == "" {
+				return nil, fmt.Errorf("%q needs its type (Type/id, or the :Type modifier)", p)
+			}
+		}
+		switch {
+		case !resourceType(t) || !validID(id):
+			return nil, fmt.Errorf("%q is not a reference Type/id", p)
+		case typ != "" && t != typ:
+			return nil, fmt.Errorf("%q is not a reference to %s", p, typ)
+		case types != nil && !slices.Contains(types, t):
+			return nil, fmt.Errorf("%q is not a reference to %s", p, strings.Join(types, " or "))
+		}
+		refs = append(refs, t+"/"+id)
+	}
+	return refs, nil
+}
+
+// agents reads agent values: the id of who acted, as its AuditEvent
+// identifies them; the Device that records is an agent of every event, so
+// naming it matches all.
+func agents(parts []string, base, device string) ([]string, bool, error) {
+	out := make([]string, 0, len(parts))
+	for _, p := range parts {
+		p = strings.TrimPrefix(p, strings.TrimRight(base, "/")+"/")
+		switch p {
+		case "":
+			return nil, false, fmt.Errorf("an empty agent")
+		case "Device/" + device:
+			return nil, true, nil
+		}
+		out = append(out, p)
+	}
+	return out, false, nil
+}
+
+// agentIdentifiers reads agent:identifier values, system|id where the
+// system is audit.SystemActor and the actor's kind; a bare id is any kind.
+// carebridge itself acting (kind system) shows as the Device agent, not
+// by identifier.
+func agentIdentifiers(parts []string) ([]string, bool, error) {
+	out := make([]string, 0, len(parts))
+	for _, p := range parts {
+		system, id, hasSystem := strings.Cut(p, "|")
+		if !hasSystem {
+			system, id = "", system
+		}
+		if id == "" {
+			return nil, false, fmt.Errorf("%q has no identifier value", p)
+		}
+		switch kind, ok := strings.CutPrefix(system, audit.SystemActor); {
+		case !hasSystem:
+		case ok && (kind == string(audit.ActorUser) || kind == string(audit.ActorClient) || kind == string(audit.ActorPeer)):
+		default:
+			continue // no agent has an identifier of this system
+		}
+		out = append(out, id)
+	}
+	return out, false, nil
+}
+
+// entityIdentifiers reads entity:identifier values: audit.SystemEntity|id,
+// how an AuditEvent names what is not a FHIR resource.
+func entityIdentifiers(parts []string) ([]string, bool, error) {
+	out := make([]string, 0, len(parts))
+	for _, p := range parts {
+		system, id, hasSystem := strings.Cut(p, "|")
+		switch {
+		case !hasSystem || id == "":
+			return nil, false, fmt.Errorf("%q is not %s|<id>", p, audit.SystemEntity)
+		case system == audit.SystemEntity:
+			out = append(out, id)
+		}
+	}
+	return out, false, nil
+}
+
+// actionsOf reads type, subtype or action values into the actions whose
+// AuditEvents carry them.
+func actionsOf(param string, parts []string) ([]string, bool, error) {
+	var out []string
+	for _, p := range parts {
+		system, code, hasSystem := strings.Cut(p, "|")
+		if !hasSystem {
+			system, code = "", system
+		}
+		switch {
+		case code == "" && (!hasSystem || system == ""):
+			return nil, false, fmt.Errorf("%q has no code", p)
+		case hasSystem && system == "":
+			continue // every coding of an AuditEvent has a system
+		}
+		var got []string
+		switch param {
+		case "type":
+			got = audit.ActionsOfType(system, code)
+		case "subtype":
+			if system == audit.SystemAction && code == "" {
+				return nil, true, nil // every AuditEvent has its action as subtype
+			}
+			got = audit.ActionsOfSubtype(system, code)
+		case "action":
+			if system != "" && system != systemAuditAction {
+				continue
+			}
+			if code == "" {
+				return nil, true, nil
+			}
+			if !slices.Contains([]string{"C", "R", "U", "D", "E"}, code) {
+				return nil, false, fmt.Errorf("%q is not one of C, R, U, D, E", code)
+			}
+			got = audit.ActionsOfAction(code)
+		}
+		for _, a := range got {
+			if !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	return out, false, nil
+}
+
+// outcomeCodes reads outcome values: 0, 4, 8 or 12.
+func outcomeCodes(parts []string) ([]string, bool, error) {
+	var out []string
+	for _, p := range parts {
+		system, code, hasSystem := strings.Cut(p, "|")
+		if !hasSystem {
+			system, code = "", system
+		}
+		switch {
+		case code == "" && hasSystem && (system == systemAuditOutcome || system == systemAuditOutcomeR5):
+			return nil, true, nil
+		case !slices.Contains([]string{"0", "4", "8", "12"}, code):
+			return nil, false, fmt.Errorf("%q is not one of 0, 4, 8, 12", code)
+		case hasSystem && system != systemAuditOutcome && system != systemAuditOutcomeR5:
+			continue
+		}
+		if !slices.Contains(out, code) {
+			out = append(out, code)
+		}
+	}
+	return out, false, nil
+}

@@ -1,0 +1,393 @@
+package api_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+	fhirmodel "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/carebridge/carebridge/access"
+	"github.com/carebridge/carebridge/access/accesstest"
+	"github.com/carebridge/carebridge/audit"
+	"github.com/carebridge/carebridge/fhir"
+	"github.com/carebridge/carebridge/fhir/api"
+	"github.com/carebridge/carebridge/fhir/index"
+	"github.com/carebridge/carebridge/secure"
+	"github.com/carebridge/carebridge/store"
+	"github.com/carebridge/carebridge/store/sqlite"
+)
+
+// loginEnv is the API with people signing in: one stored Communication
+// (c1), users in memory, and a clock the tests move.
+type loginEnv struct {
+	srv   *httptest.Server
+	users *access.Users
+	clock *accesstest.Clock
+	audit *auditLog
+	key   *ecdsa.PrivateKey
+}
+
+func newLoginEnv(t *testing.T) *loginEnv {
+	t.Helper()
+	dir := t.TempDir()
+	kr, err := secure.LoadOrCreateKeyRing(filepath.Join(dir, "keyring.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(dir, "carebridge.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+
+	c := &fhir.Communication{}
+	c.Id = new("c1")
+	c.Status = fhirmodel.EventStatusInProgress
+	c.Subject = &fhirmodel.Reference{Reference: new("Patient/p1")}
+	c.Sent = new(sentAt.Format(time.RFC3339))
+	c.Recipient = []fhirmodel.Reference{{Reference: new("Practitioner/a")}}
+	c.Payload = []fhir.CommunicationPayload{{ContentString: new("synthetic test message")}}
+	row, err := index.Communication(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := fhir.Resource{Type: "Communication", ID: "c1", Body: c}.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	row.ID, row.Identifier = "c1", "FAC^c1^rule"
+	if row.Sealed, err = kr.Seal(b, []byte("Communication/c1")); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := st.StoreMapped(context.Background(), store.Mapped{InboundID: "in-c1", MappedAt: sentAt, Outcome: []byte("x"),
+		Communications: []store.CommunicationRow{row}}); err != nil || !ok {
+		t.Fatalf("seeding: %v %v", ok, err)
+	}
+
+	e := &loginEnv{audit: &auditLog{}, clock: accesstest.NewClock(time.Date(2026, 11, 3, 15, 0, 0, 0, time.UTC))}
+	if e.users, err = access.NewUsers(&accesstest.Users{}, kr, access.UsersConfig{Now: e.clock.Now}); err != nil {
+		t.Fatal(err)
+	}
+	e.key, _ = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	reg := &registry{spent: map[string]bool{}, clients: map[string]access.Client{
+		"ehr": {ID: "ehr", Keys: access.StaticKeys{Keys: []jose.JSONWebKey{{Key: e.key.Public(), KeyID: "k1", Use: "sig"}}},
+			Scopes: mustScopes(t, "system/Communication.rs")},
+	}}
+	gin.SetMode(gin.TestMode)
+	var handler http.Handler
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	t.Cleanup(e.srv.Close)
+	tokens, err := access.NewService(reg, kr, access.Config{Issuer: e.srv.URL, TokenURL: e.srv.URL + "/auth/token", Audience: e.srv.URL + "/fhir"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := api.New(api.Config{Store: st, Keys: kr, Tokens: tokens, Audit: e.audit, AuditEvents: st, Users: e.users,
+		BaseURL: e.srv.URL, Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler = s.Handler()
+	return e
+}
+
+// loginPerson is a user as a test knows them.
+type loginPerson struct {
+	id, username, password, secret string
+}
+
+const newPassword = "a new password of the test user"
+
+// add adds a user through the service and signs them in once over HTTP to
+// replace the one-time password; the clock then moves past that code.
+func (e *loginEnv) add(t *testing.T, username string, role access.Role) loginPerson {
+	t.Helper()
+	en, err := e.users.Add(context.Background(), username, role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := otp.NewKeyFromURL(en.TOTPURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := loginPerson{id: en.UserID, username: username, password: en.OneTimePassword, secret: key.Secret()}
+	status, body := e.postLogin(t, url.Values{"username": {username}, "password": {p.password}, "totp": {e.code(t, p)}, "new_password": {newPassword}})
+	if status != http.StatusOK {
+		t.Fatalf("first login of %s: %d %v", username, status, body)
+	}
+	p.password = newPassword
+	e.clock.Add(30 * time.Second)
+	return p
+}
+
+func (e *loginEnv) code(t *testing.T, p loginPerson) string {
+	t.Helper()
+	c, err := totp.GenerateCode(p.secret, e.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (e *loginEnv) postLogin(t *testing.T, form url.Values) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Post(e.srv.URL+"/auth/login", "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("login answer Cache-Control %q, want no-store", cc)
+	}
+	var body map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, body
+}
+
+// login signs p in with a fresh code and returns the session token.
+func (e *loginEnv) login(t *testing.T, p loginPerson) string {
+	t.Helper()
+	status, body := e.postLogin(t, url.Values{"username": {p.username}, "password": {p.password}, "totp": {e.code(t, p)}})
+	if status != http.StatusOK {
+		t.Fatalf("login of %s: %d %v", p.username, status, body)
+	}
+	return body["session_token"].(string)
+}
+
+func (e *loginEnv) do(t *testing.T, method, token, path string) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, e.srv.URL+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+// wantEntry checks the last audit entry.
+func (e *loginEnv) wantEntry(t *testing.T, action string, outcome audit.Outcome, kind audit.ActorKind, id string) {
+	t.Helper()
+	got := e.audit.last()
+	if got.Action != action || got.Outcome != outcome || got.Actor.Kind != kind || got.Actor.ID != id || got.Actor.Address == "" {
+		t.Fatalf("audit entry %+v; want %s, outcome %d, by %s %q with an address", got, action, outcome, kind, id)
+	}
+}
+
+// noSecretsAudited checks that no password or code reached the trail.
+func (e *loginEnv) noSecretsAudited(t *testing.T, secrets ...string) {
+	t.Helper()
+	e.audit.mu.Lock()
+	b, _ := json.Marshal(e.audit.entries)
+	e.audit.mu.Unlock()
+	for _, s := range secrets {
+		if strings.Contains(string(b), s) {
+			t.Fatalf("the audit trail holds a secret (%d characters)", len(s))
+		}
+	}
+}
+
+// TestLoginSessionReadsCommunications: a physician signs in, reads and
+// searches with the session token, and logs out; each step is audited
+// under their user id.
+func TestLoginSessionReadsCommunications(t *testing.T) {
+	e := newLoginEnv(t)
+	en, err := e.users.Add(context.Background(), "ann.md", access.RolePhysician)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := otp.NewKeyFromURL(en.TOTPURI)
+	p := loginPerson{id: en.UserID, username: "ann.md", password: en.OneTimePassword, secret: key.Secret()}
+	code := e.code(t, p)
+
+	status, body := e.postLogin(t, url.Values{"username": {"ann.md"}, "password": {p.password}, "totp": {code}})
+	if status != http.StatusForbidden || body["error"] != "password_change_required" {
+		t.Fatalf("login with the one-time password: %d %v; want 403 password_change_required", status, body)
+	}
+	e.wantEntry(t, "user.login", audit.OutcomeMinor, audit.ActorUser, p.id)
+	e.clock.Add(30 * time.Second)
+	status, body = e.postLogin(t, url.Values{"username": {"ann.md"}, "password": {p.password}, "totp": {e.code(t, p)}, "new_password": {newPassword}})
+	if status != http.StatusOK || body["role"] != "physician" || body["expires_in"] != float64(900) || body["token_type"] != "bearer" {
+		t.Fatalf("login with a new password: %d %v", status, body)
+	}
+	e.wantEntry(t, "user.login", audit.OutcomeSuccess, audit.ActorUser, p.id)
+	tok := body["session_token"].(string)
+
+	if got := e.do(t, http.MethodGet, tok, "/fhir/Communication?recipient=Practitioner/a"); got != http.StatusOK {
+		t.Fatalf("search with a physician's session: %d", got)
+	}
+	e.wantEntry(t, "rest.search-type", audit.OutcomeSuccess, audit.ActorUser, p.id)
+	if got := e.do(t, http.MethodGet, tok, "/fhir/Communication/c1"); got != http.StatusOK {
+		t.Fatalf("read with a physician's session: %d", got)
+	}
+	e.wantEntry(t, "rest.read", audit.OutcomeSuccess, audit.ActorUser, p.id)
+	if got := e.do(t, http.MethodGet, tok, "/fhir/AuditEvent"); got != http.StatusForbidden {
+		t.Fatalf("AuditEvent search with a physician's session: %d, want 403", got)
+	}
+
+	if got := e.do(t, http.MethodPost, tok, "/auth/logout"); got != http.StatusNoContent {
+		t.Fatalf("logout: %d, want 204", got)
+	}
+	e.wantEntry(t, "user.logout", audit.OutcomeSuccess, audit.ActorUser, p.id)
+	if got := e.do(t, http.MethodGet, tok, "/fhir/Communication"); got != http.StatusUnauthorized {
+		t.Fatalf("search after logout: %d, want 401", got)
+	}
+	if got := e.do(t, http.MethodPost, tok, "/auth/logout"); got != http.StatusUnauthorized {
+		t.Fatalf("logout again: %d, want 401", got)
+	}
+	e.wantEntry(t, "user.logout", audit.OutcomeMinor, audit.ActorUser, p.id)
+	if got := e.do(t, http.MethodPost, "", "/auth/logout"); got != http.StatusUnauthorized {
+		t.Fatalf("logout without a token: %d, want 401", got)
+	}
+	e.wantEntry(t, "user.logout", audit.OutcomeMinor, audit.ActorPeer, "")
+	e.noSecretsAudited(t, en.OneTimePassword, newPassword, code, tok, key.Secret())
+}
+
+// TestRoleScopesOverHTTP: a unit clerk's session searches but cannot read
+// (403, audited); a security officer's reads the audit trail but no
+// Communication; an EHR's client token still works beside sessions.
+func TestRoleScopesOverHTTP(t *testing.T) {
+	e := newLoginEnv(t)
+	clerk := e.add(t, "clerk", access.RoleUnitClerk)
+	tok := e.login(t, clerk)
+	if got := e.do(t, http.MethodGet, tok, "/fhir/Communication"); got != http.StatusOK {
+		t.Fatalf("a clerk's search: %d, want 200", got)
+	}
+	if got := e.do(t, http.MethodGet, tok, "/fhir/Communication/c1"); got != http.StatusForbidden {
+		t.Fatalf("a clerk's read: %d, want 403", got)
+	}
+	e.wantEntry(t, "rest.read", audit.OutcomeMinor, audit.ActorUser, clerk.id)
+
+	officer := e.add(t, "sec.officer", access.RoleSecurityOfficer)
+	tok = e.login(t, officer)
+	if got := e.do(t, http.MethodGet, tok, "/fhir/AuditEvent"); got != http.StatusOK {
+		t.Fatalf("a security officer's AuditEvent search: %d, want 200", got)
+	}
+	if got := e.do(t, http.MethodGet, tok, "/fhir/Communication"); got != http.StatusForbidden {
+		t.Fatalf("a security officer's Communication search: %d, want 403", got)
+	}
+
+	admin := e.add(t, "admin", access.RoleAdministrator)
+	tok = e.login(t, admin)
+	if got := e.do(t, http.MethodGet, tok, "/fhir/Communication"); got != http.StatusForbidden {
+		t.Fatalf("an administrator's Communication search: %d, want 403", got)
+	}
+
+	if got := e.do(t, http.MethodGet, e.clientToken(t), "/fhir/Communication/c1"); got != http.StatusOK {
+		t.Fatalf("an EHR's read with a client token: %d, want 200", got)
+	}
+	e.wantEntry(t, "rest.read", audit.OutcomeSuccess, audit.ActorClient, "ehr")
+}
+
+func (e *loginEnv) clientToken(t *testing.T) string {
+	t.Helper()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES384, Key: e.key}, (&jose.SignerOptions{}).WithHeader("kid", "k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	a, err := jwt.Signed(signer).Claims(jwt.Claims{Issuer: "ehr", Subject: "ehr", Audience: jwt.Audience{e.srv.URL + "/auth/token"},
+		Expiry: jwt.NewNumericDate(now.Add(4 * time.Minute)), ID: "jti-" + now.Format(time.RFC3339Nano)}).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"system/Communication.rs"},
+		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}}
+	resp, err := http.Post(e.srv.URL+"/auth/token", "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.AccessToken == "" {
+		t.Fatalf("client token: %d %v", resp.StatusCode, err)
+	}
+	return body.AccessToken
+}
+
+// TestIdleSessionExpires: a session unused for the idle timeout is
+// refused (401, audited); one used in time lasts.
+func TestIdleSessionExpires(t *testing.T) {
+	e := newLoginEnv(t)
+	p := e.add(t, "nia.rn", access.RoleNurse)
+	tok := e.login(t, p)
+	e.clock.Add(14 * time.Minute)
+	if got := e.do(t, http.MethodGet, tok, "/fhir/Communication"); got != http.StatusOK {
+		t.Fatalf("after 14 idle minutes: %d, want 200", got)
+	}
+	e.clock.Add(14 * time.Minute)
+	if got := e.do(t, http.MethodGet, tok, "/fhir/Communication"); got != http.StatusOK {
+		t.Fatalf("14 minutes after the last use: %d, want 200", got)
+	}
+	e.clock.Add(15 * time.Minute)
+	if got := e.do(t, http.MethodGet, tok, "/fhir/Communication"); got != http.StatusUnauthorized {
+		t.Fatalf("after 15 idle minutes: %d, want 401", got)
+	}
+	e.wantEntry(t, "rest.search-type", audit.OutcomeMinor, audit.ActorPeer, "")
+}
+
+// TestTenWrongPasswordsLock: ten wrong passwords lock the account, so the
+// eleventh attempt, right, is refused as they were; each is audited under
+// the user, while an unknown username is audited as the peer.
+func TestTenWrongPasswordsLock(t *testing.T) {
+	e := newLoginEnv(t)
+	p := e.add(t, "target", access.RoleNurse)
+	for i := range 10 {
+		status, body := e.postLogin(t, url.Values{"username": {p.username}, "password": {"wrong password " + string(rune('a'+i))}, "totp": {e.code(t, p)}})
+		if status != http.StatusUnauthorized || body["error"] != "login_failed" {
+			t.Fatalf("wrong password %d: %d %v", i+1, status, body)
+		}
+		e.wantEntry(t, "user.login", audit.OutcomeMinor, audit.ActorUser, p.id)
+	}
+	right := url.Values{"username": {p.username}, "password": {p.password}, "totp": {e.code(t, p)}}
+	status, locked := e.postLogin(t, right)
+	if status != http.StatusUnauthorized {
+		t.Fatalf("the right password after 10 wrong ones: %d %v, want 401", status, locked)
+	}
+	e.wantEntry(t, "user.login", audit.OutcomeMinor, audit.ActorUser, p.id)
+
+	status, unknown := e.postLogin(t, url.Values{"username": {"nobody"}, "password": {p.password}, "totp": {e.code(t, p)}})
+	if status != http.StatusUnauthorized || unknown["error_description"] != locked["error_description"] {
+		t.Fatalf("an unknown user: %d %v; want the same answer as the locked one, %v", status, unknown, locked)
+	}
+	e.wantEntry(t, "user.login", audit.OutcomeMinor, audit.ActorPeer, "")
+
+	e.clock.Add(15 * time.Minute)
+	e.login(t, p)
+	e.wantEntry(t, "user.login", audit.OutcomeSuccess, audit.ActorUser, p.id)
+	e.noSecretsAudited(t, p.password, right.Get("totp"))
+
+	// A form that cannot be read is refused and audited too.
+	resp, err := http.Post(e.srv.URL+"/auth/login", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a JSON login: %d, want 400", resp.StatusCode)
+	}
+	e.wantEntry(t, "user.login", audit.OutcomeMinor, audit.ActorPeer, "")
+}

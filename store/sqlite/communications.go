@@ -1,0 +1,260 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+
+	"github.com/carebridge/carebridge/store"
+)
+
+// versionColumns are the columns communication and communication_version
+// share: a version copied into the history keeps all of them.
+const versionColumns = `id, version, identifier, status, priority, category, subject, encounter, sender, recipients, sent, received, updated_at, sealed`
+
+// Reads of versions, current or past: one statement, so one snapshot of
+// both tables.
+const (
+	sqlReadVersion = `SELECT ` + communicationColumns + ` FROM (
+		SELECT ` + versionColumns + ` FROM communication WHERE id = ? AND version = ?
+		UNION ALL SELECT ` + versionColumns + ` FROM communication_version WHERE id = ? AND version = ?) c`
+	sqlReadHistory = `SELECT ` + communicationColumns + ` FROM (
+		SELECT ` + versionColumns + ` FROM communication WHERE id = ?
+		UNION ALL SELECT ` + versionColumns + ` FROM communication_version WHERE id = ?) c
+		ORDER BY c.version DESC`
+)
+
+// updatedAt is when c's version was stored: Updated, or Sent when zero.
+func updatedAt(c store.CommunicationRow) time.Time {
+	if c.Updated.IsZero() {
+		return c.Sent
+	}
+	return c.Updated
+}
+
+// microsOrNull is t in Unix microseconds, or NULL when t is zero.
+func microsOrNull(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+// insertCommunication inserts c as version 1 with its index tokens, in
+// tx, unless its id or identifier exists; it reports whether it did.
+func (s *Store) insertCommunication(ctx context.Context, tx *sql.Tx, inboundID string, c store.CommunicationRow) (bool, error) {
+	recipients, err := json.Marshal(nonNilStrings(c.Recipients))
+	if err != nil {
+		return false, err
+	}
+	res, err := s.txExec(ctx, tx, sqlInsertCommunication,
+		c.ID, inboundID, c.Identifier, c.Status, c.Priority, c.Category, c.Subject, c.Encounter,
+		string(recipients), c.Sent.UnixMicro(), nonNil(c.Sealed), c.Sender, microsOrNull(c.Received), updatedAt(c).UnixMicro())
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil || n == 0 {
+		return false, err
+	}
+	return true, s.insertTokens(ctx, tx, c.ID, c.Tokens)
+}
+
+// insertTokens adds a Communication's index tokens (a token given twice
+// is stored once).
+func (s *Store) insertTokens(ctx context.Context, tx *sql.Tx, id string, tokens []store.IndexToken) error {
+	if len(tokens) == 0 {
+		return nil
+	}
+	st, _ := s.txStmt(ctx, tx, sqlInsertToken)
+	for _, t := range tokens {
+		if _, err := st.ExecContext(ctx, id, t.Param, t.System, t.Code); err != nil {
+			return fmt.Errorf("writing the %s tokens: %w", t.Param, err)
+		}
+	}
+	return nil
+}
+
+// queueIn queues a delivery per recipient that has none, in tx.
+func (s *Store) queueIn(ctx context.Context, tx *sql.Tx, id string, recipients []string, at time.Time) error {
+	if len(recipients) == 0 {
+		return nil
+	}
+	st, _ := s.txStmt(ctx, tx, sqlQueueDelivery)
+	for _, r := range recipients {
+		if _, err := st.ExecContext(ctx, id, r, at.UnixMicro()); err != nil {
+			return fmt.Errorf("queueing the delivery to %s: %w", r, err)
+		}
+	}
+	return nil
+}
+
+// publishIn publishes events in tx.
+func (s *Store) publishIn(tx *sql.Tx, events []store.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	pub, err := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+	if err != nil {
+		return fmt.Errorf("creating publisher: %w", err)
+	}
+	var byTopic store.EventsByTopic
+	byTopic.Add(events)
+	return byTopic.Publish(pub)
+}
+
+// CreateCommunication stores a new Communication as version 1, with no
+// inbound message. row.Version is ignored. See store.CommunicationWrites.
+func (s *Store) CreateCommunication(ctx context.Context, row store.CommunicationRow, events ...store.Event) error {
+	if s.write == nil {
+		return fmt.Errorf("creating Communication/%s: %w", row.ID, ErrReadOnly)
+	}
+	if err := s.createCommunication(ctx, row, events); err != nil {
+		return fmt.Errorf("creating Communication/%s: %w", row.ID, err)
+	}
+	return nil
+}
+
+func (s *Store) createCommunication(ctx context.Context, row store.CommunicationRow, events []store.Event) (err error) {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("beginning transaction: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	inserted, err := s.insertCommunication(ctx, tx, "", row)
+	if err != nil {
+		return err
+	}
+	if !inserted {
+		return fmt.Errorf("its id or identifier exists: %w", store.ErrConflict)
+	}
+	if err := s.queueIn(ctx, tx, row.ID, row.Recipients, updatedAt(row)); err != nil {
+		return err
+	}
+	if err := s.publishIn(tx, events); err != nil {
+		return err
+	}
+	if err := s.commit(tx); err != nil {
+		return fmt.Errorf("committing: %w", err)
+	}
+	return nil
+}
+
+// UpdateCommunication stores row as the next version of its
+// Communication. The single writer makes updates take turns, and the
+// UPDATE names the version it replaces. row.Version is ignored. See
+// store.CommunicationWrites.
+func (s *Store) UpdateCommunication(ctx context.Context, row store.CommunicationRow, ifVersion int, events ...store.Event) (int, error) {
+	if s.write == nil {
+		return 0, fmt.Errorf("updating Communication/%s: %w", row.ID, ErrReadOnly)
+	}
+	v, err := s.updateCommunication(ctx, row, ifVersion, events)
+	if err != nil {
+		return 0, fmt.Errorf("updating Communication/%s: %w", row.ID, err)
+	}
+	return v, nil
+}
+
+func (s *Store) updateCommunication(ctx context.Context, row store.CommunicationRow, ifVersion int, events []store.Event) (_ int, err error) {
+	recipients, err := json.Marshal(nonNilStrings(row.Recipients))
+	if err != nil {
+		return 0, err
+	}
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("beginning transaction: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	cur, _ := s.txStmt(ctx, tx, sqlCurrentVersion)
+	var current int
+	err = cur.QueryRowContext(ctx, row.ID).Scan(&current)
+	if isNoRows(err) {
+		return 0, store.ErrNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading the current version: %w", err)
+	}
+	if ifVersion > 0 && ifVersion != current {
+		return 0, fmt.Errorf("version %d is not the current one, %d: %w", ifVersion, current, store.ErrVersionConflict)
+	}
+	if _, err := s.txExec(ctx, tx, sqlKeepVersion, row.ID); err != nil {
+		return 0, fmt.Errorf("keeping version %d: %w", current, err)
+	}
+	next := current + 1
+	res, err := s.txExec(ctx, tx, sqlUpdateCommunication,
+		row.Identifier, row.Status, row.Priority, row.Category, row.Subject, row.Encounter, string(recipients),
+		row.Sent.UnixMicro(), nonNil(row.Sealed), row.Sender, microsOrNull(row.Received), next, updatedAt(row).UnixMicro(),
+		row.ID, current)
+	if err != nil {
+		return 0, uniqueConflict(err) // the identifier of another Communication
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return 0, fmt.Errorf("writing version %d: %d rows affected (%v): %w", next, n, err, store.ErrVersionConflict)
+	}
+	if _, err := s.txExec(ctx, tx, sqlDeleteTokens, row.ID); err != nil {
+		return 0, fmt.Errorf("replacing the tokens: %w", err)
+	}
+	if err := s.insertTokens(ctx, tx, row.ID, row.Tokens); err != nil {
+		return 0, err
+	}
+	if err := s.queueIn(ctx, tx, row.ID, row.Recipients, updatedAt(row)); err != nil {
+		return 0, err
+	}
+	if err := s.publishIn(tx, events); err != nil {
+		return 0, err
+	}
+	if err := s.commit(tx); err != nil {
+		return 0, fmt.Errorf("committing: %w", err)
+	}
+	return next, nil
+}
+
+// CommunicationVersion returns one version of a Communication, Tokens
+// nil. See store.CommunicationWrites.
+func (s *Store) CommunicationVersion(ctx context.Context, id string, version int) (store.CommunicationRow, error) {
+	c, err := scanCommunication(s.queryRow(ctx, sqlReadVersion, id, version, id, version))
+	if isNoRows(err) {
+		return c, fmt.Errorf("reading Communication/%s version %d: %w", id, version, store.ErrNotFound)
+	}
+	if err != nil {
+		return c, fmt.Errorf("reading Communication/%s version %d: %w", id, version, err)
+	}
+	return c, nil
+}
+
+// CommunicationHistory returns every version of a Communication, newest
+// first, Tokens nil. See store.CommunicationWrites.
+func (s *Store) CommunicationHistory(ctx context.Context, id string) ([]store.CommunicationRow, error) {
+	rows, err := s.query(ctx, sqlReadHistory, id, id)
+	if err != nil {
+		return nil, fmt.Errorf("reading the history of Communication/%s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []store.CommunicationRow
+	for rows.Next() {
+		c, err := scanCommunication(rows)
+		if err != nil {
+			return nil, fmt.Errorf("reading the history of Communication/%s: %w", id, err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the history of Communication/%s: %w", id, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("reading the history of Communication/%s: %w", id, store.ErrNotFound)
+	}
+	return out, nil
+}
