@@ -270,7 +270,9 @@ func refOf(r *fhirmodel.Reference) string {
 // stage appends in one transaction.
 // AuditEvent is the audit.recorded event of entries (each given a fresh
 // id), for publishing in the transaction of what they record.
-func AuditEvent(corr string, entries ...audit.Entry) (store.Event, error) { return auditEvent(corr, entries...) }
+func AuditEvent(corr string, entries ...audit.Entry) (store.Event, error) {
+	return auditEvent(corr, entries...)
+}
 
 // CreatedEvent is the communication.created event that has the deliver
 // stage deliver a stored Communication to row.Recipients.
