@@ -10,7 +10,6 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	fhirmodel "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/carebridge/carebridge/audit"
 	"github.com/carebridge/carebridge/fhir"
@@ -258,16 +257,6 @@ func (s *MapStage) communicationRow(c *fhir.Communication, body []byte) (store.C
 	return row, nil
 }
 
-func refOf(r *fhirmodel.Reference) string {
-	if r == nil || r.Reference == nil {
-		return ""
-	}
-	return *r.Reference
-}
-
-// auditEvent is the audit.recorded event of entries, each given its own
-// id: one entry as a JSON object, several as an array, which the audit
-// stage appends in one transaction.
 // AuditEvent is the audit.recorded event of entries (each given a fresh
 // id), for publishing in the transaction of what they record.
 func AuditEvent(corr string, entries ...audit.Entry) (store.Event, error) {
@@ -286,6 +275,9 @@ func CreatedEvent(row store.CommunicationRow, corr string) (store.Event, error) 
 	return store.Event{Topic: TopicCommunicationCreated, Message: m}, nil
 }
 
+// auditEvent is the audit.recorded event of entries, each given its own
+// id: one entry as a JSON object, several as an array, which the audit
+// stage appends in one transaction.
 func auditEvent(corr string, entries ...audit.Entry) (store.Event, error) {
 	if len(entries) == 0 || len(entries) > audit.MaxBatch {
 		return store.Event{}, fmt.Errorf("an audit event of %d entries", len(entries))
