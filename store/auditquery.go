@@ -45,7 +45,11 @@ func (q AuditQuery) SQL(d SQLDialect) (where, order string, args []any, err erro
 		}
 		conds = append(conds, "a.outcome IN ("+strings.Join(ps, ", ")+")")
 	}
-	in("a.patient", q.Patients)
+	if len(q.Patients) > 0 {
+		// The record's patient, or a Patient it acted on (a refused read
+		// of one names it as an entity only): both are audit_entity rows.
+		conds = append(conds, "(a.chain, a.seq) IN (SELECT e.chain, e.seq FROM audit_entity e WHERE e.entity IN ("+list(q.Patients)+"))")
+	}
 	in("a.actor_id", q.Actors)
 	if len(q.Entities) > 0 {
 		// As IN, not EXISTS: the planner starts from the entities' rows.

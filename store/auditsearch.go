@@ -8,7 +8,7 @@ type AuditQuery struct {
 	EventIDs []string    // the AuditEvent ids (AuditRecord.EventID)
 	Actions  []string    // any of these actions
 	Outcomes []uint8     // any of these outcomes
-	Patients []string    // "Patient/id", any of
+	Patients []string    // "Patient/id", any of: the record's patient or one among its entities
 	Actors   []string    // actor ids, any of
 	Entities []string    // entities ("Type/id" or other) or the patient, any of
 	At       []TimeBound // on the record's time

@@ -36,8 +36,9 @@ type CommunicationWrites interface {
 	CreateCommunication(ctx context.Context, row CommunicationRow, events ...Event) error
 	// UpdateCommunication makes row the current version (the current one
 	// plus one), keeping the one it replaces in the history, replacing the
-	// index tokens, queueing a delivery for each recipient that has none,
-	// and publishing events, in one transaction; it returns the new
+	// index tokens, queueing a delivery for each recipient that has none
+	// and forgetting those of recipients it no longer has, and publishing
+	// events, in one transaction; it returns the new
 	// version. ifVersion > 0 must be the current version, else
 	// ErrVersionConflict. An unknown id: ErrNotFound.
 	UpdateCommunication(ctx context.Context, row CommunicationRow, ifVersion int, events ...Event) (version int, err error)

@@ -67,8 +67,14 @@ type CommunicationQuery struct {
 	Sent      []TimeBound
 	Received  []TimeBound // a Communication not received matches no bound
 	// ReceivedMissing, when set, asks for those not received (true) or
-	// received (false).
+	// received (false); SentMissing likewise for sent (a Communication
+	// written without sent is stored with the zero time, which no bound
+	// on Sent matches).
 	ReceivedMissing *bool
+	SentMissing     *bool
+	// PatientMissing, when set, asks for those whose subject is not a
+	// Patient, or none (true), or is one (false).
+	PatientMissing *bool
 	Sort            CommunicationSort
 	Offset          int
 	Limit           int // 0 or less: none are returned (a count only); capped at MaxSearchPage
@@ -217,6 +223,24 @@ func (q CommunicationQuery) SQL(d SQLDialect) (where, order string, args []any) 
 		}
 	}
 	bounds("c.sent", q.Sent)
+	zero := d.Time(time.Time{})
+	if len(q.Sent) > 0 {
+		conds = append(conds, "c.sent <> "+arg(zero)) // written without sent
+	}
+	if m := q.SentMissing; m != nil {
+		op := " <> "
+		if *m {
+			op = " = "
+		}
+		conds = append(conds, "c.sent"+op+arg(zero))
+	}
+	if m := q.PatientMissing; m != nil {
+		if *m {
+			conds = append(conds, "c.subject NOT LIKE 'Patient/%'")
+		} else {
+			conds = append(conds, "c.subject LIKE 'Patient/%'")
+		}
+	}
 	bounds("c.received", q.Received) // NULL compares to nothing: never received matches no bound
 	if m := q.ReceivedMissing; m != nil {
 		if *m {
@@ -236,8 +260,8 @@ func (q CommunicationQuery) SQL(d SQLDialect) (where, order string, args []any) 
 		order = "c.sent DESC, c.id DESC"
 	case SortByPriority:
 		order = priorityRank + ", c.sent DESC, c.id"
-	case SortByPriorityDesc:
-		order = priorityRank + " DESC, c.sent DESC, c.id"
+	case SortByPriorityDesc: // those without a priority last, as ascending
+		order = "CASE WHEN " + priorityRank + " = 4 THEN 1 ELSE 0 END, " + priorityRank + " DESC, c.sent DESC, c.id"
 	default:
 		order = "c.id"
 	}

@@ -162,6 +162,15 @@ func parseCommunicationSearch(params url.Values, lenient bool, base string) (com
 				}
 				s.Query.Tokens = append(s.Query.Tokens, f)
 			}
+		case name == "patient" && modifier == "missing":
+			for _, v := range values {
+				var m store.TokenMatch
+				if err := missing(&m, v); err != nil {
+					bad(full, fhir.CodeValue, "%s", err)
+					continue
+				}
+				s.Query.PatientMissing = m.Missing // a subject that is no Patient counts as missing
+			}
 		case communicationReferences[name].field != nil:
 			spec := communicationReferences[name]
 			m := spec.field(&s.Query)
@@ -184,11 +193,10 @@ func parseCommunicationSearch(params url.Values, lenient bool, base string) (com
 						bad(full, fhir.CodeValue, "%s", err)
 						continue
 					}
-					switch {
-					case name == "received":
+					if name == "received" {
 						s.Query.ReceivedMissing = m.Missing
-					case *m.Missing:
-						and(&s.Query.ID, []string{noMatch}) // every Communication has sent
+					} else {
+						s.Query.SentMissing = m.Missing
 					}
 				}
 				break

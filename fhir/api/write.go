@@ -147,9 +147,6 @@ func (s *Server) communicationFrom(c *gin.Context, body []byte, id string, versi
 		s.fail(c, http.StatusUnprocessableEntity, problem{Code: "too-costly", Details: err.Error()})
 		return store.CommunicationRow{}, nil, false
 	}
-	if row.Sent.IsZero() {
-		row.Sent = now
-	}
 	row.ID, row.Identifier, row.Version, row.Updated = id, "api^"+id, version, now
 	if row.Sealed, err = s.cfg.Sealer.Seal(stored, []byte("Communication/"+id)); err != nil {
 		s.internal(c, "sealing a Communication", err)

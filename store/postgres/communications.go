@@ -163,6 +163,8 @@ func (s *Store) UpdateCommunication(ctx context.Context, row store.Communication
 		b.Queue(`DELETE FROM communication_token WHERE communication_id = $1`, row.ID)
 		b.Queue(sqlInsertTokens, row.ID, params, systems, codes)
 		b.Queue(sqlQueueDeliveries, row.ID, nonNilStrings(row.Recipients), updatedAt(row))
+		// The deliveries of recipients the update took off go.
+		b.Queue(`DELETE FROM delivery WHERE communication_id = $1 AND NOT (recipient = ANY($2::text[]))`, row.ID, nonNilStrings(row.Recipients))
 		res := tx.SendBatch(ctx, &b)
 		if _, err := res.Exec(); err != nil {
 			res.Close()

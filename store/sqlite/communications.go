@@ -212,6 +212,9 @@ func (s *Store) updateCommunication(ctx context.Context, row store.Communication
 	if err := s.queueIn(ctx, tx, row.ID, row.Recipients, updatedAt(row)); err != nil {
 		return 0, err
 	}
+	if _, err := s.txExec(ctx, tx, sqlDropRecipients, row.ID, string(recipients)); err != nil {
+		return 0, fmt.Errorf("forgetting removed recipients: %w", err)
+	}
 	if err := s.publishIn(tx, events); err != nil {
 		return 0, err
 	}

@@ -15,6 +15,9 @@ const (
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT DO NOTHING`
 	sqlInsertToken  = `INSERT INTO communication_token (communication_id, param, system, code) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`
 	sqlDeleteTokens = `DELETE FROM communication_token WHERE communication_id = ?`
+	// sqlDropRecipients forgets the deliveries of recipients an update
+	// took off the Communication (a JSON array of those it keeps).
+	sqlDropRecipients = `DELETE FROM delivery WHERE communication_id = ? AND recipient NOT IN (SELECT value FROM json_each(?))`
 
 	sqlInsertEscalation = `INSERT INTO escalation (communication_id, unit, every_us, step, due_at) VALUES (?, ?, ?, 0, ?) ON CONFLICT DO NOTHING`
 
@@ -38,7 +41,7 @@ const (
 )
 
 var writeQueries = []string{
-	sqlInsertAudit, sqlInsertAuditEntity, sqlInsertMapped, sqlUpsertResource, sqlInsertCommunication, sqlInsertToken, sqlDeleteTokens,
+	sqlInsertAudit, sqlInsertAuditEntity, sqlInsertMapped, sqlUpsertResource, sqlInsertCommunication, sqlInsertToken, sqlDeleteTokens, sqlDropRecipients,
 	sqlInsertEscalation, sqlQueueDelivery, sqlDeliveryExists, sqlSetDelivery,
 	sqlKeepVersion, sqlKeepIncomplete, sqlCompleteCommunication, sqlCurrentVersion, sqlUpdateCommunication,
 	sqlForgetAssertions, sqlSpendAssertion,

@@ -79,7 +79,7 @@ func testAuditSearch(t *testing.T, st store.Store) {
 		{"actions", store.AuditQuery{Actions: []string{"message.mapped", "message.rejected"}}, "b2,a3"},
 		{"outcomes", store.AuditQuery{Outcomes: []uint8{4, 8}}, "b2,a3"},
 		{"outcome success", store.AuditQuery{Outcomes: []uint8{0}}, "b1,a2,a1"},
-		{"patient", store.AuditQuery{Patients: []string{"Patient/p1"}}, "b1,a1"},
+		{"patient, or among the entities", store.AuditQuery{Patients: []string{"Patient/p1"}}, "b3,b1,a1"},
 		{"patients", store.AuditQuery{Patients: []string{"Patient/p2", "Patient/p3"}}, "b2,a2"},
 		{"actor", store.AuditQuery{Actors: []string{"ehr"}}, "b3,b1,a1"},
 		{"actor with a slash", store.AuditQuery{Actors: []string{"Practitioner/x"}}, "a2"},

@@ -319,6 +319,19 @@ func testUpdateCommunication(t *testing.T, st store.Store) {
 	if got := byToken(t, st, store.TokenIdentifier, sourceSystem, "urn:uuid:update-2"); len(got) != 0 {
 		t.Errorf("version 3 has no tokens, found by version 2's: %v", got)
 	}
+	// A recipient taken off loses its delivery; a search by it no longer
+	// finds the Communication.
+	v4 := v3
+	v4.Sealed, v4.Recipients = []byte("v4 of update"), []string{"Practitioner/a", "Practitioner/new"}
+	if _, err := st.UpdateCommunication(ctx, v4, 3); err != nil {
+		t.Fatal(err)
+	}
+	if ds, err := st.DeliveriesOf(ctx, v1.ID); err != nil || len(ds) != 2 || ds[0].Recipient != "Practitioner/a" || ds[0].State != store.DeliveryRead {
+		t.Fatalf("deliveries after taking CareTeam/icu off = %+v, %v; want Practitioner/a (still read) and Practitioner/new", ds, err)
+	}
+	if got, err := st.SearchCommunications(ctx, store.CommunicationQuery{Recipient: store.TokenMatch{Any: []string{"CareTeam/icu"}}, ID: store.TokenMatch{Any: []string{v1.ID}}, Limit: 10}); err != nil || len(got) != 0 {
+		t.Fatalf("search by a removed recipient = %d rows, %v; want none", len(got), err)
+	}
 	published := received(t, st, "update-"+watermill.NewShortUUID(), TopicOther, 1, 300*time.Millisecond)
 	sameEvent(t, published[0], ev)
 }
@@ -462,4 +475,50 @@ func testCompletionVersions(t *testing.T, st store.Store) {
 		t.Fatalf("CommunicationHistory after completing again = %v, %v; want [2 1]", versions(h), err)
 	}
 	sameRow(t, "completed again", mustRead(t, st, a.ID), asRead(a2, 2))
+}
+
+// testSentAndPatientMissing: a Communication written without sent is
+// found as sent:missing and by no bound on sent; one whose subject is no
+// Patient is found as patient:missing; one without a priority sorts last
+// both ways.
+func testSentAndPatientMissing(t *testing.T, st store.Store) {
+	ctx := context.Background()
+	unsent := apiRow("unsent")
+	unsent.Sent, unsent.Subject, unsent.Updated = time.Time{}, "Group/ward", time.Date(2026, 11, 3, 9, 0, 0, 0, time.UTC)
+	stat := apiRow("stat")
+	stat.Priority = "stat"
+	none := apiRow("none")
+	none.Priority, none.Subject = "", ""
+	for _, r := range []store.CommunicationRow{unsent, stat, none} {
+		if err := st.CreateCommunication(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := mustRead(t, st, unsent.ID); !got.Sent.IsZero() {
+		t.Fatalf("a Communication written without sent reads back sent %v", got.Sent)
+	}
+	yes, no := true, false
+	far := time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		q    store.CommunicationQuery
+		want []string
+	}{
+		{"sent missing", store.CommunicationQuery{SentMissing: &yes}, []string{unsent.ID}},
+		{"sent not missing", store.CommunicationQuery{SentMissing: &no}, []string{none.ID, stat.ID}},
+		{"sent before 2100", store.CommunicationQuery{Sent: []store.TimeBound{{Op: store.LT, At: far}}}, []string{none.ID, stat.ID}},
+		{"patient missing", store.CommunicationQuery{PatientMissing: &yes}, []string{none.ID, unsent.ID}},
+		{"patient not missing", store.CommunicationQuery{PatientMissing: &no}, []string{stat.ID}},
+		{"by priority", store.CommunicationQuery{Sort: store.SortByPriority}, []string{unsent.ID, stat.ID, none.ID}},
+		{"by priority, stat first", store.CommunicationQuery{Sort: store.SortByPriorityDesc}, []string{stat.ID, unsent.ID, none.ID}},
+	} {
+		tc.q.Limit = 10
+		got := ids(search(t, st, tc.q))
+		if tc.q.Sort == store.SortByID {
+			slices.Sort(got)
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }

@@ -110,6 +110,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"AuditEventIDs", testAuditEventIDs},
 		{"CreateCommunication", testCreateCommunication},
 		{"UpdateCommunication", testUpdateCommunication},
+		{"SentAndPatientMissing", testSentAndPatientMissing},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"CompletionVersions", testCompletionVersions},
 	}
