@@ -243,7 +243,7 @@ func (s *MapStage) mapped(m store.InboundMessage, raw []byte, corr string) (stor
 func (s *MapStage) communicationRow(c *fhir.Communication, body []byte) (store.CommunicationRow, error) {
 	row, err := index.Communication(c)
 	if err != nil {
-		return row, fmt.Errorf("Communication/%s: %w", *c.Id, err)
+		return row, fmt.Errorf("storing Communication/%s: %w", *c.Id, err)
 	}
 	row.ID, row.Version, row.Updated = *c.Id, 1, row.Sent
 	if len(c.Identifier) > 0 && c.Identifier[0].Value != nil {

@@ -75,9 +75,9 @@ type CommunicationQuery struct {
 	// PatientMissing, when set, asks for those whose subject is not a
 	// Patient, or none (true), or is one (false).
 	PatientMissing *bool
-	Sort            CommunicationSort
-	Offset          int
-	Limit           int // 0 or less: none are returned (a count only); capped at MaxSearchPage
+	Sort           CommunicationSort
+	Offset         int
+	Limit          int // 0 or less: none are returned (a count only); capped at MaxSearchPage
 }
 
 // TokenFilter constrains the index tokens of one Param (TokenIdentifier,

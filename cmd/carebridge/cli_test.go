@@ -37,6 +37,9 @@ func TestHelpOnEveryCommand(t *testing.T) {
 			if err != nil {
 				t.Fatalf("--help returned %v", err)
 			}
+			if n := strings.Count(out, "Usage: carebridge"); n != 1 {
+				t.Errorf("the help is printed %d times", n)
+			}
 			for _, want := range []string{"Usage: carebridge " + c.name, "Example:"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("help lacks %q:\n%s", want, out)

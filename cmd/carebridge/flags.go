@@ -40,8 +40,7 @@ func envName(flagName string) string {
 // errHelp, which callers return as nil.
 func parseFlags(env *environment, fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
+		if errors.Is(err, flag.ErrHelp) { // the flag package has printed the usage
 			return errHelp
 		}
 		fmt.Fprintf(env.stderr, "carebridge %s: %v\nRun \"carebridge %s --help\" for the flags.\n", fs.Name(), err, fs.Name())

@@ -1,0 +1,250 @@
+// Command api is the FHIR API's load harness: "seed" fills a carebridge
+// PostgreSQL database with synthetic Communications (sealed with the
+// server's key ring, as the pipeline would store them), and "load" drives
+// a running server over HTTP with many connections, one operation at a
+// time: read by id, create, or the inbox search (recipient and status,
+// newest first, 20 a page). bench/api.sh runs the whole measurement.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/carebridge/carebridge/fhir"
+	"github.com/carebridge/carebridge/secure"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: api seed|load [flags] (see bench/api.sh)")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "seed":
+		err = seed(os.Args[2:])
+	case "load":
+		err = load(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "api:", err)
+		os.Exit(1)
+	}
+}
+
+// The seeded set: ids bench-0000000…, recipients Practitioner/bench-0000…
+// (each Communication has one), every third completed.
+func commID(i int) string    { return fmt.Sprintf("bench-%07d", i) }
+func recipient(i int) string { return fmt.Sprintf("Practitioner/bench-%04d", i) }
+func status(i int) string    { return []string{"in-progress", "in-progress", "completed"}[i%3] }
+func priority(i int) string  { return []string{"routine", "routine", "urgent", "stat"}[i%4] }
+func patient(i int) string   { return fmt.Sprintf("Patient/bench-p%05d", i%50000) }
+func sentAt(i int) time.Time {
+	return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * 10 * time.Second)
+}
+func recipientOf(i, n int) int { return (i * 7919) % n }
+
+func seed(args []string) error {
+	fs := flag.NewFlagSet("seed", flag.ExitOnError)
+	dbURL := fs.String("database-url", "", "the carebridge PostgreSQL database (migrated)")
+	dataDir := fs.String("data-dir", "", "the server's data directory (its key ring seals the rows)")
+	rows := fs.Int("rows", 1_000_000, "Communications to add")
+	recipients := fs.Int("recipients", 1000, "distinct recipients")
+	fs.Parse(args)
+	if *dbURL == "" || *dataDir == "" {
+		return errors.New("seed needs --database-url and --data-dir")
+	}
+	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+		return err
+	}
+	kr, err := secure.LoadOrCreateKeyRing(filepath.Join(*dataDir, "keyring.json"))
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	start := time.Now()
+	const chunk = 50_000
+	for from := 0; from < *rows; from += chunk {
+		to := min(from+chunk, *rows)
+		var comms, deliveries, tokens [][]any
+		for i := from; i < to; i++ {
+			id, r, sent := commID(i), recipient(recipientOf(i, *recipients)), sentAt(i)
+			body, err := fhir.Resource{Type: "Communication", ID: id, Body: communication(id, r, i, sent)}.MarshalJSON()
+			if err != nil {
+				return err
+			}
+			sealed, err := kr.Seal(body, []byte("Communication/"+id))
+			if err != nil {
+				return err
+			}
+			ident := "BENCH^" + id + "^rule"
+			comms = append(comms, []any{id, "bench", ident, status(i), priority(i), "alert", patient(i), "", []string{r}, sent, sealed, "Device/carebridge", nil, 1, sent})
+			deliveries = append(deliveries, []any{id, r, "queued", 0, sent})
+			tokens = append(tokens, []any{id, "identifier", fhir.CommunicationSourceSystem, ident}, []any{id, "category", fhir.CommunicationCategorySystem, "alert"})
+		}
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		for _, c := range []struct {
+			table string
+			cols  []string
+			rows  [][]any
+		}{
+			{"communication", []string{"id", "inbound_id", "identifier", "status", "priority", "category", "subject", "encounter", "recipients", "sent", "sealed", "sender", "received", "version", "updated_at"}, comms},
+			{"delivery", []string{"communication_id", "recipient", "state", "rank", "updated_at"}, deliveries},
+			{"communication_token", []string{"communication_id", "param", "system", "code"}, tokens},
+		} {
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{c.table}, c.cols, pgx.CopyFromRows(c.rows)); err != nil {
+				tx.Rollback(ctx)
+				return fmt.Errorf("copying into %s: %w", c.table, err)
+			}
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "\rseeded %d of %d Communications (%.0f s)", to, *rows, time.Since(start).Seconds())
+	}
+	fmt.Fprintln(os.Stderr)
+	_, err = conn.Exec(ctx, "ANALYZE communication; ANALYZE delivery; ANALYZE communication_token")
+	return err
+}
+
+func communication(id, r string, i int, sent time.Time) *fhir.Communication {
+	c := &fhir.Communication{}
+	b, _ := json.Marshal(map[string]any{
+		"resourceType": "Communication", "id": id, "status": status(i), "priority": priority(i),
+		"identifier": []map[string]string{{"system": fhir.CommunicationSourceSystem, "value": "BENCH^" + id + "^rule"}},
+		"category":   []map[string]any{{"coding": []map[string]string{{"system": fhir.CommunicationCategorySystem, "code": "alert"}}}},
+		"subject":    map[string]string{"reference": patient(i)}, "recipient": []map[string]string{{"reference": r}},
+		"sender": map[string]string{"reference": "Device/carebridge"}, "sent": sent.Format(time.RFC3339),
+		"payload": []map[string]string{{"contentString": "Synthetic benchmark message " + id + ": potassium 6.1 mmol/L, please review."}},
+	})
+	json.Unmarshal(b, c)
+	return c
+}
+
+func load(args []string) error {
+	fs := flag.NewFlagSet("load", flag.ExitOnError)
+	base := fs.String("fhir-url", "http://127.0.0.1:8080/fhir", "the FHIR base URL")
+	clientID := fs.String("client-id", "bench", "a registered client with system/Communication.cruds")
+	keyFile := fs.String("key", "", "its private key (PEM)")
+	op := fs.String("op", "read", "read, create or search")
+	conns := fs.Int("conns", 32, "connections (one worker each)")
+	duration := fs.Duration("duration", 15*time.Second, "how long to load")
+	rows := fs.Int("rows", 1_000_000, "the seeded Communications (read picks among them)")
+	recipients := fs.Int("recipients", 1000, "the seeded recipients (search picks among them)")
+	fs.Parse(args)
+	pemBytes, err := os.ReadFile(*keyFile)
+	if err != nil {
+		return err
+	}
+	key, err := fhir.ParsePrivateKey(pemBytes)
+	if err != nil {
+		return err
+	}
+	ts, err := fhir.NewBackendServices(fhir.BackendServicesConfig{ClientID: *clientID, Key: key, FHIRBase: *base, Scope: "system/Communication.cruds"})
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	tok, err := ts.Token(ctx)
+	if err != nil {
+		return err
+	}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: *conns, MaxConnsPerHost: *conns}}
+	var errs, n atomic.Int64
+	var firstErr atomic.Value
+	lat := make([][]time.Duration, *conns)
+	deadline := time.Now().Add(*duration)
+	var wg sync.WaitGroup
+	for w := range *conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
+			for time.Now().Before(deadline) {
+				req := request(*op, *base, rng, *rows, *recipients)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				t0 := time.Now()
+				resp, err := hc.Do(req)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode >= 300 {
+						err = fmt.Errorf("HTTP %d", resp.StatusCode)
+					}
+				}
+				d := time.Since(t0)
+				if err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				n.Add(1)
+				lat[w] = append(lat[w], d)
+			}
+		}()
+	}
+	wg.Wait()
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	if len(all) == 0 {
+		return fmt.Errorf("no request succeeded: %v", firstErr.Load())
+	}
+	q := func(p float64) time.Duration {
+		return all[min(int(p*float64(len(all))), len(all)-1)].Round(10 * time.Microsecond)
+	}
+	fmt.Printf("%-7s %d conns %v: %d ok, %d errors, %.0f req/s, p50 %v, p99 %v\n", *op, *conns, *duration, n.Load(), errs.Load(),
+		float64(n.Load())/duration.Seconds(), q(0.50), q(0.99))
+	if e := firstErr.Load(); e != nil {
+		fmt.Printf("        first error: %v\n", e)
+	}
+	return nil
+}
+
+func request(op, base string, rng *rand.Rand, rows, recipients int) *http.Request {
+	switch op {
+	case "create":
+		i := rng.IntN(1 << 30)
+		body := fmt.Sprintf(`{"resourceType":"Communication","status":"in-progress","priority":"urgent","subject":{"reference":"Patient/bench-p%05d"},`+
+			`"recipient":[{"reference":"%s"}],"sent":"%s","payload":[{"contentString":"Synthetic load message %d"}]}`,
+			i%50000, recipient(i%recipients), time.Now().UTC().Format(time.RFC3339), i)
+		req, _ := http.NewRequest(http.MethodPost, base+"/Communication", bytes.NewReader([]byte(body)))
+		req.Header.Set("Content-Type", "application/fhir+json")
+		req.Header.Set("Prefer", "return=minimal")
+		return req
+	case "search":
+		q := "recipient=" + recipient(rng.IntN(recipients)) + "&status=in-progress&_sort=-sent&_count=20"
+		req, _ := http.NewRequest(http.MethodGet, base+"/Communication?"+q, nil)
+		return req
+	default:
+		req, _ := http.NewRequest(http.MethodGet, base+"/Communication/"+commID(rng.IntN(rows)), nil)
+		return req
+	}
+}
