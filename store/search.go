@@ -153,8 +153,17 @@ func (q CommunicationQuery) SQL(d SQLDialect) (where, order string, args []any) 
 			}
 		}
 	}
+	// One recipient: the rows are that recipient's deliveries, joined to
+	// their Communications (see From); status and sent are read from the
+	// delivery's copies, which its inbox index orders.
+	inbox := q.inbox()
+	status, sentCol := "c.status", "c.sent"
+	if inbox {
+		status, sentCol = "d.status", "d.sent"
+		conds = append(conds, "d.recipient = "+arg(q.Recipient.Any[0]))
+	}
 	column("c.id", q.ID)
-	column("c.status", q.Status)
+	column(status, q.Status)
 	column("c.priority", q.Priority)
 	column("c.subject", q.Subject)
 	column("c.encounter", q.Encounter)
@@ -198,12 +207,12 @@ func (q CommunicationQuery) SQL(d SQLDialect) (where, order string, args []any) 
 			}
 		}
 	}
-	const delivery = "SELECT 1 FROM delivery d WHERE d.communication_id = c.id"
-	if r := q.Recipient; len(r.Any) > 0 {
-		conds = append(conds, "EXISTS ("+delivery+" AND d.recipient IN ("+list(r.Any)+"))")
+	const delivery = "SELECT 1 FROM delivery e WHERE e.communication_id = c.id"
+	if r := q.Recipient; len(r.Any) > 0 && !inbox {
+		conds = append(conds, "EXISTS ("+delivery+" AND e.recipient IN ("+list(r.Any)+"))")
 	}
 	if r := q.Recipient; len(r.Not) > 0 {
-		conds = append(conds, "NOT EXISTS ("+delivery+" AND d.recipient IN ("+list(r.Not)+"))")
+		conds = append(conds, "NOT EXISTS ("+delivery+" AND e.recipient IN ("+list(r.Not)+"))")
 	}
 	if m := q.Recipient.Missing; m != nil {
 		if *m {
@@ -222,17 +231,17 @@ func (q CommunicationQuery) SQL(d SQLDialect) (where, order string, args []any) 
 			conds = append(conds, col+" "+string(b.Op)+" "+arg(d.Time(b.At)))
 		}
 	}
-	bounds("c.sent", q.Sent)
+	bounds(sentCol, q.Sent)
 	zero := d.Time(time.Time{})
 	if len(q.Sent) > 0 {
-		conds = append(conds, "c.sent <> "+arg(zero)) // written without sent
+		conds = append(conds, sentCol+" <> "+arg(zero)) // written without sent
 	}
 	if m := q.SentMissing; m != nil {
 		op := " <> "
 		if *m {
 			op = " = "
 		}
-		conds = append(conds, "c.sent"+op+arg(zero))
+		conds = append(conds, sentCol+op+arg(zero))
 	}
 	if m := q.PatientMissing; m != nil {
 		if *m {
@@ -253,19 +262,43 @@ func (q CommunicationQuery) SQL(d SQLDialect) (where, order string, args []any) 
 	if len(conds) > 0 {
 		where = strings.Join(conds, " AND ")
 	}
+	id := "c.id"
+	if inbox {
+		id = "d.communication_id"
+	}
 	switch q.Sort {
 	case SortBySent:
-		order = "c.sent, c.id"
+		order = sentCol + ", " + id
 	case SortBySentDesc:
-		order = "c.sent DESC, c.id DESC"
+		order = sentCol + " DESC, " + id + " DESC"
 	case SortByPriority:
 		order = priorityRank + ", c.sent DESC, c.id"
 	case SortByPriorityDesc: // those without a priority last, as ascending
 		order = "CASE WHEN " + priorityRank + " = 4 THEN 1 ELSE 0 END, " + priorityRank + " DESC, c.sent DESC, c.id"
 	default:
-		order = "c.id"
+		order = id
 	}
 	return where, order, args
+}
+
+// inbox reports whether q asks for one recipient's Communications: the
+// search is then driven by that recipient's deliveries.
+func (q CommunicationQuery) inbox() bool { return len(q.Recipient.Any) == 1 }
+
+// From is the FROM clause SQL's clauses are written over: "communication
+// c", or for one recipient its deliveries "d" joined to them. For a
+// count (count true) of one recipient's Communications constrained by
+// status and sent only, the deliveries alone, which their index holds.
+func (q CommunicationQuery) From(count bool) string {
+	if !q.inbox() {
+		return "communication c"
+	}
+	if count && q.ID.Empty() && q.Priority.Empty() && q.Subject.Empty() && q.Encounter.Empty() && q.Sender.Empty() &&
+		len(q.Recipient.Not) == 0 && q.Recipient.Missing == nil && len(q.Tokens) == 0 && len(q.Received) == 0 &&
+		q.ReceivedMissing == nil && q.PatientMissing == nil {
+		return "delivery d"
+	}
+	return "delivery d JOIN communication c ON c.id = d.communication_id"
 }
 
 // Page is q's Offset and Limit made safe: offset at least 0, limit

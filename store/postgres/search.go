@@ -31,7 +31,7 @@ func (s *Store) SearchCommunications(ctx context.Context, q store.CommunicationQ
 	}
 	where, order, args := q.SQL(dialect)
 	n := len(args)
-	rows, err := s.pool.Query(ctx, `SELECT `+communicationColumns+` FROM communication c WHERE `+where+
+	rows, err := s.pool.Query(ctx, `SELECT `+communicationColumns+` FROM `+q.From(false)+` WHERE `+where+
 		` ORDER BY `+order+` LIMIT `+dialect.Placeholder(n+1)+` OFFSET `+dialect.Placeholder(n+2), append(args, limit, offset)...)
 	if err != nil {
 		return nil, fmt.Errorf("searching Communications: %w", err)
@@ -53,7 +53,7 @@ func (s *Store) CountCommunications(ctx context.Context, q store.CommunicationQu
 	}
 	where, _, args := q.SQL(dialect)
 	var n int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM communication c WHERE `+where, args...).Scan(&n); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM `+q.From(true)+` WHERE `+where, args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("counting Communications: %w", err)
 	}
 	return n, nil

@@ -30,7 +30,7 @@ func (s *Store) SearchCommunications(ctx context.Context, q store.CommunicationQ
 		return nil, fmt.Errorf("searching Communications: %w", err)
 	}
 	where, order, args := q.SQL(dialect)
-	rows, err := s.read.QueryContext(ctx, `SELECT `+communicationColumns+` FROM communication c WHERE `+where+
+	rows, err := s.read.QueryContext(ctx, `SELECT `+communicationColumns+` FROM `+q.From(false)+` WHERE `+where+
 		` ORDER BY `+order+` LIMIT ? OFFSET ?`, append(args, limit, offset)...)
 	if err != nil {
 		return nil, fmt.Errorf("searching Communications: %w", err)
@@ -58,7 +58,7 @@ func (s *Store) CountCommunications(ctx context.Context, q store.CommunicationQu
 	}
 	where, _, args := q.SQL(dialect)
 	var n int
-	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM communication c WHERE `+where, args...).Scan(&n); err != nil {
+	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM `+q.From(true)+` WHERE `+where, args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("counting Communications: %w", err)
 	}
 	return n, nil

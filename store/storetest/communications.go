@@ -522,3 +522,56 @@ func testSentAndPatientMissing(t *testing.T, st store.Store) {
 		}
 	}
 }
+
+// testInboxSearchFollowsWrites: a search by one recipient and status
+// (which reads the deliveries' copies of status and sent) follows every
+// write that changes them: completion, update, and deliveries queued
+// later.
+func testInboxSearchFollowsWrites(t *testing.T, st store.Store) {
+	ctx := context.Background()
+	row := apiRow("inbox")
+	if err := st.CreateCommunication(ctx, row); err != nil {
+		t.Fatal(err)
+	}
+	find := func(status string, sent ...store.TimeBound) []string {
+		q := store.CommunicationQuery{Recipient: store.TokenMatch{Any: []string{"Practitioner/a"}}, Status: store.TokenMatch{Any: []string{status}},
+			Sent: sent, Sort: store.SortBySentDesc, Limit: 10}
+		n, err := st.CountCommunications(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ids(search(t, st, q))
+		if n != len(got) {
+			t.Fatalf("count %d, but the search found %v", n, got)
+		}
+		return got
+	}
+	if got := find("in-progress"); !reflect.DeepEqual(got, []string{row.ID}) {
+		t.Fatalf("new: %v", got)
+	}
+	if _, err := st.CompleteCommunications(ctx, []store.Completion{{ID: row.ID, Sealed: []byte("done")}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := find("in-progress"); len(got) != 0 {
+		t.Fatalf("completed, still found as in-progress: %v", got)
+	}
+	if got := find("completed"); !reflect.DeepEqual(got, []string{row.ID}) {
+		t.Fatalf("completed: %v", got)
+	}
+	later := row
+	later.Status, later.Sent, later.Sealed = "stopped", row.Sent.Add(48*time.Hour), []byte("v3")
+	if _, err := st.UpdateCommunication(ctx, later, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := find("stopped", store.TimeBound{Op: store.GT, At: row.Sent.Add(24 * time.Hour)}); !reflect.DeepEqual(got, []string{row.ID}) {
+		t.Fatalf("updated status and sent: %v", got)
+	}
+	// A delivery queued later carries the Communication's status too.
+	if err := st.QueueDeliveries(ctx, row.ID, []string{"Practitioner/late"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	q := store.CommunicationQuery{Recipient: store.TokenMatch{Any: []string{"Practitioner/late"}}, Status: store.TokenMatch{Any: []string{"stopped"}}, Limit: 10}
+	if got := ids(search(t, st, q)); !reflect.DeepEqual(got, []string{row.ID}) {
+		t.Fatalf("a delivery queued later: %v", got)
+	}
+}

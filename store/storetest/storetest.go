@@ -111,6 +111,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"CreateCommunication", testCreateCommunication},
 		{"UpdateCommunication", testUpdateCommunication},
 		{"SentAndPatientMissing", testSentAndPatientMissing},
+		{"InboxSearchFollowsWrites", testInboxSearchFollowsWrites},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"CompletionVersions", testCompletionVersions},
 	}
