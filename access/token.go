@@ -92,6 +92,16 @@ type Service struct {
 
 	mu       sync.Mutex
 	disabled map[string]disabledState
+	verified map[string]verifiedToken // tokens whose signature and claims held, by the token itself
+}
+
+// verifiedToken is a token that verified: its principal and when it
+// began to be valid. A client reuses one token for minutes, so its
+// signature (an Ed25519 verification, the most of a read's cost) is
+// checked once; its expiry and its client's state every time.
+type verifiedToken struct {
+	p    Principal
+	from time.Time
 }
 
 type disabledState struct {
@@ -121,7 +131,7 @@ func NewService(reg Registry, keys SigningKeys, cfg Config) (*Service, error) {
 	if _, _, ok := keys.DerivedSigningKey(tokenPurpose); !ok {
 		return nil, errors.New("access: the key ring has no signing key (rotate it to add one)")
 	}
-	return &Service{cfg: cfg, reg: reg, keys: keys, disabled: map[string]disabledState{}}, nil
+	return &Service{cfg: cfg, reg: reg, keys: keys, disabled: map[string]disabledState{}, verified: map[string]verifiedToken{}}, nil
 }
 
 // Error is a refused token request, as RFC 6749 section 5.2 words it:
@@ -313,6 +323,16 @@ func (s *Service) Verify(ctx context.Context, raw string) (Principal, error) {
 	if raw == "" || len(raw) > 8192 {
 		return Principal{}, fmt.Errorf("%w: missing or too long", ErrToken)
 	}
+	now := s.cfg.Now()
+	s.mu.Lock()
+	v, ok := s.verified[raw]
+	s.mu.Unlock()
+	if ok {
+		if !now.Before(v.p.Expires) || now.Before(v.from) {
+			return Principal{}, fmt.Errorf("%w: expired or not valid yet", ErrToken)
+		}
+		return s.admit(ctx, v.p, now)
+	}
 	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.EdDSA})
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: not a JWT signed by carebridge", ErrToken)
@@ -326,7 +346,6 @@ func (s *Service) Verify(ctx context.Context, raw string) (Principal, error) {
 	if err := tok.Claims(pub, &std, &own); err != nil {
 		return Principal{}, fmt.Errorf("%w: the signature does not verify", ErrToken)
 	}
-	now := s.cfg.Now()
 	if err := std.ValidateWithLeeway(jwt.Expected{Issuer: s.cfg.Issuer, AnyAudience: jwt.Audience{s.cfg.Audience}, Time: now}, 0); err != nil {
 		return Principal{}, fmt.Errorf("%w: %v", ErrToken, err)
 	}
@@ -337,12 +356,40 @@ func (s *Service) Verify(ctx context.Context, raw string) (Principal, error) {
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: its scope is malformed", ErrToken)
 	}
-	if disabled, err := s.clientDisabled(ctx, std.Subject, now); err != nil {
+	p := Principal{Kind: KindClient, ID: std.Subject, Scopes: scopes, TokenID: std.ID, Expires: std.Expiry.Time(), Contexts: "system"}
+	v = verifiedToken{p: p}
+	for _, t := range []*jwt.NumericDate{std.NotBefore, std.IssuedAt} {
+		if t != nil && t.Time().After(v.from) {
+			v.from = t.Time()
+		}
+	}
+	s.mu.Lock()
+	if len(s.verified) >= maxVerifiedTokens {
+		for k, old := range s.verified { // forget the expired, or else any one
+			if !now.Before(old.p.Expires) || len(s.verified) >= maxVerifiedTokens {
+				delete(s.verified, k)
+			}
+			if len(s.verified) < maxVerifiedTokens/2 {
+				break
+			}
+		}
+	}
+	s.verified[raw] = v
+	s.mu.Unlock()
+	return s.admit(ctx, p, now)
+}
+
+// maxVerifiedTokens bounds the tokens Verify remembers.
+const maxVerifiedTokens = 4096
+
+// admit refuses the token of a client disabled since it was issued.
+func (s *Service) admit(ctx context.Context, p Principal, now time.Time) (Principal, error) {
+	if disabled, err := s.clientDisabled(ctx, p.ID, now); err != nil {
 		return Principal{}, err
 	} else if disabled {
 		return Principal{}, fmt.Errorf("%w: the client is disabled", ErrToken)
 	}
-	return Principal{Kind: KindClient, ID: std.Subject, Scopes: scopes, TokenID: std.ID, Expires: std.Expiry.Time(), Contexts: "system"}, nil
+	return p, nil
 }
 
 func (s *Service) clientDisabled(ctx context.Context, id string, now time.Time) (bool, error) {

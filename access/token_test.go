@@ -310,3 +310,25 @@ func TestBearer(t *testing.T) {
 		}
 	}
 }
+
+// A token verified once is remembered, but its expiry still holds.
+func TestVerifiedTokenStillExpires(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	tok, err := f.svc.Exchange(ctx, form(f.assertion(t, jose.ES384, f.ec, "ec1", nil), "system/Communication.rs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := f.svc.Verify(ctx, tok.AccessToken); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.clock.Add(5 * time.Minute)
+	if _, err := f.svc.Verify(ctx, tok.AccessToken); !errors.Is(err, ErrToken) {
+		t.Fatalf("a remembered token verified after it expired: %v", err)
+	}
+	if _, err := f.svc.Verify(ctx, tok.AccessToken+"x"); !errors.Is(err, ErrToken) {
+		t.Fatalf("a token one byte off verified: %v", err)
+	}
+}
