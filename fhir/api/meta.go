@@ -18,50 +18,153 @@ type member struct {
 	value json.RawMessage
 }
 
-// members reads a JSON object's members in order.
+// members reads a JSON object's members in order, each value a slice of
+// b (not copied). It only finds where members start and end, so it is
+// cheap: it runs for every resource an answer carries.
 func members(b []byte) ([]member, error) {
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	tok, err := d.Token()
-	if err != nil || tok != json.Delim('{') {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
 		return nil, errors.New("the body is not a JSON object")
 	}
+	i = skipSpace(b, i+1)
 	var out []member
-	for d.More() {
-		tok, err := d.Token()
-		if err != nil {
-			return nil, errors.New("the body is not valid JSON")
+	if i < len(b) && b[i] == '}' {
+		if skipSpace(b, i+1) != len(b) {
+			return nil, errors.New("the body holds more than one JSON value")
 		}
-		key, _ := tok.(string)
-		var v json.RawMessage
-		if err := d.Decode(&v); err != nil {
-			return nil, errors.New("the body is not valid JSON")
-		}
-		out = append(out, member{key, v})
+		return out, nil
 	}
-	if _, err := d.Token(); err != nil {
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return nil, errors.New("the body is not valid JSON")
+		}
+		end, err := endOfString(b, i)
+		if err != nil {
+			return nil, err
+		}
+		key := string(b[i+1 : end-1])
+		if bytes.IndexByte(b[i:end], '\\') >= 0 {
+			if err := json.Unmarshal(b[i:end], &key); err != nil {
+				return nil, errors.New("the body is not valid JSON")
+			}
+		}
+		i = skipSpace(b, end)
+		if i >= len(b) || b[i] != ':' {
+			return nil, errors.New("the body is not valid JSON")
+		}
+		start := skipSpace(b, i+1)
+		stop, err := endOfValue(b, start)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, member{key, json.RawMessage(b[start:stop:stop])})
+		i = skipSpace(b, stop)
+		if i < len(b) && b[i] == ',' {
+			i = skipSpace(b, i+1)
+			continue
+		}
+		if i < len(b) && b[i] == '}' {
+			if skipSpace(b, i+1) != len(b) {
+				return nil, errors.New("the body holds more than one JSON value")
+			}
+			return out, nil
+		}
 		return nil, errors.New("the body is not valid JSON")
 	}
-	if d.More() {
-		return nil, errors.New("the body holds more than one JSON value")
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
 	}
-	return out, nil
+	return i
+}
+
+// endOfString is the index just past the string that starts at b[i].
+func endOfString(b []byte, i int) (int, error) {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1, nil
+		}
+	}
+	return 0, errors.New("the body is not valid JSON: an unterminated string")
+}
+
+// endOfValue is the index just past the JSON value that starts at b[i]:
+// brackets balanced outside strings; a scalar runs to the next , } or ].
+func endOfValue(b []byte, i int) (int, error) {
+	if i >= len(b) {
+		return 0, errors.New("the body is not valid JSON")
+	}
+	switch b[i] {
+	case '"':
+		return endOfString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				end, err := endOfString(b, j)
+				if err != nil {
+					return 0, err
+				}
+				j = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1, nil
+				}
+			}
+		}
+		return 0, errors.New("the body is not valid JSON: unbalanced brackets")
+	}
+	j := i
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\n' && b[j] != '\r' && b[j] != '\t' {
+		j++
+	}
+	if j == i || !json.Valid(b[i:j]) {
+		return 0, errors.New("the body is not valid JSON")
+	}
+	return j, nil
 }
 
 func encodeMembers(ms []member) []byte {
-	var b bytes.Buffer
-	b.WriteByte('{')
+	n := 2
+	for _, m := range ms {
+		n += len(m.key) + len(m.value) + 4
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '{')
 	for i, m := range ms {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		k, _ := json.Marshal(m.key)
-		b.Write(k)
-		b.WriteByte(':')
-		b.Write(m.value)
+		if plainKey(m.key) {
+			b = append(b, '"')
+			b = append(b, m.key...)
+			b = append(b, '"')
+		} else {
+			k, _ := json.Marshal(m.key)
+			b = append(b, k...)
+		}
+		b = append(b, ':')
+		b = append(b, m.value...)
 	}
-	b.WriteByte('}')
-	return b.Bytes()
+	return append(b, '}')
+}
+
+// plainKey reports whether a key needs no escaping (FHIR's all do).
+func plainKey(k string) bool {
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // checkDepth refuses JSON nested deeper than maxDepth, before anything
