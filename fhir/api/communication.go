@@ -182,12 +182,47 @@ func (s *Server) searchCommunications(c *gin.Context) {
 		s.internal(c, "auditing a search", err)
 		return
 	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		s.internal(c, "writing a search Bundle", err)
-		return
+	answer(c, http.StatusOK, out.encode())
+}
+
+// encode writes the Bundle. The resources are JSON already (as stored,
+// or built here); json.Marshal would parse and compact each again.
+func (b *searchBundle) encode() []byte {
+	n := 256
+	for _, e := range b.Entry {
+		n += len(e.FullURL) + len(e.Resource) + 64
 	}
-	answer(c, http.StatusOK, b)
+	out := make([]byte, 0, n)
+	out = append(out, `{"resourceType":"Bundle","type":"searchset"`...)
+	if b.Total != nil {
+		out = append(out, `,"total":`...)
+		out = strconv.AppendInt(out, int64(*b.Total), 10)
+	}
+	links, _ := json.Marshal(b.Link) // strings only: cannot fail
+	out = append(out, `,"link":`...)
+	out = append(out, links...)
+	if len(b.Entry) > 0 {
+		out = append(out, `,"entry":[`...)
+		for i, e := range b.Entry {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = append(out, '{')
+			if e.FullURL != "" {
+				u, _ := json.Marshal(e.FullURL)
+				out = append(out, `"fullUrl":`...)
+				out = append(out, u...)
+				out = append(out, ',')
+			}
+			out = append(out, `"resource":`...)
+			out = append(out, e.Resource...)
+			out = append(out, `,"search":{"mode":"`...)
+			out = append(out, e.Search.Mode...)
+			out = append(out, `"}}`...)
+		}
+		out = append(out, ']')
+	}
+	return append(out, '}')
 }
 
 // pageLinks are the self, previous and next links of a page.
