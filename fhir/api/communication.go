@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -198,9 +199,8 @@ func (b *searchBundle) encode() []byte {
 		out = append(out, `,"total":`...)
 		out = strconv.AppendInt(out, int64(*b.Total), 10)
 	}
-	links, _ := json.Marshal(b.Link) // strings only: cannot fail
 	out = append(out, `,"link":`...)
-	out = append(out, links...)
+	out = appendJSON(out, b.Link)
 	if len(b.Entry) > 0 {
 		out = append(out, `,"entry":[`...)
 		for i, e := range b.Entry {
@@ -209,9 +209,8 @@ func (b *searchBundle) encode() []byte {
 			}
 			out = append(out, '{')
 			if e.FullURL != "" {
-				u, _ := json.Marshal(e.FullURL)
 				out = append(out, `"fullUrl":`...)
-				out = append(out, u...)
+				out = appendJSON(out, e.FullURL)
 				out = append(out, ',')
 			}
 			out = append(out, `"resource":`...)
@@ -250,4 +249,14 @@ func (s *Server) pageLinks(sr communicationSearch, more bool) []bundleLink {
 		links = append(links, bundleLink{Relation: "next", URL: at(off + sr.Count)})
 	}
 	return links
+}
+
+// appendJSON appends v (strings, links: it cannot fail) without escaping
+// & < > as json.Marshal does, so that URLs read as they are.
+func appendJSON(b []byte, v any) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+	return append(b, bytes.TrimRight(buf.Bytes(), "\n")...)
 }
