@@ -120,28 +120,14 @@ func (s *Server) searchAuditEvents(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	out := searchBundle{ResourceType: "Bundle", Type: "searchset"}
-	if !sr.NoTotal || sr.CountOnly {
-		n, err := s.cfg.AuditEvents.CountAudit(ctx, sr.Query)
-		if err != nil {
-			s.internal(c, "counting AuditEvents", err)
-			return
-		}
-		out.Total = &n
+	sized := func(n int) store.AuditQuery { q := sr.Query; q.Limit = n; return q }
+	total, rows, more, err := searchPage(ctx, pageSpec{Count: sr.Count, CountOnly: sr.CountOnly, NoTotal: sr.NoTotal}, sized,
+		s.cfg.AuditEvents.CountAudit, s.cfg.AuditEvents.SearchAudit)
+	if err != nil {
+		s.internal(c, "searching AuditEvents", err)
+		return
 	}
-	var rows []store.AuditRecord
-	if !sr.CountOnly {
-		q := sr.Query
-		q.Limit = sr.Count + 1 // one more tells whether a next page exists
-		var err error
-		if rows, err = s.cfg.AuditEvents.SearchAudit(ctx, q); err != nil {
-			s.internal(c, "searching AuditEvents", err)
-			return
-		}
-	}
-	more := len(rows) > sr.Count
-	if more {
-		rows = rows[:sr.Count]
-	}
+	out.Total = total
 	entities := make([]string, 0, len(rows))
 	for _, row := range rows {
 		id, body, err := s.auditEvent(row)
@@ -157,7 +143,7 @@ func (s *Server) searchAuditEvents(c *gin.Context) {
 		b, _ := json.Marshal(outcome("warning", sr.Ignored...))
 		out.Entry = append(out.Entry, bundleEntry{Resource: b, Search: bundleSearch{Mode: "outcome"}})
 	}
-	out.Link = s.auditPageLinks(sr, more)
+	out.Link = s.pageLinks("AuditEvent", sr.Canonical, pageSpec{Count: sr.Count, CountOnly: sr.CountOnly}, sr.Query.Offset, more)
 	if err := s.record(c, "search-type", sr.Patient, entities); err != nil {
 		s.internal(c, "auditing a search", err)
 		return
@@ -168,33 +154,6 @@ func (s *Server) searchAuditEvents(c *gin.Context) {
 		return
 	}
 	answer(c, http.StatusOK, b)
-}
-
-// auditPageLinks are the self, previous and next links of a page.
-func (s *Server) auditPageLinks(sr auditEventSearch, more bool) []bundleLink {
-	at := func(offset int) string {
-		v := url.Values{}
-		for k, vs := range sr.Canonical {
-			v[k] = vs
-		}
-		v.Set("_count", strconv.Itoa(sr.Count))
-		if offset > 0 {
-			v.Set("_offset", strconv.Itoa(offset))
-		}
-		return s.base + "/AuditEvent?" + v.Encode()
-	}
-	off := sr.Query.Offset
-	links := []bundleLink{{Relation: "self", URL: at(off)}}
-	if sr.CountOnly {
-		return links
-	}
-	if off > 0 {
-		links = append(links, bundleLink{Relation: "previous", URL: at(max(off-sr.Count, 0))})
-	}
-	if more && off+sr.Count <= maxOffset {
-		links = append(links, bundleLink{Relation: "next", URL: at(off + sr.Count)})
-	}
-	return links
 }
 
 // auditEventSearch is a parsed AuditEvent search.

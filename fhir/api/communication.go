@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -110,28 +111,14 @@ func (s *Server) searchCommunications(c *gin.Context) {
 	ctx := c.Request.Context()
 	p := c.MustGet(keyPrincipal).(access.Principal)
 	out := searchBundle{ResourceType: "Bundle", Type: "searchset"}
-	if !sr.NoTotal || sr.CountOnly {
-		n, err := s.cfg.Store.CountCommunications(ctx, sr.Query)
-		if err != nil {
-			s.internal(c, "counting Communications", err)
-			return
-		}
-		out.Total = &n
+	sized := func(n int) store.CommunicationQuery { q := sr.Query; q.Limit = n; return q }
+	total, rows, more, err := searchPage(ctx, pageSpec{Count: sr.Count, CountOnly: sr.CountOnly, NoTotal: sr.NoTotal}, sized,
+		s.cfg.Store.CountCommunications, s.cfg.Store.SearchCommunications)
+	if err != nil {
+		s.internal(c, "searching Communications", err)
+		return
 	}
-	var rows []store.CommunicationRow
-	if !sr.CountOnly {
-		q := sr.Query
-		q.Limit = sr.Count + 1 // one more tells whether a next page exists
-		var err error
-		if rows, err = s.cfg.Store.SearchCommunications(ctx, q); err != nil {
-			s.internal(c, "searching Communications", err)
-			return
-		}
-	}
-	more := len(rows) > sr.Count
-	if more {
-		rows = rows[:sr.Count]
-	}
+	out.Total = total
 	entities := make([]string, 0, len(rows))
 	for _, row := range rows {
 		ref := "Communication/" + row.ID
@@ -178,7 +165,7 @@ func (s *Server) searchCommunications(c *gin.Context) {
 		b, _ := json.Marshal(outcome("warning", warnings...))
 		out.Entry = append(out.Entry, bundleEntry{Resource: b, Search: bundleSearch{Mode: "outcome"}})
 	}
-	out.Link = s.pageLinks(sr, more)
+	out.Link = s.pageLinks("Communication", sr.Canonical, pageSpec{Count: sr.Count, CountOnly: sr.CountOnly}, sr.Query.Offset, more)
 	if err := s.record(c, "search-type", sr.Patient, entities); err != nil {
 		s.internal(c, "auditing a search", err)
 		return
@@ -224,29 +211,29 @@ func (b *searchBundle) encode() []byte {
 	return append(out, '}')
 }
 
-// pageLinks are the self, previous and next links of a page.
-func (s *Server) pageLinks(sr communicationSearch, more bool) []bundleLink {
+// pageLinks are the self, previous and next links of a page of a search
+// on typ: its canonical parameters, the page size and offset.
+func (s *Server) pageLinks(typ string, canonical url.Values, ps pageSpec, offset int, more bool) []bundleLink {
 	at := func(offset int) string {
 		v := url.Values{}
-		for k, vs := range sr.Canonical {
+		for k, vs := range canonical {
 			v[k] = vs
 		}
-		v.Set("_count", strconv.Itoa(sr.Count))
+		v.Set("_count", strconv.Itoa(ps.Count))
 		if offset > 0 {
 			v.Set("_offset", strconv.Itoa(offset))
 		}
-		return s.base + "/Communication?" + v.Encode()
+		return s.base + "/" + typ + "?" + v.Encode()
 	}
-	off := sr.Query.Offset
-	links := []bundleLink{{Relation: "self", URL: at(off)}}
-	if sr.CountOnly {
+	links := []bundleLink{{Relation: "self", URL: at(offset)}}
+	if ps.CountOnly {
 		return links
 	}
-	if off > 0 {
-		links = append(links, bundleLink{Relation: "previous", URL: at(max(off-sr.Count, 0))})
+	if offset > 0 {
+		links = append(links, bundleLink{Relation: "previous", URL: at(max(offset-ps.Count, 0))})
 	}
-	if more && off+sr.Count <= maxOffset {
-		links = append(links, bundleLink{Relation: "next", URL: at(off + sr.Count)})
+	if more && offset+ps.Count <= maxOffset {
+		links = append(links, bundleLink{Relation: "next", URL: at(offset + ps.Count)})
 	}
 	return links
 }
@@ -259,4 +246,36 @@ func appendJSON(b []byte, v any) []byte {
 	enc.SetEscapeHTML(false)
 	enc.Encode(v)
 	return append(b, bytes.TrimRight(buf.Bytes(), "\n")...)
+}
+
+// pageSpec is what a search asks of its page.
+type pageSpec struct {
+	Count     int  // rows a page holds
+	CountOnly bool // the total, no rows
+	NoTotal   bool // the rows, no total
+}
+
+// searchPage runs a search's count and page: the total (unless none is
+// asked for), the page's rows, and whether more follow. sized is the
+// query with its limit set; it asks for one row more than a page, which
+// tells whether a next page exists.
+func searchPage[Q, R any](ctx context.Context, ps pageSpec, sized func(limit int) Q,
+	count func(context.Context, Q) (int, error), search func(context.Context, Q) ([]R, error)) (total *int, rows []R, more bool, err error) {
+	if !ps.NoTotal || ps.CountOnly {
+		n, err := count(ctx, sized(0))
+		if err != nil {
+			return nil, nil, false, fmt.Errorf("counting: %w", err)
+		}
+		total = &n
+	}
+	if ps.CountOnly {
+		return total, nil, false, nil
+	}
+	if rows, err = search(ctx, sized(ps.Count+1)); err != nil {
+		return nil, nil, false, err
+	}
+	if more = len(rows) > ps.Count; more {
+		rows = rows[:ps.Count]
+	}
+	return total, rows, more, nil
 }
