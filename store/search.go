@@ -307,3 +307,16 @@ func (q CommunicationQuery) Page() (offset, limit int) {
 	offset, limit = max(q.Offset, 0), min(max(q.Limit, 0), MaxSearchPage)
 	return offset, limit
 }
+
+// Validate reports a time bound (of Sent or Received) whose comparator is
+// unknown, which SQL would panic on.
+func (q CommunicationQuery) Validate() error {
+	for _, b := range append(append([]TimeBound{}, q.Sent...), q.Received...) {
+		switch b.Op {
+		case GE, GT, LE, LT:
+		default:
+			return fmt.Errorf("unknown time comparator %q", b.Op)
+		}
+	}
+	return nil
+}

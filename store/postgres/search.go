@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
@@ -26,7 +25,7 @@ func (s *Store) SearchCommunications(ctx context.Context, q store.CommunicationQ
 	if limit == 0 {
 		return nil, nil
 	}
-	if err := checkSent(q); err != nil {
+	if err := q.Validate(); err != nil {
 		return nil, fmt.Errorf("searching Communications: %w", err)
 	}
 	where, order, args := q.SQL(dialect)
@@ -48,7 +47,7 @@ func (s *Store) SearchCommunications(ctx context.Context, q store.CommunicationQ
 // CountCommunications counts matching Communications. See
 // store.CommunicationSearch.
 func (s *Store) CountCommunications(ctx context.Context, q store.CommunicationQuery) (int, error) {
-	if err := checkSent(q); err != nil {
+	if err := q.Validate(); err != nil {
 		return 0, fmt.Errorf("counting Communications: %w", err)
 	}
 	where, _, args := q.SQL(dialect)
@@ -57,17 +56,4 @@ func (s *Store) CountCommunications(ctx context.Context, q store.CommunicationQu
 		return 0, fmt.Errorf("counting Communications: %w", err)
 	}
 	return n, nil
-}
-
-// checkSent reports a time bound (of Sent or Received) whose comparator
-// is unknown, which CommunicationQuery.SQL would panic on.
-func checkSent(q store.CommunicationQuery) error {
-	for _, b := range slices.Concat(q.Sent, q.Received) {
-		switch b.Op {
-		case store.GE, store.GT, store.LE, store.LT:
-		default:
-			return fmt.Errorf("unknown time comparator %q", b.Op)
-		}
-	}
-	return nil
 }
