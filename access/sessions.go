@@ -232,7 +232,7 @@ func (u *Users) VerifySession(ctx context.Context, token string) (Principal, err
 	if s.ExpiresAt.Before(expires) {
 		expires = s.ExpiresAt
 	}
-	return Principal{Kind: KindUser, ID: user.ID, Scopes: user.Role.Scopes(), TokenID: hex.EncodeToString(hash[:8]),
+	return Principal{Kind: KindUser, ID: user.ID, Role: user.Role, Scopes: user.Role.Scopes(), TokenID: hex.EncodeToString(hash[:8]),
 		Expires: expires, Contexts: "user"}, nil
 }
 

@@ -309,6 +309,7 @@ type Principal struct {
 	TokenID  string
 	Expires  time.Time
 	Contexts string // the scope context its scopes use: "system" for clients
+	Role     Role   // a user's role; "" for a client
 }
 
 // ErrToken is wrapped by every error Verify returns for a token that

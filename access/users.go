@@ -69,11 +69,9 @@ func (r Role) Scopes() Scopes {
 	case RolePhysician, RoleNurse:
 		return append(Scopes(nil), clinical...)
 	case RoleUnitClerk:
-		// TODO(minimum-necessary policy): a unit clerk's search still
-		// returns whole Communications, payload included. The policy is
-		// to narrow what each role sees to the fields its work needs (for
-		// a clerk: status, priority, recipients, times; no payload, no
-		// subject details) and to the patients of its own units.
+		// What a clerk's search returns is cut to CommunicationFields.
+		// TODO(minimum-necessary policy): and to the patients of the
+		// clerk's own units, once users belong to units.
 		return Scopes{{"user", "Communication", Search}}
 	case RoleSecurityOfficer:
 		return Scopes{{"user", "AuditEvent", Read | Search}}
@@ -422,3 +420,19 @@ func (u *Users) Unlock(ctx context.Context, username string) (User, error) {
 
 // List returns every user, by username.
 func (u *Users) List(ctx context.Context) ([]User, error) { return u.st.ListUsers(ctx) }
+
+// clerkFields are the elements of a Communication a unit clerk sees: that
+// it exists, its status and priority, where it belongs (the encounter,
+// which holds the location), who it is for and from, and when; never
+// the payload, the subject or what it is about.
+var clerkFields = []string{"resourceType", "id", "meta", "status", "priority", "category", "encounter",
+	"recipient", "sender", "sent", "received"}
+
+// CommunicationFields is the minimum necessary of a Communication for
+// p: the top-level elements p may see, or nil for all of them.
+func (p Principal) CommunicationFields() []string {
+	if p.Kind == KindUser && p.Role == RoleUnitClerk {
+		return clerkFields
+	}
+	return nil
+}

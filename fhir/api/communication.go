@@ -122,7 +122,7 @@ func (s *Server) searchCommunications(c *gin.Context) {
 	entities := make([]string, 0, len(rows))
 	for _, row := range rows {
 		ref := "Communication/" + row.ID
-		body, err := s.open(row)
+		body, err := s.view(c, row)
 		if err != nil {
 			s.internal(c, "opening a Communication", err)
 			return

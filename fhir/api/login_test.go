@@ -186,6 +186,23 @@ func (e *loginEnv) do(t *testing.T, method, token, path string) int {
 	return resp.StatusCode
 }
 
+// get is the body of a GET that must answer 200.
+func (e *loginEnv) get(t *testing.T, token, path string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+	}
+	return string(b)
+}
+
 // wantEntry checks the last audit entry.
 func (e *loginEnv) wantEntry(t *testing.T, action string, outcome audit.Outcome, kind audit.ActorKind, id string) {
 	t.Helper()
@@ -273,6 +290,26 @@ func TestRoleScopesOverHTTP(t *testing.T) {
 	tok := e.login(t, clerk)
 	if got := e.do(t, http.MethodGet, tok, "/fhir/Communication"); got != http.StatusOK {
 		t.Fatalf("a clerk's search: %d, want 200", got)
+	}
+	// The minimum necessary: the clerk sees that it exists, its status
+	// and recipients, not the payload or the patient.
+	body := e.get(t, tok, "/fhir/Communication?_id=c1")
+	for _, want := range []string{`"id":"c1"`, `"status":"in-progress"`, `"Practitioner/a"`, `"REDACTED"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("a clerk's search lacks %s: %s", want, body)
+		}
+	}
+	for _, never := range []string{"synthetic test message", "payload", "Patient/p1"} {
+		if strings.Contains(body, never) {
+			t.Errorf("a clerk's search shows %q: %s", never, body)
+		}
+	}
+	v, _ := fhir.NewValidator()
+	if err := v.Validate([]byte(body)); err != nil {
+		t.Errorf("a clerk's searchset is not valid R4: %v", err)
+	}
+	if body := e.get(t, e.clientToken(t), "/fhir/Communication?_id=c1"); !strings.Contains(body, "synthetic test message") {
+		t.Errorf("an EHR's search lost the payload: %s", body)
 	}
 	if got := e.do(t, http.MethodGet, tok, "/fhir/Communication/c1"); got != http.StatusForbidden {
 		t.Fatalf("a clerk's read: %d, want 403", got)

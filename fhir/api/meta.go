@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -284,4 +285,46 @@ func trimPrefix(s, p string) string {
 		return s[len(p):]
 	}
 	return s
+}
+
+// redactedLabel marks a resource some elements were left out of (HL7 v3
+// ObservationValue REDACTED), in meta.security.
+const redactedLabel = `{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationValue","code":"REDACTED"}`
+
+// redact keeps only the top-level elements named in keep and labels what
+// is left REDACTED; with keep nil it returns body as it is.
+func redact(body []byte, keep []string) ([]byte, error) {
+	if keep == nil {
+		return body, nil
+	}
+	ms, err := members(body)
+	if err != nil {
+		return nil, err
+	}
+	out := ms[:0]
+	for _, m := range ms {
+		if !slices.Contains(keep, m.key) {
+			continue
+		}
+		if m.key == "meta" {
+			meta, err := members(m.value)
+			if err != nil {
+				return nil, err
+			}
+			labelled := false
+			for i, mm := range meta {
+				if mm.key == "security" && len(mm.value) > 1 && mm.value[0] == '[' {
+					v := append([]byte(redactedLabel+","), mm.value[1:]...)
+					meta[i].value = append([]byte{'['}, v...)
+					labelled = true
+				}
+			}
+			if !labelled {
+				meta = append(meta, member{"security", json.RawMessage("[" + redactedLabel + "]")})
+			}
+			m.value = encodeMembers(meta)
+		}
+		out = append(out, m)
+	}
+	return encodeMembers(out), nil
 }

@@ -260,7 +260,7 @@ func (s *Server) createCommunication(c *gin.Context) {
 // answerExisting answers a conditional create that found its match: 200
 // with the stored resource, nothing written.
 func (s *Server) answerExisting(c *gin.Context, row store.CommunicationRow) {
-	body, err := s.open(row)
+	body, err := s.view(c, row)
 	if err != nil {
 		s.internal(c, "opening a Communication", err)
 		return
@@ -446,6 +446,18 @@ func sanitizePatchError(err error) string {
 	return msg
 }
 
+// view opens a stored Communication for its reader: with its id and
+// version meta, cut to the minimum necessary for the reader's role.
+func (s *Server) view(c *gin.Context, row store.CommunicationRow) ([]byte, error) {
+	body, err := s.open(row)
+	if err != nil {
+		return nil, err
+	}
+	p, _ := c.Get(keyPrincipal)
+	pr, _ := p.(access.Principal)
+	return redact(body, pr.CommunicationFields())
+}
+
 // open opens a stored Communication and sets its id and version meta.
 func (s *Server) open(row store.CommunicationRow) ([]byte, error) {
 	body, err := s.cfg.Keys.Open(row.Sealed, []byte("Communication/"+row.ID))
@@ -481,7 +493,7 @@ func (s *Server) vreadCommunication(c *gin.Context) {
 
 // answerRow answers one Communication with its ETag, audited.
 func (s *Server) answerRow(c *gin.Context, interaction string, row store.CommunicationRow) {
-	body, err := s.open(row)
+	body, err := s.view(c, row)
 	if err != nil {
 		s.internal(c, "opening a Communication", err)
 		return
@@ -533,7 +545,7 @@ func (s *Server) historyCommunication(c *gin.Context) {
 		Entry        []historyEntry `json:"entry"`
 	}{ResourceType: "Bundle", Type: "history", Total: len(rows), Link: []bundleLink{{Relation: "self", URL: s.base + "/Communication/" + id + "/_history"}}}
 	for _, row := range rows {
-		body, err := s.open(row)
+		body, err := s.view(c, row)
 		if err != nil {
 			s.internal(c, "opening a Communication version", err)
 			return
