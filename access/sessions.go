@@ -8,7 +8,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Credentials are what a person signs in with.
@@ -191,35 +193,9 @@ func (u *Users) fail(ctx context.Context, user User, now time.Time, reason Login
 // more, so a busy session costs one write per 30 seconds, not one per
 // request.
 func (u *Users) VerifySession(ctx context.Context, token string) (Principal, error) {
-	hash, ok := sessionHash(token)
-	if !ok {
-		return Principal{}, fmt.Errorf("%w: not a session token", ErrToken)
-	}
-	s, err := u.st.GetSession(ctx, hash)
-	if errors.Is(err, ErrUnknownSession) {
-		return Principal{}, fmt.Errorf("%w: no such session", ErrToken)
-	}
+	hash, s, user, now, err := u.liveSession(ctx, token)
 	if err != nil {
-		return Principal{}, fmt.Errorf("reading a session: %w", err)
-	}
-	now := u.cfg.Now()
-	switch {
-	case !s.EndedAt.IsZero():
-		return Principal{}, fmt.Errorf("%w: the session has ended", ErrToken)
-	case !now.Before(s.ExpiresAt):
-		return Principal{}, fmt.Errorf("%w: the session has expired", ErrToken)
-	case now.Sub(s.LastSeen) >= u.cfg.IdleTimeout:
-		return Principal{}, fmt.Errorf("%w: the session was idle too long", ErrToken)
-	}
-	user, err := u.st.GetUser(ctx, s.UserID)
-	if errors.Is(err, ErrUnknownUser) {
-		return Principal{}, fmt.Errorf("%w: the user is gone", ErrToken)
-	}
-	if err != nil {
-		return Principal{}, fmt.Errorf("reading user %s: %w", s.UserID, err)
-	}
-	if user.Disabled {
-		return Principal{}, fmt.Errorf("%w: the user is disabled", ErrToken)
+		return Principal{}, err
 	}
 	seen := s.LastSeen
 	if now.Sub(s.LastSeen) >= touchEvery {
@@ -233,7 +209,102 @@ func (u *Users) VerifySession(ctx context.Context, token string) (Principal, err
 		expires = s.ExpiresAt
 	}
 	return Principal{Kind: KindUser, ID: user.ID, Role: user.Role, Scopes: user.Role.Scopes(), TokenID: hex.EncodeToString(hash[:8]),
-		Expires: expires, Contexts: "user"}, nil
+		Expires: expires, Contexts: "user", Recipients: user.Recipients, BreakGlassUntil: s.BreakGlassUntil}, nil
+}
+
+// liveSession finds the session of a token and its user, and checks that
+// it may be used at now (see VerifySession).
+func (u *Users) liveSession(ctx context.Context, token string) (hash []byte, s Session, user User, now time.Time, err error) {
+	hash, ok := sessionHash(token)
+	if !ok {
+		return nil, s, user, now, fmt.Errorf("%w: not a session token", ErrToken)
+	}
+	s, err = u.st.GetSession(ctx, hash)
+	if errors.Is(err, ErrUnknownSession) {
+		return nil, s, user, now, fmt.Errorf("%w: no such session", ErrToken)
+	}
+	if err != nil {
+		return nil, s, user, now, fmt.Errorf("reading a session: %w", err)
+	}
+	now = u.cfg.Now()
+	switch {
+	case !s.EndedAt.IsZero():
+		return nil, s, user, now, fmt.Errorf("%w: the session has ended", ErrToken)
+	case !now.Before(s.ExpiresAt):
+		return nil, s, user, now, fmt.Errorf("%w: the session has expired", ErrToken)
+	case now.Sub(s.LastSeen) >= u.cfg.IdleTimeout:
+		return nil, s, user, now, fmt.Errorf("%w: the session was idle too long", ErrToken)
+	}
+	user, err = u.st.GetUser(ctx, s.UserID)
+	if errors.Is(err, ErrUnknownUser) {
+		return nil, s, user, now, fmt.Errorf("%w: the user is gone", ErrToken)
+	}
+	if err != nil {
+		return nil, s, user, now, fmt.Errorf("reading user %s: %w", s.UserID, err)
+	}
+	if user.Disabled {
+		return nil, s, user, now, fmt.Errorf("%w: the user is disabled", ErrToken)
+	}
+	return hash, s, user, now, nil
+}
+
+// Limits of a break-glass.
+const (
+	DefaultBreakGlass  = 30 * time.Minute
+	MaxBreakGlass      = 4 * time.Hour
+	minBreakGlassChars = 10
+	maxBreakGlassChars = 500
+)
+
+// Errors BreakGlass returns for a request it refuses.
+var (
+	ErrBreakGlassReason = errors.New("breaking the glass needs a reason of 10 to 500 characters")
+	ErrBreakGlassLength = errors.New("a break-glass lasts up to 4 hours")
+	// ErrBreakGlassRole: the user's role sees no Communication, or sees
+	// them all already.
+	ErrBreakGlassRole = errors.New("the user's role has no limited access to widen")
+)
+
+func sessionAAD(hash []byte) []byte { return []byte("Session/" + hex.EncodeToString(hash)) }
+
+// BreakGlass widens a session's access to every Communication for d (30
+// minutes when zero, at most 4 hours), for an emergency: the user gives
+// a reason, 10 to 500 characters, which is kept sealed with the session
+// (it may name a patient) and never put in the audit trail; what the
+// user then sees outside their recipients is flagged there. Asking again
+// replaces the end and the reason. It returns when the wider access ends.
+// A token that must be refused: an error wrapping ErrToken.
+func (u *Users) BreakGlass(ctx context.Context, token, reason string, d time.Duration) (until time.Time, err error) {
+	if d == 0 {
+		d = DefaultBreakGlass
+	}
+	if d < 0 || d > MaxBreakGlass {
+		return time.Time{}, ErrBreakGlassLength
+	}
+	reason = strings.TrimSpace(reason)
+	if n := utf8.RuneCountInString(reason); n < minBreakGlassChars || n > maxBreakGlassChars || !utf8.ValidString(reason) {
+		return time.Time{}, ErrBreakGlassReason
+	}
+	hash, _, user, now, err := u.liveSession(ctx, token)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if !user.Role.limited() {
+		return time.Time{}, ErrBreakGlassRole
+	}
+	sealed, err := u.keys.Seal([]byte(reason), sessionAAD(hash))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("sealing the break-glass reason of user %s: %w", user.ID, err)
+	}
+	until = now.Add(d).UTC()
+	set, err := u.st.SetBreakGlass(ctx, hash, until, sealed)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("breaking the glass for user %s: %w", user.ID, err)
+	}
+	if !set {
+		return time.Time{}, fmt.Errorf("%w: the session has ended", ErrToken)
+	}
+	return until, nil
 }
 
 // Logout ends the session of a token, and returns its user. A token that

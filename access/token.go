@@ -310,6 +310,13 @@ type Principal struct {
 	Expires  time.Time
 	Contexts string // the scope context its scopes use: "system" for clients
 	Role     Role   // a user's role; "" for a client
+	// Recipients are the FHIR references that stand for a user as a
+	// Communication's recipient (their Practitioner, their care teams);
+	// nil for a client.
+	Recipients []string
+	// BreakGlassUntil ends the wider access a user asked for, with a
+	// reason, at POST /auth/break-glass; zero when they did not.
+	BreakGlassUntil time.Time
 }
 
 // ErrToken is wrapped by every error Verify returns for a token that

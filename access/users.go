@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -69,9 +70,8 @@ func (r Role) Scopes() Scopes {
 	case RolePhysician, RoleNurse:
 		return append(Scopes(nil), clinical...)
 	case RoleUnitClerk:
-		// What a clerk's search returns is cut to CommunicationFields.
-		// TODO(minimum-necessary policy): and to the patients of the
-		// clerk's own units, once users belong to units.
+		// What a clerk's search returns is cut to CommunicationFields,
+		// and to their CommunicationScope.
 		return Scopes{{"user", "Communication", Search}}
 	case RoleSecurityOfficer:
 		return Scopes{{"user", "AuditEvent", Read | Search}}
@@ -91,6 +91,9 @@ type User struct {
 	FailedLogins       int
 	LockedUntil        time.Time
 	CreatedAt          time.Time
+	// Recipients are the references that stand for the user as a
+	// Communication's recipient: "Practitioner/id" and "CareTeam/id".
+	Recipients []string
 }
 
 // Session is a signed-in user's session as stored: by the SHA-256 of its
@@ -102,6 +105,11 @@ type Session struct {
 	LastSeen  time.Time
 	ExpiresAt time.Time
 	EndedAt   time.Time
+	// BreakGlassUntil (zero: never) ends the wider access asked for with
+	// BreakGlass; BreakGlassReason is the reason, sealed with
+	// "Session/<token hash in hex>" as associated data.
+	BreakGlassUntil  time.Time
+	BreakGlassReason []byte
 }
 
 // ErrUsername is returned by Add for a username that cannot be one.
@@ -133,6 +141,9 @@ type UserStore interface {
 	GetSession(ctx context.Context, tokenHash []byte) (Session, error)
 	TouchSession(ctx context.Context, tokenHash []byte, now time.Time) (bool, error)
 	EndSession(ctx context.Context, tokenHash []byte, now time.Time) (bool, error)
+	// SetBreakGlass is false, changing nothing, for a session that has
+	// ended or does not exist.
+	SetBreakGlass(ctx context.Context, tokenHash []byte, until time.Time, sealedReason []byte) (bool, error)
 	EndUserSessions(ctx context.Context, userID string, now time.Time) (int, error)
 }
 
@@ -333,14 +344,19 @@ func (u *Users) sealTOTP(userID, username string) (sealed []byte, uri string, er
 }
 
 // Add adds a user with a one-time password (26 random base32 characters,
-// 130 bits) and a new TOTP secret. A user with the username exists:
-// ErrUserExists.
-func (u *Users) Add(ctx context.Context, username string, role Role) (Enrollment, error) {
+// 130 bits) and a new TOTP secret, linked to the references that stand for
+// them as recipients (see ParseRecipients). A user with the username
+// exists: ErrUserExists.
+func (u *Users) Add(ctx context.Context, username string, role Role, recipients ...string) (Enrollment, error) {
 	name := normalizeUsername(username)
 	if name == "" {
 		return Enrollment{}, ErrUsername
 	}
 	if _, err := ParseRole(string(role)); err != nil {
+		return Enrollment{}, err
+	}
+	recipients, err := ParseRecipients(recipients)
+	if err != nil {
 		return Enrollment{}, err
 	}
 	id := uuid.NewString()
@@ -354,7 +370,7 @@ func (u *Users) Add(ctx context.Context, username string, role Role) (Enrollment
 		return Enrollment{}, err
 	}
 	user := User{ID: id, Username: name, Role: role, PasswordHash: hash, TOTPSecret: sealed, MustChangePassword: true,
-		CreatedAt: u.cfg.Now().UTC()}
+		CreatedAt: u.cfg.Now().UTC(), Recipients: recipients}
 	if err := u.st.AddUser(ctx, user); err != nil {
 		return Enrollment{}, err
 	}
@@ -409,6 +425,66 @@ func (u *Users) SetDisabled(ctx context.Context, username string, disabled bool)
 	return user, nil
 }
 
+// SetRecipients replaces the references that stand for a user as a
+// recipient (see ParseRecipients; none is allowed), and returns the user.
+// Sessions that are open see the change at their next request.
+func (u *Users) SetRecipients(ctx context.Context, username string, recipients []string) (User, error) {
+	rs, err := ParseRecipients(recipients)
+	if err != nil {
+		return User{}, err
+	}
+	user, err := u.byName(ctx, username)
+	if err != nil {
+		return User{}, err
+	}
+	user.Recipients = rs
+	if err := u.st.UpdateUser(ctx, user); err != nil {
+		return User{}, err
+	}
+	return user, nil
+}
+
+// ErrRecipient is returned for a recipient reference a user cannot be
+// linked to.
+var ErrRecipient = errors.New(`a user's recipient is "Practitioner/<id>" or "CareTeam/<id>", with a FHIR id (1 to 64 of A-Z a-z 0-9 - .)`)
+
+// maxRecipients bounds the references of one user.
+const maxRecipients = 64
+
+// ParseRecipients checks the references a user may be linked to as a
+// recipient: Practitioner/<id> and CareTeam/<id>. It returns them without
+// repeats, in their order; nil for none.
+func ParseRecipients(refs []string) ([]string, error) {
+	var out []string
+	for _, r := range refs {
+		r = strings.TrimSpace(r)
+		typ, id, _ := strings.Cut(r, "/")
+		if (typ != "Practitioner" && typ != "CareTeam") || !fhirID(id) {
+			return nil, fmt.Errorf("%q: %w", r, ErrRecipient)
+		}
+		if !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	if len(out) > maxRecipients {
+		return nil, fmt.Errorf("%d recipients, at most %d", len(out), maxRecipients)
+	}
+	return out, nil
+}
+
+// fhirID reports whether s is a FHIR id: 1 to 64 of A-Z a-z 0-9 - and ..
+func fhirID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
 // Unlock lifts a lock after failed logins, and zeroes their count.
 func (u *Users) Unlock(ctx context.Context, username string) (User, error) {
 	user, err := u.byName(ctx, username)
@@ -435,4 +511,51 @@ func (p Principal) CommunicationFields() []string {
 		return clerkFields
 	}
 	return nil
+}
+
+// CommunicationScope is which Communications a principal may see.
+type CommunicationScope struct {
+	// All: every Communication. Otherwise only those one of whose
+	// recipients is in Recipients (none when it is empty).
+	All        bool
+	Recipients []string
+	// BreakGlass: All only because the user broke the glass; what lies
+	// outside Recipients is then flagged in the audit trail.
+	BreakGlass bool
+}
+
+// Allows says whether the scope lets its principal see a Communication
+// with these recipients, and whether that must be flagged as break-glass.
+func (s CommunicationScope) Allows(recipients []string) (ok, breakGlass bool) {
+	for _, r := range recipients {
+		if slices.Contains(s.Recipients, r) {
+			return true, false
+		}
+	}
+	if s.All {
+		return true, s.BreakGlass
+	}
+	return false, false
+}
+
+// limited reports whether a role sees only the Communications of its
+// recipients (the minimum necessary): those who care for patients, and
+// unit clerks. Other roles have no Communication scopes.
+func (r Role) limited() bool {
+	return r == RolePhysician || r == RoleNurse || r == RoleUnitClerk
+}
+
+// CommunicationScope is which Communications p may see at now: a client
+// (an EHR system) every one its scopes permit; a physician, nurse or unit
+// clerk those whose recipients include one of p.Recipients, or every one
+// while a break-glass lasts (flagged).
+func (p Principal) CommunicationScope(now time.Time) CommunicationScope {
+	if p.Kind != KindUser || !p.Role.limited() {
+		return CommunicationScope{All: true}
+	}
+	s := CommunicationScope{Recipients: p.Recipients}
+	if now.Before(p.BreakGlassUntil) {
+		s.All, s.BreakGlass = true, true
+	}
+	return s
 }

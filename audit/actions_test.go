@@ -23,7 +23,7 @@ func TestActionLookups(t *testing.T) {
 		{"type rest", ActionsOfType(evt, "rest"),
 			"rest.create,rest.delete,rest.history-instance,rest.patch,rest.read,rest.search-type,rest.update,rest.vread"},
 		{"type rest of another system", ActionsOfType(dcm, "rest"), ""},
-		{"type login, any system", ActionsOfType("", "110114"), "client.token,user.login,user.logout"},
+		{"type login, any system", ActionsOfType("", "110114"), "client.token,user.break-glass,user.login,user.logout"},
 		{"type import", ActionsOfType(dcm, "110107"), "message.accepted,message.rejected"},
 		{"type export", ActionsOfType(dcm, "110106"), "communication.delivered"},
 		{"type activity", ActionsOfType(dcm, "110100"),

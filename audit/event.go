@@ -67,6 +67,7 @@ var actionKinds = map[string]kindOf{
 	"communication.escalated": {typ: typeActivity, action: fhirmodel.AuditEventActionE},
 	"user.login":              {typ: typeLogin, action: fhirmodel.AuditEventActionE},
 	"user.logout":             {typ: typeLogin, action: fhirmodel.AuditEventActionE},
+	"user.break-glass":        {typ: typeLogin, action: fhirmodel.AuditEventActionE},
 	"client.token":            {typ: typeLogin, action: fhirmodel.AuditEventActionE},
 }
 

@@ -24,6 +24,10 @@ type User struct {
 	FailedLogins int
 	LockedUntil  time.Time
 	CreatedAt    time.Time
+	// Recipients are the FHIR references that stand for the user as a
+	// Communication's recipient: their Practitioner and care teams
+	// ("Practitioner/abc", "CareTeam/icu"); nil for none.
+	Recipients []string
 }
 
 // Session is a signed-in user's session. The store keeps the SHA-256 of
@@ -35,6 +39,12 @@ type Session struct {
 	LastSeen  time.Time
 	ExpiresAt time.Time // the absolute end, whatever the activity
 	EndedAt   time.Time // zero while it lasts
+	// BreakGlassUntil (zero: never) ends the wider access the user asked
+	// for with SetBreakGlass; BreakGlassReason is their reason, sealed by
+	// the caller ("Session/<token hash in hex>" as associated data): it
+	// may contain PHI.
+	BreakGlassUntil  time.Time
+	BreakGlassReason []byte
 }
 
 // Users are the people who sign in, and their sessions.
@@ -47,8 +57,8 @@ type Users interface {
 	GetUserByUsername(ctx context.Context, username string) (User, error)
 	// ListUsers returns every user, by username.
 	ListUsers(ctx context.Context) ([]User, error)
-	// UpdateUser stores u's role, password hash, TOTP secret, and its
-	// must-change-password and disabled flags; the id, username, creation
+	// UpdateUser stores u's role, password hash, TOTP secret, recipients,
+	// and its must-change-password and disabled flags; the id, username, creation
 	// time and counters (TOTPStep, FailedLogins, LockedUntil) are left as
 	// they are, so that it never undoes a concurrent login's count. A
 	// user that does not exist: ErrNotFound.
@@ -76,6 +86,11 @@ type Users interface {
 	// EndSession ends a session at now; ended is false when it had ended
 	// before or does not exist.
 	EndSession(ctx context.Context, tokenHash []byte, now time.Time) (ended bool, err error)
+	// SetBreakGlass records that a session's user broke the glass until
+	// until, with their sealed reason (replacing an earlier one); set is
+	// false, changing nothing, when the session has ended or does not
+	// exist.
+	SetBreakGlass(ctx context.Context, tokenHash []byte, until time.Time, sealedReason []byte) (set bool, err error)
 	// EndUserSessions ends every session of a user that has not ended,
 	// and says how many it ended.
 	EndUserSessions(ctx context.Context, userID string, now time.Time) (int, error)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -92,6 +93,7 @@ func (s *Users) UpdateUser(_ context.Context, u access.User) error {
 	}
 	old.Role, old.PasswordHash, old.TOTPSecret = u.Role, u.PasswordHash, u.TOTPSecret
 	old.MustChangePassword, old.Disabled = u.MustChangePassword, u.Disabled
+	old.Recipients = slices.Clone(u.Recipients)
 	s.users[u.ID] = old
 	return nil
 }
@@ -194,6 +196,20 @@ func (s *Users) EndSession(_ context.Context, hash []byte, now time.Time) (bool,
 		return false, nil
 	}
 	ss.EndedAt = now
+	s.sessions[string(hash)] = ss
+	return true, nil
+}
+
+// SetBreakGlass implements access.UserStore.
+func (s *Users) SetBreakGlass(_ context.Context, hash []byte, until time.Time, sealedReason []byte) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	ss, ok := s.sessions[string(hash)]
+	if !ok || !ss.EndedAt.IsZero() {
+		return false, nil
+	}
+	ss.BreakGlassUntil, ss.BreakGlassReason = until, bytes.Clone(sealedReason)
 	s.sessions[string(hash)] = ss
 	return true, nil
 }

@@ -20,7 +20,7 @@ func runUsers(ctx context.Context, env *environment, args []string) error {
 		if len(args) == 0 {
 			w = env.stderr
 		}
-		fmt.Fprint(w, `Usage: carebridge users add|list|disable|enable|reset-mfa|unlock [flags]
+		fmt.Fprint(w, `Usage: carebridge users add|list|set-recipients|disable|enable|reset-mfa|unlock [flags]
 
 Clinicians and administrators sign in at POST /auth/login with their
 username, password and the 6-digit code of an authenticator app (TOTP),
@@ -31,7 +31,11 @@ Ten wrong passwords or codes in a row lock the account for 15 minutes.
   add        add a user (--username, --role); prints a one-time password and
              the TOTP secret as an otpauth:// URI, once: hand them over in
              person. The user chooses a new password at the first sign-in.
-  list       the users, their roles, and whether they are disabled or locked
+  list       the users, their roles and recipients, and whether they are
+             disabled or locked
+  set-recipients
+             replace the Practitioner and CareTeam references that stand for
+             a user as the recipient of messages (--recipient, repeated)
   disable    refuse a user's logins and end their sessions at once
   enable     accept a disabled user again
   reset-mfa  give a user a new TOTP secret (a lost phone); ends their sessions
@@ -40,11 +44,15 @@ Ten wrong passwords or codes in a row lock the account for 15 minutes.
 Roles: physician, nurse (read and update messages, read the chart
 resources they point to), unit-clerk (search messages), administrator
 (manages users here; no clinical data), security-officer (the audit trail).
+Physicians, nurses and unit clerks see only the messages addressed to
+their recipients (--recipient Practitioner/… or CareTeam/…), unless they
+break the glass (POST /auth/break-glass with a reason; audited).
 
 Run "carebridge users add --help" for the flags.
 
 Examples:
-  carebridge users add --username ann.lee --role physician
+  carebridge users add --username ann.lee --role physician --recipient Practitioner/ann --recipient CareTeam/icu
+  carebridge users set-recipients --username ann.lee --recipient Practitioner/ann
   carebridge users reset-mfa --username ann.lee
   carebridge users disable --username ann.lee
 `)
@@ -58,10 +66,12 @@ Examples:
 		return runUsersAdd(ctx, env, args[1:])
 	case "list":
 		return runUsersList(ctx, env, args[1:])
+	case "set-recipients":
+		return runUsersSetRecipients(ctx, env, args[1:])
 	case "disable", "enable", "reset-mfa", "unlock":
 		return runUsersChange(ctx, env, args[0], args[1:])
 	}
-	fmt.Fprintf(env.stderr, "carebridge users: unknown subcommand %q (want add, list, disable, enable, reset-mfa or unlock)\n", args[0])
+	fmt.Fprintf(env.stderr, "carebridge users: unknown subcommand %q (want add, list, set-recipients, disable, enable, reset-mfa or unlock)\n", args[0])
 	return errUsage
 }
 
@@ -87,21 +97,28 @@ func usersService(ctx context.Context, storage storageFlags, create bool) (*acce
 func runUsersAdd(ctx context.Context, env *environment, args []string) error {
 	var storage storageFlags
 	var username, role string
-	fs := newFlagSet(env, "users add", "users add --username NAME --role ROLE [flags]", `
+	var recipients recipientFlag
+	fs := newFlagSet(env, "users add", "users add --username NAME --role ROLE [--recipient REF]... [flags]", `
 Adds a clinician or administrator. It prints their id, a one-time password
 and their TOTP secret as an otpauth:// URI (for an authenticator app: type
 it in, or make a QR code of it). Both are shown this once and never stored
 in the clear; this output is sensitive, so do not paste it into tickets or
 chats. At the first sign-in the user must choose a new password.
-Roles: physician, nurse, unit-clerk, administrator, security-officer.`,
-		`  carebridge users add --username ann.lee --role physician`)
+Roles: physician, nurse, unit-clerk, administrator, security-officer.
+Physicians, nurses and unit clerks see the messages addressed to their
+recipients: give their Practitioner and care teams with --recipient.`,
+		`  carebridge users add --username ann.lee --role physician --recipient Practitioner/ann --recipient CareTeam/icu`)
 	storage.register(fs)
 	fs.StringVar(&username, "username", "", "the sign-in name: up to 64 of a-z 0-9 . _ @ - (upper case is folded)")
 	fs.StringVar(&role, "role", "", "physician, nurse, unit-clerk, administrator or security-officer")
+	fs.Var(&recipients, "recipient", "a reference that stands for the user as a message's recipient: Practitioner/ID or CareTeam/ID (repeatable)")
 	if err := parseFlags(env, fs, args); err != nil {
 		return helpOK(err)
 	}
 	r, err := access.ParseRole(role)
+	if err == nil {
+		_, err = access.ParseRecipients(recipients)
+	}
 	if err == nil && username == "" {
 		err = errors.New("--username is required")
 	}
@@ -120,7 +137,7 @@ Roles: physician, nurse, unit-clerk, administrator, security-officer.`,
 		return err
 	}
 	defer done()
-	en, err := users.Add(ctx, username, r)
+	en, err := users.Add(ctx, username, r, recipients...)
 	if errors.Is(err, access.ErrUserExists) {
 		fmt.Fprintf(env.stderr, "carebridge users add: user %q exists (carebridge users list)\n", username)
 		return errUsage
@@ -178,8 +195,70 @@ locked after failed logins, or yet to replace their one-time password.`, `  care
 		if u.MustChangePassword {
 			state = append(state, "one-time password not yet replaced")
 		}
-		fmt.Fprintf(env.stdout, "%s %s: %s; %s; since %s\n", u.Username, u.ID, u.Role, strings.Join(state, ", "), u.CreatedAt.Format(time.RFC3339))
+		recipients := ""
+		if len(u.Recipients) > 0 {
+			recipients = "; recipients " + strings.Join(u.Recipients, " ")
+		}
+		fmt.Fprintf(env.stdout, "%s %s: %s; %s; since %s%s\n", u.Username, u.ID, u.Role, strings.Join(state, ", "), u.CreatedAt.Format(time.RFC3339), recipients)
 	}
+	return nil
+}
+
+// recipientFlag is a repeated --recipient.
+type recipientFlag []string
+
+func (f *recipientFlag) String() string { return strings.Join(*f, " ") }
+
+func (f *recipientFlag) Set(v string) error {
+	*f = append(*f, v)
+	return nil
+}
+
+func runUsersSetRecipients(ctx context.Context, env *environment, args []string) error {
+	var storage storageFlags
+	var username string
+	var recipients recipientFlag
+	fs := newFlagSet(env, "users set-recipients", "users set-recipients --username NAME [--recipient REF]... [flags]", `
+Replaces the references that stand for a user as a message's recipient:
+their Practitioner and care teams. A physician, nurse or unit clerk sees
+the messages addressed to one of them; with none, they see none (unless
+they break the glass). Open sessions see the change at their next request.`,
+		"  carebridge users set-recipients --username ann.lee --recipient Practitioner/ann --recipient CareTeam/icu")
+	storage.register(fs)
+	fs.StringVar(&username, "username", "", "the user's sign-in name")
+	fs.Var(&recipients, "recipient", "Practitioner/ID or CareTeam/ID (repeatable; none clears them)")
+	if err := parseFlags(env, fs, args); err != nil {
+		return helpOK(err)
+	}
+	err := storage.validate()
+	if err == nil && (username == "" || fs.NArg() > 0) {
+		err = errors.New("--username is required, and nothing else")
+	}
+	if err == nil {
+		_, err = access.ParseRecipients(recipients)
+	}
+	if err != nil {
+		fmt.Fprintf(env.stderr, "carebridge users set-recipients: %v\n", err)
+		return errUsage
+	}
+	users, done, err := usersService(ctx, storage, false)
+	if err != nil {
+		return err
+	}
+	defer done()
+	u, err := users.SetRecipients(ctx, username, recipients)
+	if errors.Is(err, access.ErrUnknownUser) {
+		fmt.Fprintf(env.stderr, "carebridge users set-recipients: no user %q (carebridge users list)\n", username)
+		return errUsage
+	}
+	if err != nil {
+		return err
+	}
+	if len(u.Recipients) == 0 {
+		fmt.Fprintf(env.stdout, "user %s has no recipients now: they see no messages\n", u.Username)
+		return nil
+	}
+	fmt.Fprintf(env.stdout, "user %s: recipients %s\n", u.Username, strings.Join(u.Recipients, " "))
 	return nil
 }
 
@@ -254,13 +333,13 @@ type userStore struct{ st store.Users }
 func toStoreUser(u access.User) store.User {
 	return store.User{ID: u.ID, Username: u.Username, Role: string(u.Role), PasswordHash: u.PasswordHash, TOTPSecret: u.TOTPSecret,
 		MustChangePassword: u.MustChangePassword, Disabled: u.Disabled, FailedLogins: u.FailedLogins, LockedUntil: u.LockedUntil,
-		CreatedAt: u.CreatedAt}
+		CreatedAt: u.CreatedAt, Recipients: u.Recipients}
 }
 
 func fromStoreUser(u store.User) access.User {
 	return access.User{ID: u.ID, Username: u.Username, Role: access.Role(u.Role), PasswordHash: u.PasswordHash, TOTPSecret: u.TOTPSecret,
 		MustChangePassword: u.MustChangePassword, Disabled: u.Disabled, FailedLogins: u.FailedLogins, LockedUntil: u.LockedUntil,
-		CreatedAt: u.CreatedAt}
+		CreatedAt: u.CreatedAt, Recipients: u.Recipients}
 }
 
 // userErr maps the store's errors to the login service's.
@@ -316,13 +395,15 @@ func (s userStore) UseTOTPStep(ctx context.Context, id string, step int64) (bool
 
 func (s userStore) CreateSession(ctx context.Context, ss access.Session) error {
 	return s.st.CreateSession(ctx, store.Session{TokenHash: ss.TokenHash, UserID: ss.UserID, CreatedAt: ss.CreatedAt,
-		LastSeen: ss.LastSeen, ExpiresAt: ss.ExpiresAt, EndedAt: ss.EndedAt})
+		LastSeen: ss.LastSeen, ExpiresAt: ss.ExpiresAt, EndedAt: ss.EndedAt, BreakGlassUntil: ss.BreakGlassUntil,
+		BreakGlassReason: ss.BreakGlassReason})
 }
 
 func (s userStore) GetSession(ctx context.Context, hash []byte) (access.Session, error) {
 	ss, err := s.st.GetSession(ctx, hash)
-	return access.Session{TokenHash: ss.TokenHash, UserID: ss.UserID, CreatedAt: ss.CreatedAt, LastSeen: ss.LastSeen,
-		ExpiresAt: ss.ExpiresAt, EndedAt: ss.EndedAt}, userErr(err, access.ErrUnknownSession)
+	out := access.Session{TokenHash: ss.TokenHash, UserID: ss.UserID, CreatedAt: ss.CreatedAt, LastSeen: ss.LastSeen,
+		ExpiresAt: ss.ExpiresAt, EndedAt: ss.EndedAt, BreakGlassUntil: ss.BreakGlassUntil, BreakGlassReason: ss.BreakGlassReason}
+	return out, userErr(err, access.ErrUnknownSession)
 }
 
 func (s userStore) TouchSession(ctx context.Context, hash []byte, now time.Time) (bool, error) {
@@ -331,6 +412,10 @@ func (s userStore) TouchSession(ctx context.Context, hash []byte, now time.Time)
 
 func (s userStore) EndSession(ctx context.Context, hash []byte, now time.Time) (bool, error) {
 	return s.st.EndSession(ctx, hash, now)
+}
+
+func (s userStore) SetBreakGlass(ctx context.Context, hash []byte, until time.Time, sealedReason []byte) (bool, error) {
+	return s.st.SetBreakGlass(ctx, hash, until, sealedReason)
 }
 
 func (s userStore) EndUserSessions(ctx context.Context, id string, now time.Time) (int, error) {

@@ -133,3 +133,47 @@ func TestUsersSignIn(t *testing.T) {
 		t.Fatalf("disabling nobody: %v %s", err, stderr)
 	}
 }
+
+// TestUsersRecipients: "users add --recipient" links a user to the
+// references that stand for them as recipients, "users list" shows them,
+// and "users set-recipients" replaces them; a reference of another type
+// is a usage error.
+func TestUsersRecipients(t *testing.T) {
+	data := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"add", "--username", "bad.md", "--role", "physician", "--recipient", "Patient/p1"}, "Practitioner/<id>"},
+		{[]string{"set-recipients", "--recipient", "CareTeam/icu"}, "--username is required"},
+	} {
+		_, stderr, err := runCLI(t, "", append(append([]string{"users"}, tc.args...), "--data-dir", data)...)
+		if !errors.Is(err, errUsage) || !strings.Contains(stderr, tc.want) {
+			t.Errorf("users %v: %v %s; want a usage error saying %q", tc.args, err, stderr, tc.want)
+		}
+	}
+	if _, stderr, err := runCLI(t, "", "users", "add", "--data-dir", data, "--username", "ann.lee", "--role", "physician",
+		"--recipient", "Practitioner/ann", "--recipient", "CareTeam/icu"); err != nil {
+		t.Fatalf("users add --recipient: %v %s", err, stderr)
+	}
+	if out, _, err := runCLI(t, "", "users", "list", "--data-dir", data); err != nil ||
+		!strings.Contains(out, "; recipients Practitioner/ann CareTeam/icu\n") || strings.Contains(out, "bad.md") {
+		t.Fatalf("users list: %v\n%s", err, out)
+	}
+	if _, stderr, err := runCLI(t, "", "users", "set-recipients", "--data-dir", data, "--username", "nobody", "--recipient", "CareTeam/icu"); !errors.Is(err, errUsage) || !strings.Contains(stderr, "no user") {
+		t.Errorf("users set-recipients of nobody: %v %s", err, stderr)
+	}
+	out, stderr, err := runCLI(t, "", "users", "set-recipients", "--data-dir", data, "--username", "ann.lee", "--recipient", "CareTeam/ward-3")
+	if err != nil || !strings.Contains(out, "user ann.lee: recipients CareTeam/ward-3") {
+		t.Fatalf("users set-recipients: %v %s %s", err, out, stderr)
+	}
+	if out, _, err := runCLI(t, "", "users", "list", "--data-dir", data); err != nil || !strings.Contains(out, "; recipients CareTeam/ward-3\n") {
+		t.Fatalf("users list after set-recipients: %v\n%s", err, out)
+	}
+	if out, _, err := runCLI(t, "", "users", "set-recipients", "--data-dir", data, "--username", "ann.lee"); err != nil || !strings.Contains(out, "no recipients") {
+		t.Fatalf("users set-recipients without any: %v %s", err, out)
+	}
+	if out, _, err := runCLI(t, "", "users", "list", "--data-dir", data); err != nil || strings.Contains(out, "recipients") {
+		t.Fatalf("users list after clearing: %v\n%s", err, out)
+	}
+}

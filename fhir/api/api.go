@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -147,6 +148,7 @@ func (s *Server) routes() *gin.Engine {
 	if s.cfg.Users != nil {
 		e.POST("/auth/login", s.login)
 		e.POST("/auth/logout", s.logout)
+		e.POST("/auth/break-glass", s.breakGlass)
 	}
 	if s.cfg.HL7 != nil {
 		// An interface engine's token needs system/MessageHeader.c: it
@@ -312,15 +314,35 @@ func (s *Server) refuse(c *gin.Context, status int, challenge, interaction, typ 
 // record audits a successful read or search before the answer leaves:
 // one entry per audit.MaxEntities resources returned (at least one).
 func (s *Server) record(c *gin.Context, interaction, patient string, entities []string) error {
+	return s.recordAs(c, interaction, patient, entities, false)
+}
+
+// breakGlassEntity flags the audit entries of what a user saw only by
+// breaking the glass: in the AuditEvent, an entity identified as
+// urn:carebridge:entity|break-glass.
+const breakGlassEntity = "break-glass"
+
+// recordAs is record, with every entry flagged by breakGlassEntity when
+// breakGlass is set.
+func (s *Server) recordAs(c *gin.Context, interaction, patient string, entities []string, breakGlass bool) error {
 	p, _ := c.Get(keyPrincipal)
 	e := audit.Entry{At: s.cfg.Now().UTC(), Actor: actorOf(c, p.(access.Principal)), Action: "rest." + interaction,
 		Outcome: audit.OutcomeSuccess, Correlation: c.GetString(keyRequestID), Patient: patient}
+	per := audit.MaxEntities
+	if breakGlass {
+		per--
+		e.Entities = []string{breakGlassEntity}
+	}
 	entries := []audit.Entry{e}
-	for i := 0; i < len(entities); i += audit.MaxEntities {
+	for i := 0; i < len(entities); i += per {
 		if i > 0 {
 			entries = append(entries, e)
 		}
-		entries[len(entries)-1].Entities = entities[i:min(i+audit.MaxEntities, len(entities))]
+		chunk := entities[i:min(i+per, len(entities))]
+		if breakGlass {
+			chunk = append(slices.Clip(chunk), breakGlassEntity)
+		}
+		entries[len(entries)-1].Entities = chunk
 	}
 	return s.cfg.Audit.Record(c.Request.Context(), entries...)
 }

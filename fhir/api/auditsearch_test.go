@@ -46,7 +46,7 @@ func TestParseAuditEventSearch(t *testing.T) {
 		{"entity:Communication=c1,Patient/p1", store.AuditQuery{}}, // an error, below
 		{"entity=Communication/c1,Patient/p1", store.AuditQuery{Entities: []string{"Communication/c1", "Patient/p1"}}},
 		{"entity:identifier=urn:carebridge:entity|inbound/1,urn:other|x", store.AuditQuery{Entities: []string{"inbound/1"}}},
-		{"type=110114&action=E", store.AuditQuery{Actions: []string{"client.token", "user.login", "user.logout"}}},
+		{"type=110114&action=E", store.AuditQuery{Actions: []string{"client.token", "user.break-glass", "user.login", "user.logout"}}},
 		{"type=110114&action=C", store.AuditQuery{EventIDs: []string{noMatch}}},
 		{"type=|110114", store.AuditQuery{EventIDs: []string{noMatch}}},
 		{"subtype=urn:carebridge:audit-action|something.new", store.AuditQuery{Actions: []string{"something.new"}}},

@@ -8,12 +8,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/carebridge/carebridge/access"
+	"github.com/carebridge/carebridge/audit"
 	"github.com/carebridge/carebridge/store"
 )
 
@@ -33,6 +35,48 @@ func (s *Server) readCommunication(c *gin.Context) {
 		return
 	}
 	s.answerRow(c, "read", row)
+}
+
+// communicationScope is which Communications the request's principal may
+// see now (access.Principal.CommunicationScope).
+func (s *Server) communicationScope(c *gin.Context) access.CommunicationScope {
+	p, _ := c.Get(keyPrincipal)
+	pr, _ := p.(access.Principal)
+	return pr.CommunicationScope(s.cfg.Now())
+}
+
+// breakGlassNeeded says what a user must do to see a Communication
+// addressed to none of their recipients.
+const breakGlassNeeded = " is addressed to none of your recipients (your Practitioner, your care teams): " +
+	"seeing it needs break-glass, POST /auth/break-glass with a reason"
+
+// mayRead says whether the request's principal may see row, the minimum
+// necessary: a user sees the Communications addressed to one of their
+// recipients, or any while their break-glass lasts (breakGlass: the
+// audit entry must be flagged). When not, it answers 403 itself, audited
+// as a refused interaction on the Communication.
+func (s *Server) mayRead(c *gin.Context, interaction string, row store.CommunicationRow) (breakGlass, ok bool) {
+	if ok, breakGlass = s.communicationScope(c).Allows(row.Recipients); ok {
+		return breakGlass, true
+	}
+	ref := "Communication/" + row.ID
+	err := s.cfg.Audit.Record(c.Request.Context(), audit.Entry{At: s.cfg.Now().UTC(), Actor: actorOf(c, c.MustGet(keyPrincipal).(access.Principal)),
+		Action: "rest." + interaction, Outcome: audit.OutcomeMinor, Correlation: c.GetString(keyRequestID), Entities: []string{ref}})
+	if err != nil {
+		s.internal(c, "auditing a refused read", err)
+		return false, false
+	}
+	s.fail(c, http.StatusForbidden, problem{Code: fhirCodeForbidden, Details: ref + breakGlassNeeded})
+	return false, false
+}
+
+// narrowRecipients ANDs a search's recipient constraint with the
+// recipients a user may see; none matches nothing.
+func narrowRecipients(m *store.TokenMatch, mine []string) {
+	if len(mine) == 0 {
+		mine = []string{noMatch}
+	}
+	and(m, slices.Clone(mine))
 }
 
 // lenient reports whether the client asked that unknown search
@@ -110,6 +154,12 @@ func (s *Server) searchCommunications(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	p := c.MustGet(keyPrincipal).(access.Principal)
+	// A user limited to their recipients searches among those only;
+	// under break-glass the search is not narrowed, and is flagged.
+	scope := s.communicationScope(c)
+	if !scope.All {
+		narrowRecipients(&sr.Query.Recipient, scope.Recipients)
+	}
 	out := searchBundle{ResourceType: "Bundle", Type: "searchset"}
 	sized := func(n int) store.CommunicationQuery { q := sr.Query; q.Limit = n; return q }
 	total, rows, more, err := searchPage(ctx, pageSpec{Count: sr.Count, CountOnly: sr.CountOnly, NoTotal: sr.NoTotal}, sized,
@@ -166,7 +216,7 @@ func (s *Server) searchCommunications(c *gin.Context) {
 		out.Entry = append(out.Entry, bundleEntry{Resource: b, Search: bundleSearch{Mode: "outcome"}})
 	}
 	out.Link = s.pageLinks("Communication", sr.Canonical, pageSpec{Count: sr.Count, CountOnly: sr.CountOnly}, sr.Query.Offset, more)
-	if err := s.record(c, "search-type", sr.Patient, entities); err != nil {
+	if err := s.recordAs(c, "search-type", sr.Patient, entities, scope.BreakGlass); err != nil {
 		s.internal(c, "auditing a search", err)
 		return
 	}

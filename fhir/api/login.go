@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -21,6 +23,7 @@ type UserAuth interface {
 	Login(ctx context.Context, c access.Credentials) (access.SessionToken, error)
 	VerifySession(ctx context.Context, token string) (access.Principal, error)
 	Logout(ctx context.Context, token string) (userID string, err error)
+	BreakGlass(ctx context.Context, token, reason string, d time.Duration) (until time.Time, err error)
 }
 
 // verify checks a bearer token: a JWT (three parts, two dots) is an EHR
@@ -149,4 +152,71 @@ func (s *Server) auditLogin(c *gin.Context, action, userID string, ok bool) bool
 		return false
 	}
 	return true
+}
+
+// breakGlass is POST /auth/break-glass with the session token as bearer
+// token and a form: reason (10 to 500 characters; required) and minutes
+// (1 to 240; 30 when left out). A physician, nurse or unit clerk then sees
+// every Communication, not only their own recipients', until the time it
+// answers ({"until": …}); what they see outside their own is flagged in
+// the audit trail. Audited as user.break-glass; the reason, which may
+// name a patient, is kept sealed with the session and is never audited or
+// logged.
+func (s *Server) breakGlass(c *gin.Context) {
+	c.Header("Cache-Control", "no-store")
+	tok := access.Bearer(c.GetHeader("Authorization"))
+	p, err := s.cfg.Users.VerifySession(c.Request.Context(), tok)
+	if err != nil && !errors.Is(err, access.ErrToken) {
+		s.cfg.Log.Error("FHIR API: verifying a session", "request_id", c.GetString(keyRequestID), "error", err)
+		oauthError(c, http.StatusInternalServerError, "server_error", "internal error")
+		return
+	}
+	if err != nil {
+		if s.auditLogin(c, "user.break-glass", "", false) {
+			c.Header("WWW-Authenticate", `Bearer realm="carebridge", error="invalid_token"`)
+			oauthError(c, http.StatusUnauthorized, "invalid_token", "a session token is required (POST /auth/login)")
+		}
+		return
+	}
+	form, ok := readForm(c)
+	if !ok {
+		s.auditLogin(c, "user.break-glass", p.ID, false)
+		return
+	}
+	var d time.Duration
+	if m := form.Get("minutes"); m != "" {
+		n, err := strconv.Atoi(m)
+		if err != nil || n < 1 || n > int(access.MaxBreakGlass/time.Minute) {
+			if s.auditLogin(c, "user.break-glass", p.ID, false) {
+				oauthError(c, http.StatusBadRequest, "invalid_request", "minutes must be 1 to 240")
+			}
+			return
+		}
+		d = time.Duration(n) * time.Minute
+	}
+	until, err := s.cfg.Users.BreakGlass(c.Request.Context(), tok, form.Get("reason"), d)
+	status, code, desc := http.StatusOK, "", ""
+	switch {
+	case err == nil:
+	case errors.Is(err, access.ErrBreakGlassReason), errors.Is(err, access.ErrBreakGlassLength):
+		status, code, desc = http.StatusBadRequest, "invalid_request", err.Error()
+	case errors.Is(err, access.ErrBreakGlassRole):
+		status, code, desc = http.StatusForbidden, "access_denied", "this role has no limited access to widen"
+	case errors.Is(err, access.ErrToken):
+		status, code, desc = http.StatusUnauthorized, "invalid_token", "the session has ended"
+	default:
+		s.cfg.Log.Error("FHIR API: breaking the glass", "request_id", c.GetString(keyRequestID), "user_id", p.ID, "error", err)
+		oauthError(c, http.StatusInternalServerError, "server_error", "internal error")
+		return
+	}
+	if !s.auditLogin(c, "user.break-glass", p.ID, err == nil) {
+		return
+	}
+	if err != nil {
+		oauthError(c, status, code, desc)
+		return
+	}
+	s.cfg.Log.Warn("break-glass: a user widened their access", "user_id", p.ID, "until", until, "request_id", c.GetString(keyRequestID))
+	b, _ := json.Marshal(map[string]string{"until": until.UTC().Format(time.RFC3339)})
+	c.Data(http.StatusOK, "application/json", b)
 }

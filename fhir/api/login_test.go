@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -61,7 +62,7 @@ func newLoginEnv(t *testing.T) *loginEnv {
 	c.Status = fhirmodel.EventStatusInProgress
 	c.Subject = &fhirmodel.Reference{Reference: new("Patient/p1")}
 	c.Sent = new(sentAt.Format(time.RFC3339))
-	c.Recipient = []fhirmodel.Reference{{Reference: new("Practitioner/a")}}
+	c.Recipient = []fhirmodel.Reference{{Reference: new("Practitioner/a")}, {Reference: new("CareTeam/icu")}}
 	c.Payload = []fhir.CommunicationPayload{{ContentString: new("synthetic test message")}}
 	row, err := index.Communication(c)
 	if err != nil {
@@ -113,11 +114,12 @@ type loginPerson struct {
 
 const newPassword = "a new password of the test user"
 
-// add adds a user through the service and signs them in once over HTTP to
-// replace the one-time password; the clock then moves past that code.
-func (e *loginEnv) add(t *testing.T, username string, role access.Role) loginPerson {
+// add adds a user, linked to recipients, through the service and signs
+// them in once over HTTP to replace the one-time password; the clock then
+// moves past that code.
+func (e *loginEnv) add(t *testing.T, username string, role access.Role, recipients ...string) loginPerson {
 	t.Helper()
-	en, err := e.users.Add(context.Background(), username, role)
+	en, err := e.users.Add(context.Background(), username, role, recipients...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +232,7 @@ func (e *loginEnv) noSecretsAudited(t *testing.T, secrets ...string) {
 // under their user id.
 func TestLoginSessionReadsCommunications(t *testing.T) {
 	e := newLoginEnv(t)
-	en, err := e.users.Add(context.Background(), "ann.md", access.RolePhysician)
+	en, err := e.users.Add(context.Background(), "ann.md", access.RolePhysician, "Practitioner/a")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,12 +283,17 @@ func TestLoginSessionReadsCommunications(t *testing.T) {
 	e.noSecretsAudited(t, en.OneTimePassword, newPassword, code, tok, key.Secret())
 }
 
-// TestRoleScopesOverHTTP: a unit clerk's session searches but cannot read
-// (403, audited); a security officer's reads the audit trail but no
+// TestRoleScopesOverHTTP: a unit clerk's session searches their unit's
+// Communications but cannot read (403, audited), and finds none of
+// another unit's; a security officer's reads the audit trail but no
 // Communication; an EHR's client token still works beside sessions.
 func TestRoleScopesOverHTTP(t *testing.T) {
 	e := newLoginEnv(t)
-	clerk := e.add(t, "clerk", access.RoleUnitClerk)
+	other := e.login(t, e.add(t, "ward3.clerk", access.RoleUnitClerk, "CareTeam/ward-3"))
+	if body := e.get(t, other, "/fhir/Communication?_id=c1"); !strings.Contains(body, `"total":0`) || strings.Contains(body, `"c1"`) {
+		t.Errorf("another unit's clerk finds c1: %s", body)
+	}
+	clerk := e.add(t, "clerk", access.RoleUnitClerk, "CareTeam/icu")
 	tok := e.login(t, clerk)
 	if got := e.do(t, http.MethodGet, tok, "/fhir/Communication"); got != http.StatusOK {
 		t.Fatalf("a clerk's search: %d, want 200", got)
@@ -427,4 +434,146 @@ func TestTenWrongPasswordsLock(t *testing.T) {
 		t.Fatalf("a JSON login: %d, want 400", resp.StatusCode)
 	}
 	e.wantEntry(t, "user.login", audit.OutcomeMinor, audit.ActorPeer, "")
+}
+
+// breakGlass posts form to /auth/break-glass with token.
+func (e *loginEnv) breakGlass(t *testing.T, token string, form url.Values) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/auth/break-glass", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("break-glass answer: %d, %v", resp.StatusCode, err)
+	}
+	return resp.StatusCode, body
+}
+
+// read is the status and body of GET path with token.
+func (e *loginEnv) read(t *testing.T, token, path string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestBreakGlassOverHTTP: a physician reads the Communications addressed
+// to them; one of another unit cannot read or find c1 (refused, audited)
+// until they break the glass with a reason, and then only until it ends;
+// what they see meanwhile is flagged in the audit trail, and the reason
+// never reaches it.
+func TestBreakGlassOverHTTP(t *testing.T) {
+	e := newLoginEnv(t)
+	ann := e.add(t, "ann.md", access.RolePhysician, "Practitioner/a")
+	if got := e.do(t, http.MethodGet, e.login(t, ann), "/fhir/Communication/c1"); got != http.StatusOK {
+		t.Fatalf("c1 read by its recipient: %d, want 200", got)
+	}
+	e.wantEntry(t, "rest.read", audit.OutcomeSuccess, audit.ActorUser, ann.id)
+	if got := e.audit.last().Entities; !reflect.DeepEqual(got, []string{"Communication/c1"}) {
+		t.Fatalf("entities of a recipient's read = %q, want only Communication/c1", got)
+	}
+
+	zed := e.add(t, "zed.md", access.RolePhysician, "Practitioner/z", "CareTeam/ward-3")
+	tok := e.login(t, zed)
+	status, body := e.read(t, tok, "/fhir/Communication/c1")
+	if status != http.StatusForbidden || !strings.Contains(body, "/auth/break-glass") || !strings.Contains(body, `"OperationOutcome"`) {
+		t.Fatalf("another unit's physician reads c1: %d %s; want 403 naming break-glass", status, body)
+	}
+	e.wantEntry(t, "rest.read", audit.OutcomeMinor, audit.ActorUser, zed.id)
+	if got := e.audit.last().Entities; !reflect.DeepEqual(got, []string{"Communication/c1"}) {
+		t.Fatalf("entities of the refusal = %q, want Communication/c1", got)
+	}
+	for _, q := range []string{"", "?_id=c1", "?recipient=Practitioner/a", "?recipient=Practitioner/a,Practitioner/z", "?_summary=count"} {
+		if body := e.get(t, tok, "/fhir/Communication"+q); !strings.Contains(body, `"total":0`) {
+			t.Errorf("another unit's search %q finds something: %s", q, body)
+		}
+	}
+
+	const reason = "covering ward ICU tonight: patient Jane Roe deteriorating"
+	for _, bad := range []url.Values{{}, {"reason": {"too short"}}, {"reason": {reason}, "minutes": {"241"}}, {"reason": {reason}, "minutes": {"x"}}} {
+		if status, body := e.breakGlass(t, tok, bad); status != http.StatusBadRequest || body["error"] != "invalid_request" {
+			t.Fatalf("break-glass with %v: %d %v; want 400", bad, status, body)
+		}
+		e.wantEntry(t, "user.break-glass", audit.OutcomeMinor, audit.ActorUser, zed.id)
+	}
+	if status, _ := e.breakGlass(t, "", url.Values{"reason": {reason}}); status != http.StatusUnauthorized {
+		t.Fatalf("break-glass without a session: %d, want 401", status)
+	}
+	if got := e.do(t, http.MethodGet, tok, "/fhir/Communication/c1"); got != http.StatusForbidden {
+		t.Fatalf("c1 after refused break-glass requests: %d, want 403", got)
+	}
+
+	status, body2 := e.breakGlass(t, tok, url.Values{"reason": {reason}, "minutes": {"20"}})
+	wantUntil := e.clock.Now().Add(20 * time.Minute).UTC().Format(time.RFC3339)
+	if status != http.StatusOK || body2["until"] != wantUntil {
+		t.Fatalf("break-glass: %d %v; want 200 until %s", status, body2, wantUntil)
+	}
+	e.wantEntry(t, "user.break-glass", audit.OutcomeSuccess, audit.ActorUser, zed.id)
+	if got := e.do(t, http.MethodGet, tok, "/fhir/Communication/c1"); got != http.StatusOK {
+		t.Fatalf("c1 under break-glass: %d, want 200", got)
+	}
+	e.wantEntry(t, "rest.read", audit.OutcomeSuccess, audit.ActorUser, zed.id)
+	flagged := e.audit.last()
+	if !reflect.DeepEqual(flagged.Entities, []string{"Communication/c1", "break-glass"}) {
+		t.Fatalf("entities of a read under break-glass = %q, want Communication/c1 and break-glass", flagged.Entities)
+	}
+	// In its AuditEvent, the flag is an entity identified as
+	// urn:carebridge:entity|break-glass, and the event is valid R4.
+	r := flagged.Record()
+	r.Chain = "test"
+	linked, err := audit.Link(nil, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := audit.Event(linked, audit.Source{Site: "test"}).MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(ev), `"system":"urn:carebridge:entity","value":"break-glass"`) {
+		t.Errorf("the AuditEvent lacks the break-glass entity: %s", ev)
+	}
+	v, _ := fhir.NewValidator()
+	if err := v.Validate(ev); err != nil {
+		t.Errorf("the flagged AuditEvent is not valid R4: %v", err)
+	}
+	if body := e.get(t, tok, "/fhir/Communication?_id=c1"); !strings.Contains(body, `"total":1`) {
+		t.Fatalf("a search under break-glass: %s, want c1", body)
+	}
+	if got := e.audit.last().Entities; !reflect.DeepEqual(got, []string{"Communication/c1", "break-glass"}) {
+		t.Fatalf("entities of a search under break-glass = %q", got)
+	}
+
+	// The break-glass ends after its 20 minutes (the session, used every
+	// 10, lasts).
+	e.clock.Add(10 * time.Minute)
+	if got := e.do(t, http.MethodGet, tok, "/fhir/Communication/c1"); got != http.StatusOK {
+		t.Fatalf("c1 10 minutes into the break-glass: %d, want 200", got)
+	}
+	e.clock.Add(10 * time.Minute)
+	if got := e.do(t, http.MethodGet, tok, "/fhir/Communication/c1"); got != http.StatusForbidden {
+		t.Fatalf("c1 after the break-glass: %d, want 403", got)
+	}
+	e.wantEntry(t, "rest.read", audit.OutcomeMinor, audit.ActorUser, zed.id)
+	if body := e.get(t, tok, "/fhir/Communication?_id=c1"); !strings.Contains(body, `"total":0`) {
+		t.Errorf("a search after the break-glass finds c1: %s", body)
+	}
+	e.noSecretsAudited(t, reason, "Jane Roe")
+
+	officer := e.login(t, e.add(t, "sec", access.RoleSecurityOfficer))
+	if status, _ := e.breakGlass(t, officer, url.Values{"reason": {reason}}); status != http.StatusForbidden {
+		t.Fatalf("a security officer's break-glass: %d, want 403", status)
+	}
 }

@@ -260,12 +260,16 @@ func (s *Server) createCommunication(c *gin.Context) {
 // answerExisting answers a conditional create that found its match: 200
 // with the stored resource, nothing written.
 func (s *Server) answerExisting(c *gin.Context, row store.CommunicationRow) {
+	breakGlass, ok := s.mayRead(c, "read", row)
+	if !ok {
+		return
+	}
 	body, err := s.view(c, row)
 	if err != nil {
 		s.internal(c, "opening a Communication", err)
 		return
 	}
-	if err := s.record(c, "read", row.Subject, []string{"Communication/" + row.ID}); err != nil {
+	if err := s.recordAs(c, "read", row.Subject, []string{"Communication/" + row.ID}, breakGlass); err != nil {
 		s.internal(c, "auditing a read", err)
 		return
 	}
@@ -330,6 +334,10 @@ func (s *Server) update(c *gin.Context, id string, next func(ctx context.Context
 		}
 		ifMatch = v
 	}
+	interaction := "update"
+	if c.Request.Method == http.MethodPatch {
+		interaction = "patch"
+	}
 	for attempt := 0; ; attempt++ {
 		cur, err := s.cfg.Store.GetCommunication(ctx, id)
 		if isNotFound(err) {
@@ -345,6 +353,9 @@ func (s *Server) update(c *gin.Context, id string, next func(ctx context.Context
 		}
 		if err != nil {
 			s.internal(c, "reading a Communication", err)
+			return
+		}
+		if _, ok := s.mayRead(c, interaction, cur); !ok {
 			return
 		}
 		version := max(cur.Version, 1)
@@ -372,10 +383,6 @@ func (s *Server) update(c *gin.Context, id string, next func(ctx context.Context
 			if !slices.Contains(cur.Recipients, r) {
 				added = append(added, r)
 			}
-		}
-		interaction := "update"
-		if c.Request.Method == http.MethodPatch {
-			interaction = "patch"
 		}
 		events, err := s.writeEvents(c, interaction, row, added)
 		if err != nil {
@@ -492,13 +499,18 @@ func (s *Server) vreadCommunication(c *gin.Context) {
 }
 
 // answerRow answers one Communication with its ETag, audited.
+// A user sees only what mayRead lets them.
 func (s *Server) answerRow(c *gin.Context, interaction string, row store.CommunicationRow) {
+	breakGlass, ok := s.mayRead(c, interaction, row)
+	if !ok {
+		return
+	}
 	body, err := s.view(c, row)
 	if err != nil {
 		s.internal(c, "opening a Communication", err)
 		return
 	}
-	if err := s.record(c, interaction, row.Subject, []string{"Communication/" + row.ID}); err != nil {
+	if err := s.recordAs(c, interaction, row.Subject, []string{"Communication/" + row.ID}, breakGlass); err != nil {
 		s.internal(c, "auditing a read", err)
 		return
 	}
@@ -537,6 +549,12 @@ func (s *Server) historyCommunication(c *gin.Context) {
 		s.internal(c, "reading a Communication's history", err)
 		return
 	}
+	// Whether a user may see the history is the current version's
+	// recipients' call.
+	breakGlass, ok := s.mayRead(c, "history-instance", rows[0])
+	if !ok {
+		return
+	}
 	out := struct {
 		ResourceType string         `json:"resourceType"`
 		Type         string         `json:"type"`
@@ -565,7 +583,7 @@ func (s *Server) historyCommunication(c *gin.Context) {
 		e.Response.Etag, e.Response.LastModified = etag(v), updated.UTC().Format(time.RFC3339Nano)
 		out.Entry = append(out.Entry, e)
 	}
-	if err := s.record(c, "history-instance", rows[0].Subject, []string{"Communication/" + id}); err != nil {
+	if err := s.recordAs(c, "history-instance", rows[0].Subject, []string{"Communication/" + id}, breakGlass); err != nil {
 		s.internal(c, "auditing a history read", err)
 		return
 	}

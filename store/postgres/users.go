@@ -12,14 +12,14 @@ import (
 )
 
 const userColumns = `id, username, role, password_hash, totp_secret, totp_step, must_change_password, disabled,
-	failed_logins, locked_until, created_at`
+	failed_logins, locked_until, created_at, recipients`
 
 // AddUser stores a user. See store.Users.
 func (s *Store) AddUser(ctx context.Context, u store.User) error {
-	tag, err := s.pool.Exec(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+	tag, err := s.pool.Exec(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		ON CONFLICT DO NOTHING`,
 		u.ID, u.Username, u.Role, u.PasswordHash, nonNil(u.TOTPSecret), u.TOTPStep, u.MustChangePassword, u.Disabled,
-		u.FailedLogins, timeOrNull(u.LockedUntil), u.CreatedAt)
+		u.FailedLogins, timeOrNull(u.LockedUntil), u.CreatedAt, nonNilStrings(u.Recipients))
 	if err != nil {
 		return fmt.Errorf("adding user %s: %w", u.ID, err)
 	}
@@ -33,9 +33,12 @@ func scanUser(row pgx.CollectableRow) (store.User, error) {
 	var u store.User
 	var locked *time.Time
 	err := row.Scan(&u.ID, &u.Username, &u.Role, &u.PasswordHash, &u.TOTPSecret, &u.TOTPStep, &u.MustChangePassword,
-		&u.Disabled, &u.FailedLogins, &locked, &u.CreatedAt)
+		&u.Disabled, &u.FailedLogins, &locked, &u.CreatedAt, &u.Recipients)
 	if len(u.TOTPSecret) == 0 {
 		u.TOTPSecret = nil
+	}
+	if len(u.Recipients) == 0 {
+		u.Recipients = nil
 	}
 	if locked != nil {
 		u.LockedUntil = locked.UTC()
@@ -85,8 +88,8 @@ func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
 // UpdateUser stores a user's role, credentials and flags. See store.Users.
 func (s *Store) UpdateUser(ctx context.Context, u store.User) error {
 	tag, err := s.pool.Exec(ctx, `UPDATE users SET role = $1, password_hash = $2, totp_secret = $3,
-		must_change_password = $4, disabled = $5 WHERE id = $6`,
-		u.Role, u.PasswordHash, nonNil(u.TOTPSecret), u.MustChangePassword, u.Disabled, u.ID)
+		must_change_password = $4, disabled = $5, recipients = $6 WHERE id = $7`,
+		u.Role, u.PasswordHash, nonNil(u.TOTPSecret), u.MustChangePassword, u.Disabled, nonNilStrings(u.Recipients), u.ID)
 	if err != nil {
 		return fmt.Errorf("updating user %s: %w", u.ID, err)
 	}
@@ -137,14 +140,15 @@ func (s *Store) UseTOTPStep(ctx context.Context, userID string, step int64) (boo
 	return tag.RowsAffected() == 1, nil
 }
 
-const sessionColumns = `token_hash, user_id, created_at, last_seen, expires_at, ended_at`
+const sessionColumns = `token_hash, user_id, created_at, last_seen, expires_at, ended_at, break_glass_until, break_glass_reason`
 
 // CreateSession stores a session and forgets those past their absolute
 // end, in one transaction. See store.Users.
 func (s *Store) CreateSession(ctx context.Context, ss store.Session) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO user_session (`+sessionColumns+`) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
-			nonNil(ss.TokenHash), ss.UserID, ss.CreatedAt, ss.LastSeen, ss.ExpiresAt, timeOrNull(ss.EndedAt))
+		tag, err := tx.Exec(ctx, `INSERT INTO user_session (`+sessionColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
+			nonNil(ss.TokenHash), ss.UserID, ss.CreatedAt, ss.LastSeen, ss.ExpiresAt, timeOrNull(ss.EndedAt),
+			timeOrNull(ss.BreakGlassUntil), bytesOrNull(ss.BreakGlassReason))
 		if err != nil {
 			return err
 		}
@@ -168,9 +172,9 @@ func (s *Store) CreateSession(ctx context.Context, ss store.Session) error {
 // GetSession returns the session of a token hash. See store.Users.
 func (s *Store) GetSession(ctx context.Context, tokenHash []byte) (store.Session, error) {
 	var ss store.Session
-	var ended *time.Time
+	var ended, breakGlass *time.Time
 	err := s.pool.QueryRow(ctx, `SELECT `+sessionColumns+` FROM user_session WHERE token_hash = $1`, nonNil(tokenHash)).
-		Scan(&ss.TokenHash, &ss.UserID, &ss.CreatedAt, &ss.LastSeen, &ss.ExpiresAt, &ended)
+		Scan(&ss.TokenHash, &ss.UserID, &ss.CreatedAt, &ss.LastSeen, &ss.ExpiresAt, &ended, &breakGlass, &ss.BreakGlassReason)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Session{}, fmt.Errorf("reading a session: %w", store.ErrNotFound)
 	}
@@ -181,7 +185,21 @@ func (s *Store) GetSession(ctx context.Context, tokenHash []byte) (store.Session
 	if ended != nil {
 		ss.EndedAt = ended.UTC()
 	}
+	if breakGlass != nil {
+		ss.BreakGlassUntil = breakGlass.UTC()
+	}
+	if len(ss.BreakGlassReason) == 0 {
+		ss.BreakGlassReason = nil
+	}
 	return ss, nil
+}
+
+// bytesOrNull is b, or NULL when it is empty.
+func bytesOrNull(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
 }
 
 // TouchSession moves a session's LastSeen forward. See store.Users.
@@ -199,6 +217,16 @@ func (s *Store) EndSession(ctx context.Context, tokenHash []byte, now time.Time)
 	tag, err := s.pool.Exec(ctx, `UPDATE user_session SET ended_at = $1 WHERE token_hash = $2 AND ended_at IS NULL`, now, nonNil(tokenHash))
 	if err != nil {
 		return false, fmt.Errorf("ending a session: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// SetBreakGlass records a break-glass on a live session. See store.Users.
+func (s *Store) SetBreakGlass(ctx context.Context, tokenHash []byte, until time.Time, sealedReason []byte) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE user_session SET break_glass_until = $1, break_glass_reason = $2
+		WHERE token_hash = $3 AND ended_at IS NULL`, until, bytesOrNull(sealedReason), nonNil(tokenHash))
+	if err != nil {
+		return false, fmt.Errorf("breaking the glass in a session: %w", err)
 	}
 	return tag.RowsAffected() == 1, nil
 }

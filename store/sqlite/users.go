@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -10,17 +11,23 @@ import (
 )
 
 const userColumns = `id, username, role, password_hash, totp_secret, totp_step, must_change_password, disabled,
-	failed_logins, locked_until, created_at`
+	failed_logins, locked_until, created_at, recipients`
+
+// recipientsJSON is a user's recipients as stored: a JSON array.
+func recipientsJSON(rs []string) string {
+	b, _ := json.Marshal(nonNilStrings(rs)) // strings: it cannot fail
+	return string(b)
+}
 
 // AddUser stores a user. See store.Users.
 func (s *Store) AddUser(ctx context.Context, u store.User) error {
 	if s.write == nil {
 		return fmt.Errorf("adding user %s: %w", u.ID, ErrReadOnly)
 	}
-	res, err := s.write.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	res, err := s.write.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT DO NOTHING`,
 		u.ID, u.Username, u.Role, u.PasswordHash, nonNil(u.TOTPSecret), u.TOTPStep, u.MustChangePassword, u.Disabled,
-		u.FailedLogins, microsOrNull(u.LockedUntil), u.CreatedAt.UnixMicro())
+		u.FailedLogins, microsOrNull(u.LockedUntil), u.CreatedAt.UnixMicro(), recipientsJSON(u.Recipients))
 	if err != nil {
 		return fmt.Errorf("adding user %s: %w", u.ID, err)
 	}
@@ -38,9 +45,16 @@ func scanUser(sc scanner) (store.User, error) {
 	var u store.User
 	var locked sql.NullInt64
 	var created int64
+	var recipients string
 	if err := sc.Scan(&u.ID, &u.Username, &u.Role, &u.PasswordHash, &u.TOTPSecret, &u.TOTPStep, &u.MustChangePassword,
-		&u.Disabled, &u.FailedLogins, &locked, &created); err != nil {
+		&u.Disabled, &u.FailedLogins, &locked, &created, &recipients); err != nil {
 		return u, err
+	}
+	if err := json.Unmarshal([]byte(recipients), &u.Recipients); err != nil {
+		return u, fmt.Errorf("the recipients of user %s: %w", u.ID, err)
+	}
+	if len(u.Recipients) == 0 {
+		u.Recipients = nil
 	}
 	if len(u.TOTPSecret) == 0 {
 		u.TOTPSecret = nil
@@ -120,8 +134,8 @@ func (s *Store) execOne(ctx context.Context, what, q string, args ...any) error 
 // UpdateUser stores a user's role, credentials and flags. See store.Users.
 func (s *Store) UpdateUser(ctx context.Context, u store.User) error {
 	return s.execOne(ctx, "updating user "+u.ID, `UPDATE users SET role = ?, password_hash = ?, totp_secret = ?,
-		must_change_password = ?, disabled = ? WHERE id = ?`,
-		u.Role, u.PasswordHash, nonNil(u.TOTPSecret), u.MustChangePassword, u.Disabled, u.ID)
+		must_change_password = ?, disabled = ?, recipients = ? WHERE id = ?`,
+		u.Role, u.PasswordHash, nonNil(u.TOTPSecret), u.MustChangePassword, u.Disabled, recipientsJSON(u.Recipients), u.ID)
 }
 
 // RecordLoginFailure counts a failed login in one statement, which the
@@ -167,7 +181,7 @@ func (s *Store) UseTOTPStep(ctx context.Context, userID string, step int64) (boo
 	return n == 1, nil
 }
 
-const sessionColumns = `token_hash, user_id, created_at, last_seen, expires_at, ended_at`
+const sessionColumns = `token_hash, user_id, created_at, last_seen, expires_at, ended_at, break_glass_until, break_glass_reason`
 
 // CreateSession stores a session and forgets those past their absolute
 // end, in one transaction. See store.Users.
@@ -187,8 +201,9 @@ func (s *Store) CreateSession(ctx context.Context, ss store.Session) (err error)
 	if _, err = tx.ExecContext(ctx, `DELETE FROM user_session WHERE expires_at < ?`, ss.CreatedAt.UnixMicro()); err != nil {
 		return fmt.Errorf("forgetting expired sessions: %w", err)
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO user_session (`+sessionColumns+`) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		nonNil(ss.TokenHash), ss.UserID, ss.CreatedAt.UnixMicro(), ss.LastSeen.UnixMicro(), ss.ExpiresAt.UnixMicro(), microsOrNull(ss.EndedAt))
+	res, err := tx.ExecContext(ctx, `INSERT INTO user_session (`+sessionColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		nonNil(ss.TokenHash), ss.UserID, ss.CreatedAt.UnixMicro(), ss.LastSeen.UnixMicro(), ss.ExpiresAt.UnixMicro(), microsOrNull(ss.EndedAt),
+		microsOrNull(ss.BreakGlassUntil), bytesOrNull(ss.BreakGlassReason))
 	if err != nil {
 		return fmt.Errorf("creating a session of user %s: %w", ss.UserID, err)
 	}
@@ -209,9 +224,9 @@ func (s *Store) CreateSession(ctx context.Context, ss store.Session) (err error)
 func (s *Store) GetSession(ctx context.Context, tokenHash []byte) (store.Session, error) {
 	var ss store.Session
 	var created, seen, expires int64
-	var ended sql.NullInt64
+	var ended, breakGlass sql.NullInt64
 	err := s.queryRow(ctx, `SELECT `+sessionColumns+` FROM user_session WHERE token_hash = ?`, nonNil(tokenHash)).
-		Scan(&ss.TokenHash, &ss.UserID, &created, &seen, &expires, &ended)
+		Scan(&ss.TokenHash, &ss.UserID, &created, &seen, &expires, &ended, &breakGlass, &ss.BreakGlassReason)
 	if isNoRows(err) {
 		return ss, fmt.Errorf("reading a session: %w", store.ErrNotFound)
 	}
@@ -224,7 +239,21 @@ func (s *Store) GetSession(ctx context.Context, tokenHash []byte) (store.Session
 	if ended.Valid {
 		ss.EndedAt = time.UnixMicro(ended.Int64).UTC()
 	}
+	if breakGlass.Valid {
+		ss.BreakGlassUntil = time.UnixMicro(breakGlass.Int64).UTC()
+	}
+	if len(ss.BreakGlassReason) == 0 {
+		ss.BreakGlassReason = nil
+	}
 	return ss, nil
+}
+
+// bytesOrNull is b, or NULL when it is empty.
+func bytesOrNull(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
 }
 
 // changed runs one write statement and says how many rows it changed.
@@ -254,6 +283,13 @@ func (s *Store) TouchSession(ctx context.Context, tokenHash []byte, now time.Tim
 func (s *Store) EndSession(ctx context.Context, tokenHash []byte, now time.Time) (bool, error) {
 	n, err := s.changed(ctx, "ending a session", `UPDATE user_session SET ended_at = ? WHERE token_hash = ? AND ended_at IS NULL`,
 		now.UnixMicro(), nonNil(tokenHash))
+	return n == 1, err
+}
+
+// SetBreakGlass records a break-glass on a live session. See store.Users.
+func (s *Store) SetBreakGlass(ctx context.Context, tokenHash []byte, until time.Time, sealedReason []byte) (bool, error) {
+	n, err := s.changed(ctx, "breaking the glass in a session", `UPDATE user_session SET break_glass_until = ?, break_glass_reason = ?
+		WHERE token_hash = ? AND ended_at IS NULL`, until.UnixMicro(), bytesOrNull(sealedReason), nonNil(tokenHash))
 	return n == 1, err
 }
 

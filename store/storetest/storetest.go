@@ -102,6 +102,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"ConcurrentLoginFailures", testConcurrentLoginFailures},
 		{"TOTPSteps", testTOTPSteps},
 		{"Sessions", testSessions},
+		{"BreakGlass", testBreakGlass},
 		{"SearchConstraints", testSearchConstraints},
 		{"SearchOrder", testSearchOrder},
 		{"SearchPaging", testSearchPaging},

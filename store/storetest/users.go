@@ -47,6 +47,7 @@ func testUsers(t *testing.T, st store.Store) {
 	a := newUser("0190a7c2-0000-7000-8000-00000000000a", "zoe.nurse", "nurse")
 	b := newUser("0190a7c2-0000-7000-8000-00000000000b", "adam.md", "physician")
 	b.MustChangePassword, b.Disabled = false, true
+	b.Recipients = []string{"Practitioner/adam", "CareTeam/icu"}
 	for _, u := range []store.User{a, b} {
 		if err := st.AddUser(ctx, u); err != nil {
 			t.Fatalf("AddUser(%s): %v", u.Username, err)
@@ -97,12 +98,21 @@ func testUsers(t *testing.T, st store.Store) {
 	up.Role, up.PasswordHash, up.TOTPSecret = "physician", "$argon2id$v=19$m=19456,t=2,p=1$bmV3$bmV3", []byte("new sealed secret")
 	up.MustChangePassword, up.Disabled = false, true
 	up.FailedLogins, up.LockedUntil, up.TOTPStep = 0, time.Time{}, 1
+	up.Recipients = []string{"Practitioner/c", "CareTeam/ward-3"}
 	if err := st.UpdateUser(ctx, up); err != nil {
 		t.Fatal(err)
 	}
 	want := c
 	want.Role, want.PasswordHash, want.TOTPSecret = up.Role, up.PasswordHash, up.TOTPSecret
 	want.MustChangePassword, want.Disabled = false, true
+	want.Recipients = up.Recipients
+	sameUser(t, mustUser(t, st, c.ID), want)
+	// An update without recipients clears them.
+	up.Recipients = nil
+	if err := st.UpdateUser(ctx, up); err != nil {
+		t.Fatal(err)
+	}
+	want.Recipients = nil
 	sameUser(t, mustUser(t, st, c.ID), want)
 	if err := st.UpdateUser(ctx, newUser("unknown", "x", "nurse")); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("UpdateUser of an unknown id: %v, want ErrNotFound", err)
@@ -371,5 +381,58 @@ func testSessions(t *testing.T, st store.Store) {
 	}
 	if _, err := st.GetSession(ctx, tokenHash("late")); err != nil {
 		t.Errorf("the new session: %v", err)
+	}
+}
+
+// testBreakGlass: a live session records a break-glass (time and sealed
+// reason) and a later one replaces it; an ended or unknown session does
+// not; a new session has none.
+func testBreakGlass(t *testing.T, st store.Store) {
+	ctx := context.Background()
+	u := newUser("0190a7c2-0000-7000-8000-000000000006", "glass", "physician")
+	if err := st.AddUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	s := store.Session{TokenHash: tokenHash("bg"), UserID: u.ID, CreatedAt: userAt, LastSeen: userAt, ExpiresAt: userAt.Add(12 * time.Hour)}
+	if err := st.CreateSession(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.GetSession(ctx, s.TokenHash)
+	if err != nil || !got.BreakGlassUntil.IsZero() || got.BreakGlassReason != nil {
+		t.Fatalf("a new session = %+v, %v; want no break-glass", got, err)
+	}
+	for i, bg := range []struct {
+		until  time.Time
+		reason []byte
+	}{
+		{userAt.Add(30*time.Minute + 123456*time.Nanosecond), []byte("sealed reason one")},
+		{userAt.Add(4 * time.Hour), []byte("sealed reason two")},
+	} {
+		set, err := st.SetBreakGlass(ctx, s.TokenHash, bg.until, bg.reason)
+		if err != nil || !set {
+			t.Fatalf("SetBreakGlass %d = %v, %v; want true", i+1, set, err)
+		}
+		want := s
+		want.BreakGlassUntil, want.BreakGlassReason = bg.until.Truncate(time.Microsecond), bg.reason
+		got, err := st.GetSession(ctx, s.TokenHash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.BreakGlassUntil.Location() != time.UTC {
+			t.Errorf("BreakGlassUntil %v not in UTC", got.BreakGlassUntil)
+		}
+		sameSession(t, got, want)
+	}
+	if set, err := st.SetBreakGlass(ctx, tokenHash("unknown"), userAt, []byte("x")); err != nil || set {
+		t.Fatalf("SetBreakGlass of an unknown session = %v, %v; want false", set, err)
+	}
+	if _, err := st.EndSession(ctx, s.TokenHash, userAt.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if set, err := st.SetBreakGlass(ctx, s.TokenHash, userAt.Add(5*time.Hour), []byte("x")); err != nil || set {
+		t.Fatalf("SetBreakGlass of an ended session = %v, %v; want false", set, err)
+	}
+	if got, err := st.GetSession(ctx, s.TokenHash); err != nil || !got.BreakGlassUntil.Equal(userAt.Add(4*time.Hour)) {
+		t.Fatalf("after refusing an ended session: %+v, %v; want the earlier break-glass", got, err)
 	}
 }
