@@ -60,14 +60,20 @@ func (s *Server) mayRead(c *gin.Context, interaction string, row store.Communica
 		return breakGlass, true
 	}
 	ref := "Communication/" + row.ID
+	s.refuseUnseen(c, interaction, ref, ref+breakGlassNeeded)
+	return false, false
+}
+
+// refuseUnseen answers 403 for what the minimum necessary keeps from the
+// request's principal, audited as a refused interaction on ref.
+func (s *Server) refuseUnseen(c *gin.Context, interaction, ref, details string) {
 	err := s.cfg.Audit.Record(c.Request.Context(), audit.Entry{At: s.cfg.Now().UTC(), Actor: actorOf(c, c.MustGet(keyPrincipal).(access.Principal)),
 		Action: "rest." + interaction, Outcome: audit.OutcomeMinor, Correlation: c.GetString(keyRequestID), Entities: []string{ref}})
 	if err != nil {
 		s.internal(c, "auditing a refused read", err)
-		return false, false
+		return
 	}
-	s.fail(c, http.StatusForbidden, problem{Code: fhirCodeForbidden, Details: ref + breakGlassNeeded})
-	return false, false
+	s.fail(c, http.StatusForbidden, problem{Code: fhirCodeForbidden, Details: details})
 }
 
 // narrowRecipients ANDs a search's recipient constraint with the

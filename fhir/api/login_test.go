@@ -76,8 +76,16 @@ func newLoginEnv(t *testing.T) *loginEnv {
 	if row.Sealed, err = kr.Seal(b, []byte("Communication/c1")); err != nil {
 		t.Fatal(err)
 	}
+	pb, err := fhir.Resource{Type: "Patient", ID: "p1", Body: &fhirmodel.Patient{Id: new("p1")}}.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	patient := store.SealedResource{Type: "Patient", ID: "p1"}
+	if patient.Sealed, err = kr.Seal(pb, []byte("Patient/p1")); err != nil {
+		t.Fatal(err)
+	}
 	if ok, err := st.StoreMapped(context.Background(), store.Mapped{InboundID: "in-c1", MappedAt: sentAt, Outcome: []byte("x"),
-		Communications: []store.CommunicationRow{row}}); err != nil || !ok {
+		Resources: []store.SealedResource{patient}, Communications: []store.CommunicationRow{row}}); err != nil || !ok {
 		t.Fatalf("seeding: %v %v", ok, err)
 	}
 
@@ -478,7 +486,8 @@ func (e *loginEnv) read(t *testing.T, token, path string) (int, string) {
 func TestBreakGlassOverHTTP(t *testing.T) {
 	e := newLoginEnv(t)
 	ann := e.add(t, "ann.md", access.RolePhysician, "Practitioner/a")
-	if got := e.do(t, http.MethodGet, e.login(t, ann), "/fhir/Communication/c1"); got != http.StatusOK {
+	annTok := e.login(t, ann)
+	if got := e.do(t, http.MethodGet, annTok, "/fhir/Communication/c1"); got != http.StatusOK {
 		t.Fatalf("c1 read by its recipient: %d, want 200", got)
 	}
 	e.wantEntry(t, "rest.read", audit.OutcomeSuccess, audit.ActorUser, ann.id)
@@ -486,8 +495,16 @@ func TestBreakGlassOverHTTP(t *testing.T) {
 		t.Fatalf("entities of a recipient's read = %q, want only Communication/c1", got)
 	}
 
+	if got := e.do(t, http.MethodGet, annTok, "/fhir/Patient/p1"); got != http.StatusOK {
+		t.Fatalf("the patient of a message to ann, read by ann: %d, want 200", got)
+	}
+
 	zed := e.add(t, "zed.md", access.RolePhysician, "Practitioner/z", "CareTeam/ward-3")
 	tok := e.login(t, zed)
+	if got := e.do(t, http.MethodGet, tok, "/fhir/Patient/p1"); got != http.StatusForbidden {
+		t.Fatalf("the patient of another unit's message, read by zed: %d, want 403", got)
+	}
+	e.wantEntry(t, "rest.read", audit.OutcomeMinor, audit.ActorUser, zed.id)
 	status, body := e.read(t, tok, "/fhir/Communication/c1")
 	if status != http.StatusForbidden || !strings.Contains(body, "/auth/break-glass") || !strings.Contains(body, `"OperationOutcome"`) {
 		t.Fatalf("another unit's physician reads c1: %d %s; want 403 naming break-glass", status, body)
@@ -522,6 +539,12 @@ func TestBreakGlassOverHTTP(t *testing.T) {
 		t.Fatalf("break-glass: %d %v; want 200 until %s", status, body2, wantUntil)
 	}
 	e.wantEntry(t, "user.break-glass", audit.OutcomeSuccess, audit.ActorUser, zed.id)
+	if got := e.do(t, http.MethodGet, tok, "/fhir/Patient/p1"); got != http.StatusOK {
+		t.Fatalf("Patient/p1 under break-glass: %d, want 200", got)
+	}
+	if got := e.audit.last().Entities; !reflect.DeepEqual(got, []string{"Patient/p1", "break-glass"}) {
+		t.Fatalf("entities of a Patient read under break-glass = %q", got)
+	}
 	if got := e.do(t, http.MethodGet, tok, "/fhir/Communication/c1"); got != http.StatusOK {
 		t.Fatalf("c1 under break-glass: %d, want 200", got)
 	}

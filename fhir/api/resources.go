@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/carebridge/carebridge/store"
 )
 
 // readResource reads one resource mapping stored (a Patient, say).
@@ -36,7 +38,22 @@ func (s *Server) readResource(typ string) gin.HandlerFunc {
 		if typ != "Patient" {
 			patient = subjectOf(body)
 		}
-		if err := s.record(c, "read", patient, []string{ref}); err != nil {
+		// The minimum necessary: a user limited to their recipients reads
+		// the chart resources of the patients their messages are about.
+		scope := s.communicationScope(c)
+		if !scope.All {
+			ok, err := s.patientSeen(c, scope.Recipients, patient)
+			if err != nil {
+				s.internal(c, "checking what a user may read", err)
+				return
+			}
+			if !ok {
+				s.refuseUnseen(c, "read", ref, ref+" concerns no patient of a Communication addressed to your recipients: "+
+					"reading it needs break-glass, POST /auth/break-glass with a reason")
+				return
+			}
+		}
+		if err := s.recordAs(c, "read", patient, []string{ref}, scope.BreakGlass); err != nil {
 			s.internal(c, "auditing a read", err)
 			return
 		}
@@ -55,4 +72,15 @@ func subjectOf(body []byte) string {
 		return ""
 	}
 	return r.Subject.Reference
+}
+
+// patientSeen reports whether a Communication about patient is addressed
+// to one of recipients.
+func (s *Server) patientSeen(c *gin.Context, recipients []string, patient string) (bool, error) {
+	if patient == "" || len(recipients) == 0 {
+		return false, nil
+	}
+	rows, err := s.cfg.Store.SearchCommunications(c.Request.Context(), store.CommunicationQuery{
+		Subject: store.TokenMatch{Any: []string{patient}}, Recipient: store.TokenMatch{Any: recipients}, Limit: 1})
+	return len(rows) > 0, err
 }
