@@ -203,28 +203,38 @@ func newEnv(t testing.TB) *env {
 			t.Fatalf("seeding %d: %v %v", i, ok, err)
 		}
 	}
-	e.key, _ = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	e.events = &events{}
+	e.srv, e.key = startAPI(t, kr, "system/Communication.cruds system/Patient.r", api.Config{Store: st, Keys: kr, Audit: e.audit,
+		Writes: st, Sealer: kr, Validator: e.v, Events: e.events})
+	e.base = e.srv.URL + "/fhir"
+	return e
+}
+
+// startAPI serves the API on loopback with cfg, its token service over
+// one client "ehr" registered with scopes and a fresh P-384 key (returned,
+// with kid k1).
+func startAPI(t testing.TB, kr *secure.KeyRing, scopes string, cfg api.Config) (*httptest.Server, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	reg := &registry{spent: map[string]bool{}, clients: map[string]access.Client{
-		"ehr": {ID: "ehr", Keys: access.StaticKeys{Keys: []jose.JSONWebKey{{Key: e.key.Public(), KeyID: "k1", Use: "sig"}}},
-			Scopes: mustScopes(t, "system/Communication.cruds system/Patient.r")},
+		"ehr": {ID: "ehr", Keys: access.StaticKeys{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Use: "sig"}}},
+			Scopes: mustScopes(t, scopes)},
 	}}
 	gin.SetMode(gin.TestMode)
 	var handler http.Handler
-	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
-	t.Cleanup(e.srv.Close)
-	e.base = e.srv.URL + "/fhir"
-	tokens, err := access.NewService(reg, kr, access.Config{Issuer: e.srv.URL, TokenURL: e.srv.URL + "/auth/token", Audience: e.base})
-	if err != nil {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	t.Cleanup(srv.Close)
+	var err error
+	if cfg.Tokens, err = access.NewService(reg, kr, access.Config{Issuer: srv.URL, TokenURL: srv.URL + "/auth/token", Audience: srv.URL + "/fhir"}); err != nil {
 		t.Fatal(err)
 	}
-	e.events = &events{}
-	s, err := api.New(api.Config{Store: st, Keys: kr, Tokens: tokens, Audit: e.audit, BaseURL: e.srv.URL,
-		Writes: st, Sealer: kr, Validator: e.v, Events: e.events})
+	cfg.BaseURL = srv.URL
+	s, err := api.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	handler = s.Handler()
-	return e
+	return srv, key
 }
 
 func mustScopes(t testing.TB, s string) access.Scopes {

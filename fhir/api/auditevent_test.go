@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -18,11 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"github.com/carebridge/carebridge/access"
 	"github.com/carebridge/carebridge/audit"
 	"github.com/carebridge/carebridge/fhir"
 	"github.com/carebridge/carebridge/fhir/api"
@@ -100,25 +97,9 @@ func newAuditEnv(t *testing.T) *auditEnv {
 	if e.v, err = fhir.NewValidator(); err != nil {
 		t.Fatal(err)
 	}
-	e.key, _ = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	reg := &registry{spent: map[string]bool{}, clients: map[string]access.Client{
-		"ehr": {ID: "ehr", Keys: access.StaticKeys{Keys: []jose.JSONWebKey{{Key: e.key.Public(), KeyID: "k1", Use: "sig"}}},
-			Scopes: mustScopes(t, "system/AuditEvent.rs system/Communication.rs")},
-	}}
-	gin.SetMode(gin.TestMode)
-	var handler http.Handler
-	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
-	t.Cleanup(e.srv.Close)
+	e.srv, e.key = startAPI(t, kr, "system/AuditEvent.rs system/Communication.rs", api.Config{Store: st, Keys: kr, Audit: e.audit,
+		AuditEvents: st, Source: e.src})
 	e.base = e.srv.URL + "/fhir"
-	tokens, err := access.NewService(reg, kr, access.Config{Issuer: e.srv.URL, TokenURL: e.srv.URL + "/auth/token", Audience: e.base})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := api.New(api.Config{Store: st, Keys: kr, Tokens: tokens, Audit: e.audit, AuditEvents: st, Source: e.src, BaseURL: e.srv.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	handler = s.Handler()
 	return e
 }
 

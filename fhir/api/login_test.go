@@ -3,8 +3,6 @@ package api_test
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -16,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/pquerna/otp"
@@ -93,25 +90,8 @@ func newLoginEnv(t *testing.T) *loginEnv {
 	if e.users, err = access.NewUsers(&accesstest.Users{}, kr, access.UsersConfig{Now: e.clock.Now}); err != nil {
 		t.Fatal(err)
 	}
-	e.key, _ = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	reg := &registry{spent: map[string]bool{}, clients: map[string]access.Client{
-		"ehr": {ID: "ehr", Keys: access.StaticKeys{Keys: []jose.JSONWebKey{{Key: e.key.Public(), KeyID: "k1", Use: "sig"}}},
-			Scopes: mustScopes(t, "system/Communication.rs")},
-	}}
-	gin.SetMode(gin.TestMode)
-	var handler http.Handler
-	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
-	t.Cleanup(e.srv.Close)
-	tokens, err := access.NewService(reg, kr, access.Config{Issuer: e.srv.URL, TokenURL: e.srv.URL + "/auth/token", Audience: e.srv.URL + "/fhir"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := api.New(api.Config{Store: st, Keys: kr, Tokens: tokens, Audit: e.audit, AuditEvents: st, Users: e.users,
-		BaseURL: e.srv.URL, Now: e.clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	handler = s.Handler()
+	e.srv, e.key = startAPI(t, kr, "system/Communication.rs", api.Config{Store: st, Keys: kr, Audit: e.audit, AuditEvents: st,
+		Users: e.users, Now: e.clock.Now})
 	return e
 }
 
