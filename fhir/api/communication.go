@@ -87,16 +87,7 @@ func narrowRecipients(m *store.TokenMatch, mine []string) {
 
 // lenient reports whether the client asked that unknown search
 // parameters be ignored (Prefer: handling=lenient).
-func lenient(r *http.Request) bool {
-	for _, v := range r.Header.Values("Prefer") {
-		for _, p := range strings.Split(v, ";") {
-			if strings.EqualFold(strings.ReplaceAll(strings.TrimSpace(p), " ", ""), "handling=lenient") {
-				return true
-			}
-		}
-	}
-	return false
-}
+func lenient(r *http.Request) bool { return strings.EqualFold(prefer(r, "handling"), "lenient") }
 
 // searchParams are the query's parameters, and for POST _search those of
 // the form body too.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -272,19 +273,12 @@ func etag(version int) string { return `W/"` + strconv.Itoa(version) + `"` }
 
 // parseETag reads W/"n" (or "n") as version n.
 func parseETag(s string) (int, bool) {
-	s = trimPrefix(s, "W/")
+	s = strings.TrimPrefix(s, "W/")
 	if len(s) < 3 || s[0] != '"' || s[len(s)-1] != '"' {
 		return 0, false
 	}
 	n, err := strconv.Atoi(s[1 : len(s)-1])
 	return n, err == nil && n > 0
-}
-
-func trimPrefix(s, p string) string {
-	if len(s) >= len(p) && s[:len(p)] == p {
-		return s[len(p):]
-	}
-	return s
 }
 
 // redactedLabel marks a resource some elements were left out of (HL7 v3
