@@ -100,6 +100,9 @@ func validationProblems(err error) []problem {
 	if len(out) == 0 {
 		out = append(out, problem{Code: fhir.CodeInvalid, Details: "not valid FHIR R4 JSON"})
 	}
+	// The validator reports in no fixed order: the same body gets the
+	// same answer.
+	slices.SortStableFunc(out, func(a, b problem) int { return strings.Compare(a.Expression, b.Expression) })
 	return out
 }
 

@@ -247,7 +247,7 @@ func TestBadBodiesGet4xx(t *testing.T) {
 		{"XML", "application/fhir+xml", []byte(`<Communication/>`), http.StatusUnsupportedMediaType, nil},
 		{"not a Communication", fhirJSON, []byte(`{"resourceType":"Patient"}`), http.StatusBadRequest, []string{"resourceType"}},
 		{"every problem named", fhirJSON, []byte(`{"resourceType":"Communication","status":"bogus","sent":"yesterday"}`), http.StatusUnprocessableEntity,
-			[]string{"Communication.status", "Communication.sent"}},
+			[]string{"Communication.sent", "Communication.status"}},
 		{"two payload kinds", fhirJSON, []byte(`{"resourceType":"Communication","status":"completed","payload":[{"contentString":"a","contentReference":{"reference":"Patient/1"}}]}`),
 			http.StatusUnprocessableEntity, []string{"Communication.payload[0]"}},
 	}
