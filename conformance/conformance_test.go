@@ -57,6 +57,9 @@ func allCases() []testCase {
 	all = append(all, errorCases()...)
 	all = append(all, auditCases()...)
 	all = append(all, writeCases()...)
+	all = append(all, resourceSearchCases()...)
+	all = append(all, subscriptionCases()...)
+	all = append(all, workflowCases()...)
 	return all
 }
 

@@ -172,9 +172,8 @@ func (s *Server) routes() *gin.Engine {
 		f.GET("/Communication/:id/_history/:vid", s.authorize("Communication", access.Read, "vread"), s.vreadCommunication)
 	}
 	s.auditEventRoutes(f)
-	for _, typ := range mappedTypes {
-		f.GET("/"+typ+"/:id", s.authorize(typ, access.Read, "read"), s.readResource(typ))
-	}
+	s.resourceRoutes(f)
+	s.subscriptionRoutes(f)
 	return e
 }
 

@@ -64,9 +64,6 @@ func (s *Server) capabilityStatement() map[string]any {
 		}
 		params = append(params, m)
 	}
-	readOnly := func(typ, doc string) map[string]any {
-		return map[string]any{"type": typ, "documentation": doc, "interaction": []map[string]any{{"code": "read"}}}
-	}
 	resources := []map[string]any{{
 		"type":          "Communication",
 		"documentation": "Secure messages carebridge made from HL7v2 events; search needs system/Communication.s, read, vread and history .r, create .c, update and patch (JSON Patch) .u",
@@ -79,9 +76,8 @@ func (s *Server) capabilityStatement() map[string]any {
 		"searchParam":       params,
 		"searchInclude":     []string{"Communication:subject", "Communication:patient"},
 	}}
-	for _, typ := range mappedTypes {
-		resources = append(resources, readOnly(typ, "stored by mapping for Communications to refer to; read needs system/"+typ+".r"))
-	}
+	resources = append(resources, s.resourceCapabilities()...)
+	resources = append(resources, s.subscriptionCapabilities()...)
 	if s.cfg.AuditEvents != nil {
 		resources = append(resources, s.auditEventCapability())
 	}

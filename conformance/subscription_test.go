@@ -1,0 +1,3 @@
+package conformance
+
+func subscriptionCases() []testCase { return nil }
