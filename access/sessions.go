@@ -212,6 +212,14 @@ func (u *Users) VerifySession(ctx context.Context, token string) (Principal, err
 		Expires: expires, Contexts: "user", Recipients: user.Recipients, BreakGlassUntil: s.BreakGlassUntil}, nil
 }
 
+// CheckSession is VerifySession without counting as the session's
+// activity: for a long-lived connection (an inbox stream) that must end
+// when its session does, and must not keep an idle session alive.
+func (u *Users) CheckSession(ctx context.Context, token string) error {
+	_, _, _, _, err := u.liveSession(ctx, token)
+	return err
+}
+
 // liveSession finds the session of a token and its user, and checks that
 // it may be used at now (see VerifySession).
 func (u *Users) liveSession(ctx context.Context, token string) (hash []byte, s Session, user User, now time.Time, err error) {

@@ -36,14 +36,14 @@ func newDeliveryRecorder(api *InboxAPI) *deliveryRecorder {
 
 // sentItem is one message sent to one recipient's session.
 type sentItem struct {
-	recipient, id, patient, addr string
+	user, recipient, id, patient, addr string
 	done                         chan error // the outcome, once
 }
 
 // record queues the delivery and returns where its outcome will be sent;
 // it does not wait.
-func (r *deliveryRecorder) record(recipient, id, patient, addr string) <-chan error {
-	it := &sentItem{recipient: recipient, id: id, patient: patient, addr: addr, done: make(chan error, 1)}
+func (r *deliveryRecorder) record(user, recipient, id, patient, addr string) <-chan error {
+	it := &sentItem{user: user, recipient: recipient, id: id, patient: patient, addr: addr, done: make(chan error, 1)}
 	r.mu.Lock()
 	r.pending = append(r.pending, it)
 	if !r.busy {
@@ -92,7 +92,7 @@ func (r *deliveryRecorder) commit(batch []*sentItem) {
 	entries := make([]audit.Entry, len(batch))
 	for i, it := range batch {
 		updates[i] = store.DeliveryUpdate{CommunicationID: it.id, Recipient: it.recipient, State: store.DeliveryDelivered, At: now}
-		entries[i] = deliveryEntry(now, it.recipient, it.addr, it.id, it.patient, "communication.delivered")
+		entries[i] = deliveryEntry(now, it.user, it.recipient, it.addr, it.id, it.patient, "communication.delivered")
 	}
 	ev, err := auditEvent(batch[0].id, entries...)
 	if err == nil {
@@ -139,11 +139,17 @@ func (r *deliveryRecorder) commit(batch []*sentItem) {
 }
 
 // deliveryEntry is the audit entry of a delivery to, or a read by,
-// recipient (a user, at addr).
-func deliveryEntry(at time.Time, recipient, addr, id, patient, action string) audit.Entry {
-	return audit.Entry{
+// recipient: the signed-in user (at addr) who stands for it, or without a
+// user (a development token) the recipient itself.
+func deliveryEntry(at time.Time, user, recipient, addr, id, patient, action string) audit.Entry {
+	e := audit.Entry{
 		At: at, Action: action, Outcome: audit.OutcomeSuccess,
 		Actor:    audit.Actor{Kind: audit.ActorUser, ID: recipient, Address: addr},
 		Entities: []string{"Communication/" + id}, Patient: patient,
 	}
+	if user != "" {
+		e.Actor.ID = user
+		e.Entities = append(e.Entities, recipient)
+	}
+	return e
 }

@@ -62,11 +62,21 @@ func fhirBase(publicURL, scheme string, ln net.Addr) string {
 	return scheme + "://" + ln.String() + "/fhir"
 }
 
+// newUsers is the sign-in service over the store's users, shared by the
+// FHIR API and the inbox.
+func newUsers(st store.Store, keys *secure.KeyRing, sessions sessionFlags) (*access.Users, error) {
+	users, err := access.NewUsers(userStore{st}, keys, access.UsersConfig{IdleTimeout: sessions.idle, Lifetime: sessions.lifetime})
+	if err != nil {
+		return nil, fmt.Errorf("--session-idle, --session-lifetime: %w", err)
+	}
+	return users, nil
+}
+
 // newFHIRAPI wires the FHIR REST API: the token service over the store's
-// clients, the login service over its users, the audit recorder, the
-// handlers. The recorder must be waited for after the HTTP server stops,
+// clients, the login service users, the audit recorder, the handlers.
+// The recorder must be waited for after the HTTP server stops,
 // before the store closes.
-func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, node, base string, log *slog.Logger, sessions sessionFlags) (http.Handler, *audit.Recorder, error) {
+func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, node, base string, log *slog.Logger, users *access.Users) (http.Handler, *audit.Recorder, error) {
 	root := strings.TrimSuffix(base, "/fhir")
 	if root == base {
 		return nil, nil, fmt.Errorf("--public-url %q: want carebridge's FHIR base URL, ending in /fhir", base)
@@ -76,10 +86,6 @@ func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, node,
 	})
 	if err != nil {
 		return nil, nil, err
-	}
-	users, err := access.NewUsers(userStore{st}, keys, access.UsersConfig{IdleTimeout: sessions.idle, Lifetime: sessions.lifetime})
-	if err != nil {
-		return nil, nil, fmt.Errorf("--session-idle, --session-lifetime: %w", err)
 	}
 	rec, err := audit.NewRecorder(st, bridge.TopicAuditRecorded, inbound.CorrelationIDKey)
 	if err != nil {

@@ -36,7 +36,7 @@ type pipelineConfig struct {
 	ehrURL    string
 	nats      *bridge.NATSConfig // nil without --nats-url
 	publicURL string             // --public-url: carebridge's FHIR base as EHRs reach it
-	inboxes   bridge.Announcer   // set by startInboxes; nil without inbox sessions
+	inboxes   bridge.Announcer   // set by startInboxes
 	hooks     *bridge.RestHook   // set by startInboxes
 	log       *slog.Logger
 }
@@ -195,9 +195,6 @@ func (p *pipelineConfig) router(st store.Store, keys *secure.KeyRing) (*message.
 // stops it.
 func (p *pipelineConfig) startInboxes(st store.Store, keys *secure.KeyRing) (func(), error) {
 	p.hooks = &bridge.RestHook{Store: st, Keys: keys, BaseURL: p.publicURL, Now: time.Now, Log: p.log}
-	if p.inbox == nil {
-		return func() {}, nil
-	}
 	local := &bridge.LocalInbox{Hub: p.hub, Store: st, Keys: keys}
 	if p.nats == nil {
 		p.inboxes = local
@@ -227,8 +224,8 @@ func (p *pipelineConfig) escalator(st store.Store, keys *secure.KeyRing) *bridge
 	return e
 }
 
-func (p *pipelineConfig) inboxAPI(st store.Store, keys *secure.KeyRing, closing <-chan struct{}) *bridge.InboxAPI {
-	return &bridge.InboxAPI{Store: st, Keys: keys, Hub: p.hub, Tokens: p.inbox, Now: time.Now, Log: p.log, Closing: closing}
+func (p *pipelineConfig) inboxAPI(st store.Store, keys *secure.KeyRing, readers bridge.Readers, closing <-chan struct{}) *bridge.InboxAPI {
+	return &bridge.InboxAPI{Store: st, Keys: keys, Hub: p.hub, Readers: readers, Tokens: p.inbox, Now: time.Now, Log: p.log, Closing: closing}
 }
 
 // readDevTokens reads "TOKEN REFERENCE" lines; # starts a comment. Tokens

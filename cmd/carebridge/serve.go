@@ -92,7 +92,7 @@ and acknowledged.`, `  carebridge serve
 	fs.StringVar(&cfg.timezone, "timezone", "", "IANA zone of HL7 times sent without an offset (default: the rules file's timezone)")
 	fs.StringVar(&cfg.node, "node", "", "this instance's name, which names its audit chain (default: the host name)")
 	fs.StringVar(&cfg.pushURL, "push-url", "", "push gateway webhook (in front of APNs/FCM); each new message is announced there by opaque id, priority and unread count only")
-	fs.StringVar(&cfg.inboxTokens, "inbox-dev-tokens", "", "file of development bearer tokens for the clinician inbox (/api/inbox, /api/inbox/stream), one \"TOKEN Practitioner/ID\" per line; for trials only, until real sign-in exists")
+	fs.StringVar(&cfg.inboxTokens, "inbox-dev-tokens", "", "file of development bearer tokens for the clinician inbox (/api/inbox, /api/inbox/stream) besides signed-in sessions, one \"TOKEN Practitioner/ID\" per line; for trials and benchmarks only")
 	fs.StringVar(&cfg.pushSecretFile, "push-secret-file", "", "file holding the shared secret that signs push webhook bodies (HMAC-SHA256); required with --push-url")
 	fs.StringVar(&cfg.ehrURL, "ehr-fhir-url", "", "the EHR's FHIR R4 base URL; every audit record is sent there as an AuditEvent (transaction Bundles, retried with backoff, never dropped; see carebridge audit pending)")
 	fs.StringVar(&cfg.ehrTokenFile, "ehr-token-file", "", "file holding the bearer token for --ehr-fhir-url (mode 0600; read again for each batch, so it can be rotated in place)")
@@ -284,12 +284,15 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 	httpMux := http.NewServeMux()
 	httpMux.Handle("/", healthHandler(&ready, st))
 	closing := make(chan struct{})
-	var inboxAPI *bridge.InboxAPI
-	if pipeline.inbox != nil {
-		inboxAPI = pipeline.inboxAPI(st, keys, closing)
-		httpMux.Handle("/api/", inboxAPI.Handler())
+	users, err := newUsers(st, keys, cfg.sessions)
+	if err != nil {
+		mllpLn.Close()
+		httpLn.Close()
+		return err
 	}
-	fhirAPI, apiAudit, err := newFHIRAPI(st, keys, in, pipeline.node, fhirBase(cfg.publicURL, httpScheme, httpLn.Addr()), log, cfg.sessions)
+	inboxAPI := pipeline.inboxAPI(st, keys, inboxReaders{users}, closing)
+	httpMux.Handle("/api/", inboxAPI.Handler())
+	fhirAPI, apiAudit, err := newFHIRAPI(st, keys, in, pipeline.node, fhirBase(cfg.publicURL, httpScheme, httpLn.Addr()), log, users)
 	if err != nil {
 		mllpLn.Close()
 		httpLn.Close()
@@ -370,9 +373,7 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 		defer cancel()
 		err := httpSrv.Shutdown(sctx)
-		if inboxAPI != nil {
-			inboxAPI.Drain() // the streams' last deliveries, before the store closes
-		}
+		inboxAPI.Drain() // the streams' last deliveries, before the store closes
 		apiAudit.Wait()
 		return err
 	})
