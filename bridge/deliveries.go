@@ -37,7 +37,7 @@ func newDeliveryRecorder(api *InboxAPI) *deliveryRecorder {
 // sentItem is one message sent to one recipient's session.
 type sentItem struct {
 	user, recipient, id, patient, addr string
-	done                         chan error // the outcome, once
+	done                               chan error // the outcome, once
 }
 
 // record queues the delivery and returns where its outcome will be sent;
