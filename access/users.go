@@ -44,22 +44,23 @@ func ParseRole(s string) (Role, error) {
 	return "", fmt.Errorf("role %q is not one of %s", s, strings.Join(names, ", "))
 }
 
-// clinical is what those who care for patients do: read the chart
-// resources mapping stores, search, read and update (mark read)
+// clinical is what those who care for patients do: read and search the
+// chart resources mapping stores, search, read and update (mark read)
 // Communications.
 var clinical = Scopes{
-	{"user", "Communication", Read | Update | Search},
-	{"user", "Patient", Read},
-	{"user", "Encounter", Read},
-	{"user", "Observation", Read},
-	{"user", "ServiceRequest", Read},
+	{"user", "Communication", Create | Read | Update | Search},
+	{"user", "Patient", Read | Search},
+	{"user", "Encounter", Read | Search},
+	{"user", "Observation", Read | Search},
+	{"user", "ServiceRequest", Read | Search},
 }
 
 // Scopes are the role's permissions, as SMART v2 scopes in the "user"
 // context (https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html):
 //
-//   - physician, nurse: user/Communication.rus, and read Patient,
-//     Encounter, Observation and ServiceRequest;
+//   - physician, nurse: user/Communication.crus (they write replies as
+//     themselves), and read and search
+//     Patient, Encounter, Observation and ServiceRequest (.rs);
 //   - unit clerk: user/Communication.s, to see what waits on the unit;
 //   - administrator: nothing clinical (they manage users, with the CLI);
 //   - security officer: user/AuditEvent.rs, to review the audit trail.

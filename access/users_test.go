@@ -116,12 +116,16 @@ func TestRoleScopes(t *testing.T) {
 		want     bool
 	}{
 		{access.RolePhysician, "Communication", access.Read | access.Search | access.Update, true},
-		{access.RolePhysician, "Communication", access.Create, false},
+		{access.RolePhysician, "Communication", access.Create, true},
+		{access.RoleUnitClerk, "Communication", access.Create, false},
 		{access.RolePhysician, "Patient", access.Read, true},
 		{access.RolePhysician, "Observation", access.Read, true},
 		{access.RolePhysician, "AuditEvent", access.Search, false},
 		{access.RoleNurse, "ServiceRequest", access.Read, true},
 		{access.RoleNurse, "Encounter", access.Read, true},
+		{access.RoleNurse, "Observation", access.Read | access.Search, true},
+		{access.RolePhysician, "Patient", access.Search, true},
+		{access.RoleUnitClerk, "Patient", access.Search, false},
 		{access.RoleNurse, "Patient", access.Update, false},
 		{access.RoleUnitClerk, "Communication", access.Search, true},
 		{access.RoleUnitClerk, "Communication", access.Read, false},
@@ -139,7 +143,7 @@ func TestRoleScopes(t *testing.T) {
 			t.Errorf("%s has system scopes", tc.role)
 		}
 	}
-	if got := access.RolePhysician.Scopes().String(); got != "user/Communication.rus user/Patient.r user/Encounter.r user/Observation.r user/ServiceRequest.r" {
+	if got := access.RolePhysician.Scopes().String(); got != "user/Communication.crus user/Patient.rs user/Encounter.rs user/Observation.rs user/ServiceRequest.rs" {
 		t.Errorf("physician scopes %q", got)
 	}
 	if _, err := access.ParseRole("unit-clerk"); err != nil {

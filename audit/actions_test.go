@@ -21,13 +21,13 @@ func TestActionLookups(t *testing.T) {
 		want string // comma-separated
 	}{
 		{"type rest", ActionsOfType(evt, "rest"),
-			"rest.create,rest.delete,rest.history-instance,rest.patch,rest.read,rest.search-type,rest.update,rest.vread"},
+			"rest.create,rest.delete,rest.history-instance,rest.operation,rest.patch,rest.read,rest.search-type,rest.update,rest.vread"},
 		{"type rest of another system", ActionsOfType(dcm, "rest"), ""},
 		{"type login, any system", ActionsOfType("", "110114"), "client.token,user.break-glass,user.login,user.logout"},
 		{"type import", ActionsOfType(dcm, "110107"), "message.accepted,message.rejected"},
 		{"type export", ActionsOfType(dcm, "110106"), "communication.delivered"},
 		{"type activity", ActionsOfType(dcm, "110100"),
-			"communication.created,communication.escalated,communication.read,message.mapped,message.replayed"},
+			"communication.created,communication.escalated,communication.read,communication.recalled,message.mapped,message.replayed"},
 		{"type unknown code", ActionsOfType(dcm, "999"), ""},
 		{"type any code of the event-type system", ActionsOfType(evt, ""), strings.Join(ActionsOfType(evt, "rest"), ",")},
 		{"subtype read", ActionsOfSubtype(rest, "read"), "rest.read"},
@@ -41,7 +41,7 @@ func TestActionLookups(t *testing.T) {
 		{"action C", ActionsOfAction("C"),
 			"communication.created,message.accepted,message.mapped,message.rejected,rest.create"},
 		{"action R", ActionsOfAction("R"), "communication.delivered,rest.history-instance,rest.read,rest.vread"},
-		{"action U", ActionsOfAction("U"), "communication.read,rest.patch,rest.update"},
+		{"action U", ActionsOfAction("U"), "communication.read,communication.recalled,rest.patch,rest.update"},
 		{"action D", ActionsOfAction("D"), "rest.delete"},
 		{"action lower case", ActionsOfAction("c"), ""},
 	}

@@ -65,6 +65,7 @@ var actionKinds = map[string]kindOf{
 	"communication.delivered": {typ: typeExport, action: fhirmodel.AuditEventActionR},
 	"communication.read":      {typ: typeActivity, action: fhirmodel.AuditEventActionU},
 	"communication.escalated": {typ: typeActivity, action: fhirmodel.AuditEventActionE},
+	"communication.recalled":  {typ: typeActivity, action: fhirmodel.AuditEventActionU},
 	"user.login":              {typ: typeLogin, action: fhirmodel.AuditEventActionE},
 	"user.logout":             {typ: typeLogin, action: fhirmodel.AuditEventActionE},
 	"user.break-glass":        {typ: typeLogin, action: fhirmodel.AuditEventActionE},
@@ -78,6 +79,7 @@ var restActions = map[string]fhirmodel.AuditEventAction{
 	"history-instance": fhirmodel.AuditEventActionR, "search-type": fhirmodel.AuditEventActionE,
 	"create": fhirmodel.AuditEventActionC, "update": fhirmodel.AuditEventActionU,
 	"patch": fhirmodel.AuditEventActionU, "delete": fhirmodel.AuditEventActionD,
+	"operation": fhirmodel.AuditEventActionE,
 }
 
 // classify says how action is shown in its AuditEvent.

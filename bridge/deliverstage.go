@@ -53,6 +53,14 @@ func (s *DeliverStage) Handle(msg *message.Message) error {
 	if err := json.Unmarshal(msg.Payload, &ev); err != nil || ev.CommunicationID == "" {
 		return fmt.Errorf("%w: %s payload is not a Communication reference", errPermanent, TopicCommunicationCreated)
 	}
+	if ev.Recalled {
+		// Nothing new to queue, notify or push: the sessions that show it
+		// are told it is withdrawn.
+		if s.Inbox == nil {
+			return nil
+		}
+		return s.Inbox.Announce(ctx, ev.CommunicationID, ev.Recipients)
+	}
 	// The map stage queued the deliveries with the Communication; one
 	// stored before it did has them queued here.
 	if ds, err := s.Store.DeliveriesOf(ctx, ev.CommunicationID); err != nil {

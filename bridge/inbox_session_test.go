@@ -255,3 +255,68 @@ func TestInboxOfSignedInUser(t *testing.T) {
 		t.Errorf("%d delivery and read entries by the user, %d naming the recipient; want 4 and 4", users, recipients)
 	}
 }
+
+// recordingPusher counts the pushes the deliver stage sends.
+type recordingPusher struct{ sent atomic.Int64 }
+
+func (p *recordingPusher) Send(context.Context, bridge.PushNotification) error {
+	p.sent.Add(1)
+	return nil
+}
+
+// TestRecallReachesOpenStreams: when a message's sender recalls it, the
+// recalled event tells each open session to take it away, with no push
+// and no new delivery; the stream goes on with what comes next.
+func TestRecallReachesOpenStreams(t *testing.T) {
+	p := newPipeline(t)
+	hub := bridge.NewHub()
+	push := &recordingPusher{}
+	deliver := &bridge.DeliverStage{Store: p.st, Inbox: &bridge.LocalInbox{Hub: hub, Store: p.st, Keys: p.kr}, Push: push,
+		Now: time.Now, Log: slog.New(slog.DiscardHandler)}
+	id := p.accept(t, "oru-r01-critical-k-v251.hl7")
+	if err := p.stage.Handle(received(id)); err != nil {
+		t.Fatal(err)
+	}
+	comms, err := p.st.CommunicationsOf(context.Background(), id)
+	if err != nil || len(comms) != 1 {
+		t.Fatalf("Communications of %s: %+v, %v", id, comms, err)
+	}
+	comm := comms[0]
+	api := &bridge.InboxAPI{Store: p.st, Keys: p.kr, Hub: hub, Tokens: map[string]string{"dev-token-orderer": comm.Recipients[0]},
+		Now: time.Now, Log: slog.New(slog.DiscardHandler), Heartbeat: time.Second}
+	srv := httptest.NewServer(api.Handler())
+	defer srv.Close()
+	events, stop := rawEvents(t, srv.URL+"/api/inbox/stream", "dev-token-orderer")
+	defer stop()
+	if ev := <-events; ev.name != "communication" || !strings.Contains(ev.data, comm.ID) {
+		t.Fatalf("first event = %+v", ev)
+	}
+
+	recalled := comm
+	recalled.Status = "entered-in-error"
+	ev, err := bridge.RecalledEvent(recalled, "corr-recall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.st.UpdateCommunication(context.Background(), recalled, 0, ev); err != nil {
+		t.Fatal(err)
+	}
+	if err := deliver.Handle(ev.Message); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-events:
+		if got.name != "recalled" || got.data != `{"id":"`+comm.ID+`"}` {
+			t.Fatalf("after the recall: %+v, want a recalled event naming %s only", got, comm.ID)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no recalled event in 5 s")
+	}
+	if n := push.sent.Load(); n != 0 {
+		t.Errorf("a recall sent %d pushes", n)
+	}
+	ds, err := p.st.DeliveriesOf(context.Background(), comm.ID)
+	if err != nil || len(ds) != len(comm.Recipients) {
+		t.Errorf("deliveries after the recall: %+v, %v; want the %d of before", ds, err, len(comm.Recipients))
+	}
+}

@@ -41,6 +41,9 @@ type CommunicationCreated struct {
 	InboundID       string   `json:"inbound_id"`
 	Priority        string   `json:"priority"`
 	Recipients      []string `json:"recipients"`
+	// Recalled: the sender withdrew the message (entered-in-error), and
+	// the deliver stage only has the recipients' sessions take it away.
+	Recalled bool `json:"recalled,omitempty"`
 }
 
 // MapStore is what the map stage needs of storage.
@@ -174,7 +177,11 @@ func (s *MapStage) mapped(m store.InboundMessage, raw []byte, corr string) (stor
 		if err != nil {
 			return out, fmt.Errorf("sealing %s: %w", r.Reference(), err)
 		}
-		out.Resources = append(out.Resources, store.SealedResource{Type: r.Type, ID: r.ID, Sealed: sealed})
+		ix, err := index.Resource(r.Type, r.JSON)
+		if err != nil {
+			return out, fmt.Errorf("indexing %s: %w", r.Reference(), err)
+		}
+		out.Resources = append(out.Resources, store.SealedResource{Type: r.Type, ID: r.ID, Sealed: sealed, Index: &ix})
 	}
 	if p := res.Event.Patient; p != nil && valid[p.Ref] {
 		patient = p.Ref

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -69,6 +70,38 @@ func ParseCriteria(s string) (Criteria, error) {
 	return c, nil
 }
 
+// MaxEndpointBytes bounds a subscription's endpoint URL.
+const MaxEndpointBytes = 2048
+
+// CheckEndpoint checks a subscription's rest-hook endpoint, as both the
+// CLI and the FHIR API take it: an absolute https URL, or http to a
+// loopback address only (notifications carry the EHR's credentials in
+// their headers), with no credentials in the URL itself.
+func CheckEndpoint(endpoint string) error {
+	if len(endpoint) > MaxEndpointBytes {
+		return fmt.Errorf("the endpoint is longer than %d bytes", MaxEndpointBytes)
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" || u.Opaque != "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return errors.New("the endpoint must be an absolute http(s) URL")
+	}
+	if u.Scheme == "http" && !loopback(u.Hostname()) {
+		return errors.New("the endpoint must use https (http is for loopback only): notifications carry the EHR's credentials")
+	}
+	if u.User != nil {
+		return errors.New("the endpoint must not carry credentials in the URL; send them as header lines")
+	}
+	return nil
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // Matches reports whether a Communication meets the criteria.
 func (c Criteria) Matches(comm store.CommunicationRow) bool {
 	if len(c.Priorities) > 0 && !slices.Contains(c.Priorities, comm.Priority) {
@@ -94,7 +127,8 @@ type RestHookStore interface {
 // Communication's reference; never content), POSTed to the endpoint with
 // the subscription's headers. A failure is retried with backoff, from
 // MinBackoff doubling to MaxBackoff, for GiveUpAfter; then the notice is
-// dead, with its last error, and listed by carebridge subscriptions list.
+// dead, with its last error, and listed by carebridge subscriptions list
+// and GET Subscription/ID/$status.
 // Due notices are found by the database: no timer per notice.
 type RestHook struct {
 	Store RestHookStore
@@ -115,19 +149,26 @@ type RestHook struct {
 	fetched time.Time
 }
 
-// subscriptions returns the active subscriptions, read again at most
-// every five seconds.
-func (h *RestHook) subscriptions(ctx context.Context) ([]store.Subscription, map[string]Criteria, error) {
+// subscriptionsTTL is how long the subscriptions are cached at most.
+const subscriptionsTTL = time.Second
+
+// subscriptions returns the subscriptions, read again when the cached
+// list is older than subscriptionsTTL or was read before since: a
+// subscription stored (by the CLI or the FHIR API, in any process) before
+// what is being notified was stored is always seen, and one stored
+// otherwise within a second.
+func (h *RestHook) subscriptions(ctx context.Context, since time.Time) ([]store.Subscription, map[string]Criteria, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.parsed != nil && h.Now().Sub(h.fetched) < 5*time.Second {
+	now := h.Now()
+	if h.parsed != nil && now.Sub(h.fetched) < subscriptionsTTL && h.fetched.After(since) {
 		return h.subs, h.parsed, nil
 	}
 	subs, err := h.Store.ListSubscriptions(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	h.subs, h.parsed, h.fetched = subs, map[string]Criteria{}, h.Now()
+	h.subs, h.parsed, h.fetched = subs, map[string]Criteria{}, now
 	for _, s := range subs {
 		if c, err := ParseCriteria(s.Criteria); err == nil {
 			h.parsed[s.ID] = c
@@ -138,7 +179,7 @@ func (h *RestHook) subscriptions(ctx context.Context) ([]store.Subscription, map
 
 // Queue queues a notice of c for every active subscription it matches.
 func (h *RestHook) Queue(ctx context.Context, c store.CommunicationRow) error {
-	subs, parsed, err := h.subscriptions(ctx)
+	subs, parsed, err := h.subscriptions(ctx, c.Updated)
 	if err != nil {
 		return err
 	}
@@ -158,7 +199,15 @@ func (h *RestHook) Tick(ctx context.Context) (int, error) {
 	if err != nil || len(due) == 0 {
 		return 0, err
 	}
-	subs, _, err := h.subscriptions(ctx)
+	// A notice queued after the list was read (by another instance) is
+	// of a subscription the list may not have yet.
+	var newest time.Time
+	for _, n := range due {
+		if n.FirstAt.After(newest) {
+			newest = n.FirstAt
+		}
+	}
+	subs, _, err := h.subscriptions(ctx, newest)
 	if err != nil {
 		return 0, err
 	}

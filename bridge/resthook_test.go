@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -180,5 +182,103 @@ func TestRestHookRetriesForHoursThenGivesUp(t *testing.T) {
 	clock = clock.Add(48 * time.Hour)
 	if n, _ := hooks.Tick(context.Background()); n != 0 || calls != dead[0].Attempts {
 		t.Fatal("a dead notice was sent again")
+	}
+}
+
+func TestCheckEndpoint(t *testing.T) {
+	for endpoint, want := range map[string]string{
+		"https://ehr.example.org/hooks/carebridge": "",
+		"http://127.0.0.1:8080/hook":               "",
+		"http://localhost/hook":                    "",
+		"http://[::1]:9/hook":                      "",
+		"http://127.0.0.2/hook":                    "",
+		"http://ehr.example.org/hook":              "must use https",
+		"http://10.0.0.1/hook":                     "must use https",
+		"ftp://ehr.example.org/hook":               "http(s) URL",
+		"/hook":                                    "http(s) URL",
+		"https:opaque":                             "http(s) URL",
+		"":                                         "http(s) URL",
+		"https://user:pw@ehr.example.org/hook":     "credentials",
+		"https://ehr.example.org/" + strings.Repeat("a", bridge.MaxEndpointBytes): "longer than",
+	} {
+		err := bridge.CheckEndpoint(endpoint)
+		if (want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), want)) {
+			t.Errorf("%.60s: %v, want %q", endpoint, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "pw") {
+			t.Errorf("%s: the error repeats the credentials: %v", endpoint, err)
+		}
+	}
+}
+
+// TestRestHookSeesSubscriptionsAsTheyChange: a subscription stored
+// before a Communication is notified of it, however fresh the list read
+// before; otherwise one is seen within a second; a deleted one hears
+// nothing more.
+func TestRestHookSeesSubscriptionsAsTheyChange(t *testing.T) {
+	p := newPipeline(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	heard := map[string]int{}
+	ehr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		heard[r.URL.Path]++
+		mu.Unlock()
+	}))
+	defer ehr.Close()
+	start := time.Now().UTC().Truncate(time.Microsecond)
+	clock := start
+	put := func(id string) {
+		t.Helper()
+		if err := p.st.PutSubscription(ctx, store.Subscription{ID: id, Criteria: "Communication", Endpoint: ehr.URL + "/" + id, Active: true, Created: clock}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hooks := &bridge.RestHook{Store: p.st, Keys: p.kr, Now: func() time.Time { return clock }, Log: slog.New(slog.DiscardHandler)}
+	queue := func(id string, updated time.Time) {
+		t.Helper()
+		if err := hooks.Queue(ctx, store.CommunicationRow{ID: id, Priority: "routine", Updated: updated}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noticed := func(sub string) []string {
+		t.Helper()
+		ns, err := p.st.SubscriptionNotices(ctx, sub, "", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, n := range ns {
+			out = append(out, n.CommunicationID)
+		}
+		slices.Sort(out)
+		return out
+	}
+
+	put("first")
+	queue("c1", start.Add(-time.Second)) // reads the list
+	put("second")
+	queue("c2", clock) // stored after the list was read
+	if got := noticed("second"); !slices.Equal(got, []string{"c2"}) {
+		t.Fatalf("second, stored before c2, was noticed of %v", got)
+	}
+	put("third")
+	clock = start.Add(500 * time.Millisecond)
+	queue("c3", start.Add(-time.Hour)) // an old message: the list of 0.5 s ago serves
+	clock = start.Add(1100 * time.Millisecond)
+	queue("c4", start.Add(-time.Hour)) // the list is a second old: read again
+	if got := noticed("third"); !slices.Equal(got, []string{"c4"}) {
+		t.Fatalf("third was noticed of %v, want c4 (within a second)", got)
+	}
+	if err := p.st.DeleteSubscription(ctx, "second"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := hooks.Tick(ctx); err != nil || n != 5 {
+		t.Fatalf("Tick = %d, %v; want 5 sent (first: c1-c4, third: c4)", n, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := map[string]int{"/first": 4, "/third": 1}; !reflect.DeepEqual(heard, want) {
+		t.Fatalf("notifications %v, want %v (none for the deleted subscription)", heard, want)
 	}
 }

@@ -25,8 +25,8 @@ const (
 	clientEHR   = "conformance-ehr"
 	clientProbe = "conformance-probe" // makes a fixed set of audit records
 
-	scopeEHR = "system/Communication.cruds system/Patient.r system/Encounter.r system/ServiceRequest.r " +
-		"system/Observation.r system/MessageHeader.c system/AuditEvent.rs"
+	scopeEHR = "system/Communication.cruds system/Patient.rs system/Encounter.rs system/ServiceRequest.rs " +
+		"system/Observation.rs system/MessageHeader.c system/AuditEvent.rs system/Subscription.crds"
 	scopeProbe = "system/Communication.rs"
 )
 

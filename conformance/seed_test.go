@@ -38,7 +38,8 @@ import (
 // (Encounter/conf-enc-2) are references to nothing stored. part-of: 03 →
 // Communication/conf-01, 05 → Procedure/conf-proc-5, 09 →
 // Communication/conf-03. based-on: 02 and 09 → ServiceRequest {sr}, 06 →
-// CarePlan/conf-plan-6. in-response-to: 03 → conf-02, 10 → conf-09.
+// CarePlan/conf-plan-6. None is a reply (inResponseTo): replies join
+// threads (see workflow_test.go), which these part-of values are not.
 const (
 	sysCategory = "http://terminology.hl7.org/CodeSystem/communication-category"
 	sysLocalCat = "urn:conformance:category"
@@ -75,7 +76,7 @@ var seedComms = []seedComm{
 		recipient: []string{"Practitioner/conf-nurse-1", "CareTeam/conf-icu"}, basedOn: []string{"ServiceRequest/{sr}"}, sent: "2025-01-10T09:30:00Z"},
 	{id: "conf-03", status: "completed", priority: "stat", category: [][]string{{sysCategory + "|alert", sysLocalCat + "|alert"}},
 		identifier: []string{sysMsg + "|1003", sysTicket + "|T-3"}, subject: "Patient/conf-pat-q", sender: "Practitioner/conf-dr-b",
-		recipient: []string{"Practitioner/conf-dr-a"}, partOf: []string{"Communication/conf-01"}, inResponseTo: []string{"Communication/conf-02"},
+		recipient: []string{"Practitioner/conf-dr-a"}, partOf: []string{"Communication/conf-01"},
 		sent: "2025-02-01T12:00:00Z", received: "2025-02-01T12:00:30Z"},
 	{id: "conf-04", status: "stopped", priority: "asap", category: [][]string{{sysCategory + "|reminder"}},
 		identifier: []string{"|loose-4"}, subject: "Patient/conf-pat-q", sender: "Practitioner/conf-dr-a",
@@ -96,8 +97,7 @@ var seedComms = []seedComm{
 		sent: "2025-05-20T15:45:00-04:00"},
 	{id: "conf-10", status: "completed", priority: "asap", category: [][]string{{sysCategory + "|alert"}},
 		identifier: []string{sysMsg + "|1010"}, subject: "Patient/{pat}", sender: "Practitioner/conf-dr-a",
-		recipient: []string{"Practitioner/conf-nurse-1"}, inResponseTo: []string{"Communication/conf-09"},
-		sent: "2025-06-30T12:00:00Z", received: "2025-07-01T09:00:00Z"},
+		recipient: []string{"Practitioner/conf-nurse-1"}, sent: "2025-06-30T12:00:00Z", received: "2025-07-01T09:00:00Z"},
 	{id: "conf-11", status: "not-done", priority: "routine", category: [][]string{{sysCategory + "|reminder"}, {sysCategory + "|notification"}},
 		identifier: []string{sysMsg + "|1011"}, subject: "Patient/{pat}", sender: "Practitioner/conf-dr-b",
 		recipient: []string{"Practitioner/conf-nurse-2", "CareTeam/conf-icu"}, sent: "2025-08-01T00:00:00Z"},
@@ -292,4 +292,7 @@ func seed(t *testing.T, w *world) {
 			t.Fatalf("the probe's GET %s: %d, want %d: %s", r.target, got.status, r.status, got.body)
 		}
 	}
+
+	// More of the chart, routed to no one (resourcesearch_test.go).
+	seedMapped(t, w)
 }

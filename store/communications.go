@@ -19,6 +19,32 @@ const (
 	TokenInResponseTo = "in-response-to" // Code: "Type/id"
 )
 
+// StatusEnteredInError is the status of a Communication its sender
+// recalled: it leaves its recipients' inboxes (Deliveries.Inbox, Waiting
+// and Unread pass it over), its escalation stops, and completing it
+// (Deliveries.CompleteCommunications) changes nothing.
+const StatusEnteredInError = "entered-in-error"
+
+// Method is the HTTP method a version of a Communication was written with,
+// as its history (a FHIR history Bundle's entry.request.method) tells it.
+type Method string
+
+// Methods of Version.
+const (
+	MethodPost Method = "POST"
+	MethodPut  Method = "PUT"
+)
+
+// Version is one version of a Communication as its history tells it.
+type Version struct {
+	CommunicationRow
+	// Method is how the version was written: POST for a version 1 created
+	// by POST, by the pipeline or stored before this was kept; PUT for a
+	// version 1 a client created by update (PutCommunication) and for
+	// every later version.
+	Method Method
+}
+
 // IndexToken is one multi-valued search value of a Communication.
 type IndexToken struct {
 	Param  string
@@ -34,13 +60,19 @@ type CommunicationWrites interface {
 	// events, in one transaction. An id or Identifier that exists:
 	// ErrConflict, nothing written.
 	CreateCommunication(ctx context.Context, row CommunicationRow, events ...Event) error
+	// PutCommunication is CreateCommunication for a Communication a client
+	// created by update (PUT to an id not known yet): its history says
+	// that version 1 was written by PUT.
+	PutCommunication(ctx context.Context, row CommunicationRow, events ...Event) error
 	// UpdateCommunication makes row the current version (the current one
 	// plus one), keeping the one it replaces in the history, replacing the
 	// index tokens, queueing a delivery for each recipient that has none
 	// and forgetting those of recipients it no longer has, and publishing
 	// events, in one transaction; it returns the new
-	// version. ifVersion > 0 must be the current version, else
-	// ErrVersionConflict. An unknown id: ErrNotFound.
+	// version. A row whose status is StatusEnteredInError (a recall) also
+	// ends the Communication's pending escalation. ifVersion > 0 must be
+	// the current version, else ErrVersionConflict. An unknown id:
+	// ErrNotFound.
 	UpdateCommunication(ctx context.Context, row CommunicationRow, ifVersion int, events ...Event) (version int, err error)
 	// CommunicationVersion returns one version, current or past, or
 	// ErrNotFound.
@@ -48,4 +80,7 @@ type CommunicationWrites interface {
 	// CommunicationHistory returns every version, newest first; an unknown
 	// id: ErrNotFound.
 	CommunicationHistory(ctx context.Context, id string) ([]CommunicationRow, error)
+	// CommunicationVersions is CommunicationHistory with how each version
+	// was written, read in one snapshot.
+	CommunicationVersions(ctx context.Context, id string) ([]Version, error)
 }

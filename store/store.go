@@ -244,6 +244,10 @@ type SealedResource struct {
 	Type   string
 	ID     string
 	Sealed []byte
+	// Index is what it is searched by, written with it (replacing the
+	// index of an earlier version); nil leaves it without, for
+	// ResourceSearch.BackfillResourceIndex to index.
+	Index *ResourceIndex
 }
 
 // CommunicationRow is one secure message: the PHI-free fields the API
@@ -367,13 +371,16 @@ type Deliveries interface {
 	SetDeliveries(ctx context.Context, updates []DeliveryUpdate, events ...Event) error
 	// DeliveriesOf returns the deliveries of a Communication, by recipient.
 	DeliveriesOf(ctx context.Context, communicationID string) ([]Delivery, error)
-	// Unread counts a recipient's deliveries not yet read.
+	// Unread counts a recipient's deliveries not yet read; recalled
+	// (entered-in-error) Communications do not count.
 	Unread(ctx context.Context, recipient string) (int, error)
 	// Inbox returns a recipient's newest Communications (at most limit),
-	// newest first, each with its delivery state.
+	// newest first, each with its delivery state; recalled
+	// (entered-in-error) ones are left out.
 	Inbox(ctx context.Context, recipient string, limit int) ([]InboxEntry, error)
 	// Waiting returns a recipient's Communications not yet delivered
-	// (queued or failed), oldest first, at most limit.
+	// (queued or failed), oldest first, at most limit; recalled
+	// (entered-in-error) ones are left out.
 	Waiting(ctx context.Context, recipient string, limit int) ([]InboxEntry, error)
 	// GetCommunication returns one Communication, or ErrNotFound.
 	GetCommunication(ctx context.Context, id string) (CommunicationRow, error)
@@ -427,6 +434,10 @@ type Subscription struct {
 	Header   []byte // sealed header lines ("Authorization: Bearer …"), nil for none
 	Active   bool
 	Created  time.Time
+	Reason   string // Subscription.reason as the EHR gave it; "" when added by the CLI
+	// Events is the highest event number given to its notices; read
+	// only (PutSubscription leaves it as it is).
+	Events int64
 }
 
 // Notice states.
@@ -456,6 +467,8 @@ type Subscriptions interface {
 	PutSubscription(ctx context.Context, s Subscription) error
 	// ListSubscriptions returns every subscription, by id.
 	ListSubscriptions(ctx context.Context) ([]Subscription, error)
+	// GetSubscription returns one subscription, or ErrNotFound.
+	GetSubscription(ctx context.Context, id string) (Subscription, error)
 	// DeleteSubscription removes a subscription and its notices, or
 	// returns ErrNotFound.
 	DeleteSubscription(ctx context.Context, id string) error
@@ -471,6 +484,9 @@ type Subscriptions interface {
 	NoticeCounts(ctx context.Context) (map[string]map[string]int, error)
 	// DeadNotices returns up to limit dead notices, newest first.
 	DeadNotices(ctx context.Context, limit int) ([]SubscriptionNotice, error)
+	// SubscriptionNotices returns up to limit notices of one subscription
+	// in state ("" for any), the highest event number first.
+	SubscriptionNotices(ctx context.Context, subscriptionID, state string, limit int) ([]SubscriptionNotice, error)
 }
 
 // Store is everything a backend provides.
@@ -485,6 +501,7 @@ type Store interface {
 	Subscriptions
 	Clients
 	CommunicationSearch
+	ResourceSearch
 	CommunicationWrites
 	AuditSearch
 	Users

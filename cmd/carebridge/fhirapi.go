@@ -98,7 +98,8 @@ func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, node,
 	gin.SetMode(gin.ReleaseMode)
 	srv, err := api.New(api.Config{Store: st, Keys: keys, Tokens: tokens, Audit: rec, HL7: hl7Acceptor{in}, BaseURL: root, Log: log,
 		Writes: st, Sealer: keys, Validator: v, Events: pipelineEvents{},
-		AuditEvents: st, Source: audit.Source{Site: node}, Users: users})
+		AuditEvents: st, Source: audit.Source{Site: node}, Users: users,
+		Subscriptions: st, SubscriptionRules: subscriptionRules{}})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -123,6 +124,26 @@ func (pipelineEvents) Created(row store.CommunicationRow, corr string) (store.Ev
 	return bridge.CreatedEvent(row, corr)
 }
 
+func (pipelineEvents) Recalled(row store.CommunicationRow, corr string) (store.Event, error) {
+	return bridge.RecalledEvent(row, corr)
+}
+
 func (pipelineEvents) Audited(corr string, entries ...audit.Entry) (store.Event, error) {
 	return bridge.AuditEvent(corr, entries...)
+}
+
+// subscriptionRules are the pipeline's rules for the Subscriptions the
+// API takes, the same the CLI applies.
+type subscriptionRules struct{}
+
+func (subscriptionRules) CheckCriteria(criteria string) error {
+	_, err := bridge.ParseCriteria(criteria)
+	return err
+}
+
+func (subscriptionRules) CheckEndpoint(endpoint string) error { return bridge.CheckEndpoint(endpoint) }
+
+func (subscriptionRules) CheckHeader(line string) error {
+	_, err := bridge.ParseHeaderLines(line)
+	return err
 }

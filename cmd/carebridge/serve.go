@@ -17,6 +17,7 @@ import (
 	"github.com/carebridge/carebridge/audit"
 	"github.com/carebridge/carebridge/bridge"
 	"github.com/carebridge/carebridge/fhir"
+	"github.com/carebridge/carebridge/fhir/index"
 	"github.com/carebridge/carebridge/hl7/mllp"
 	"github.com/carebridge/carebridge/inbound"
 )
@@ -226,6 +227,12 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 		return fmt.Errorf("giving earlier audit records their AuditEvent ids: %w", err)
 	} else if n > 0 {
 		log.Info("gave earlier audit records their AuditEvent ids", "records", n)
+	}
+	// Resources stored before resource search get their index rows.
+	if n, left, err := index.Backfill(ctx, st, keys); err != nil {
+		return fmt.Errorf("indexing earlier resources for search: %w", err)
+	} else if n > 0 || left > 0 {
+		log.Info("indexed earlier resources for search", "resources", n, "left_unreadable", left)
 	}
 
 	writers := 1

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/url"
 	"os"
 	"time"
 
@@ -16,7 +15,8 @@ import (
 )
 
 // runSubscriptions is "carebridge subscriptions": the EHR's rest-hook
-// Subscriptions to Communications, until the FHIR API takes them.
+// Subscriptions to Communications, for an operator; the EHR itself makes
+// and reads them at /fhir/Subscription, and both see the same ones.
 func runSubscriptions(ctx context.Context, env *environment, args []string) error {
 	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
 		w := env.stdout
@@ -27,7 +27,10 @@ func runSubscriptions(ctx context.Context, env *environment, args []string) erro
 
 The EHR's FHIR R4 rest-hook Subscriptions: each new Communication that
 meets a subscription's criteria is announced to its endpoint by id only
-(no content), retried with backoff for a day, then kept as dead.
+(no content), retried with backoff for a day, then kept as dead. The EHR
+can manage its own through the FHIR API (POST, GET and DELETE
+/fhir/Subscription, GET /fhir/Subscription/ID/$status, with the scope
+system/Subscription.crds); these commands see and change the same ones.
 
   add     subscribe an endpoint (--endpoint, --criteria, --header-file)
   list    the subscriptions, their notices sent, pending and dead, and the
@@ -109,7 +112,7 @@ encrypted. Adding an id that exists replaces that subscription.`, `  carebridge 
 	if err := st.PutSubscription(ctx, sub); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stdout, "Subscription/%s: %s -> %s (a running server picks it up within 5 s)\n", id, criteria, redactURL(endpoint))
+	fmt.Fprintf(env.stdout, "Subscription/%s: %s -> %s (a running server picks it up within a second)\n", id, criteria, redactURL(endpoint))
 	return nil
 }
 
@@ -120,17 +123,10 @@ func validateSubscription(storage storageFlags, endpoint, criteria string, fs *f
 	if err := storage.validate(); err != nil {
 		return err
 	}
-	u, err := url.Parse(endpoint)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return errors.New("--endpoint must be an http(s) URL")
+	if err := bridge.CheckEndpoint(endpoint); err != nil {
+		return fmt.Errorf("--endpoint: %w (credentials go in --header-file)", err)
 	}
-	if u.Scheme == "http" && u.Hostname() != "127.0.0.1" && u.Hostname() != "localhost" && u.Hostname() != "::1" {
-		return errors.New("--endpoint must use https (http is for loopback only): notifications carry the EHR's credentials")
-	}
-	if u.User != nil {
-		return errors.New("--endpoint must not carry credentials; put them in --header-file")
-	}
-	_, err = bridge.ParseCriteria(criteria)
+	_, err := bridge.ParseCriteria(criteria)
 	return err
 }
 

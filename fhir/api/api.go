@@ -35,6 +35,8 @@ type Store interface {
 	SearchCommunications(ctx context.Context, q store.CommunicationQuery) ([]store.CommunicationRow, error)
 	CountCommunications(ctx context.Context, q store.CommunicationQuery) (int, error)
 	GetResource(ctx context.Context, typ, id string) (store.SealedResource, error)
+	SearchResources(ctx context.Context, q store.ResourceQuery) ([]store.SealedResource, error)
+	CountResources(ctx context.Context, q store.ResourceQuery) (int, error)
 }
 
 // AuditEvents is what AuditEvent read and search need of the store.
@@ -76,6 +78,12 @@ type Config struct {
 	Sealer    Sealer
 	Validator *fhir.Validator
 	Events    EventMaker
+	// Subscriptions serves Subscription create, read, delete, search and
+	// $status, with SubscriptionRules checking them by the pipeline's
+	// rules, the Validator and the Sealer (for their header lines); they
+	// are left out unless all four are set.
+	Subscriptions     SubscriptionStore
+	SubscriptionRules SubscriptionRules
 	// HL7 takes messages POSTed to /hl7/v2; nil leaves that endpoint out.
 	HL7 HL7Acceptor
 	// Users signs clinicians in at /auth/login and verifies their session
@@ -114,6 +122,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Writes != nil && (cfg.Sealer == nil || cfg.Validator == nil || cfg.Events == nil) {
 		return nil, errors.New("api: writing Communications needs a sealer, the validator and the pipeline's events")
+	}
+	if (cfg.Subscriptions == nil) != (cfg.SubscriptionRules == nil) || cfg.Subscriptions != nil && (cfg.Validator == nil || cfg.Sealer == nil) {
+		return nil, errors.New("api: Subscription needs the store's subscriptions, the pipeline's rules, the validator and a sealer")
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)

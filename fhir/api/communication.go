@@ -52,11 +52,16 @@ const breakGlassNeeded = " is addressed to none of your recipients (your Practit
 
 // mayRead says whether the request's principal may see row, the minimum
 // necessary: a user sees the Communications addressed to one of their
-// recipients, or any while their break-glass lasts (breakGlass: the
-// audit entry must be flagged). When not, it answers 403 itself, audited
-// as a refused interaction on the Communication.
+// recipients and those one of their recipients sent (their own messages,
+// which they may recall), or any while their break-glass lasts
+// (breakGlass: the audit entry must be flagged). When not, it answers 403
+// itself, audited as a refused interaction on the Communication.
 func (s *Server) mayRead(c *gin.Context, interaction string, row store.CommunicationRow) (breakGlass, ok bool) {
-	if ok, breakGlass = s.communicationScope(c).Allows(row.Recipients); ok {
+	scope := s.communicationScope(c)
+	if row.Sender != "" && slices.Contains(scope.Recipients, row.Sender) {
+		return false, true // their own message
+	}
+	if ok, breakGlass = scope.Allows(row.Recipients); ok {
 		return breakGlass, true
 	}
 	ref := "Communication/" + row.ID

@@ -66,7 +66,7 @@ func (s *Server) capabilityStatement() map[string]any {
 	}
 	resources := []map[string]any{{
 		"type":          "Communication",
-		"documentation": "Secure messages carebridge made from HL7v2 events; search needs system/Communication.s, read, vread and history .r, create .c, update and patch (JSON Patch) .u",
+		"documentation": communicationDocumentation,
 		"interaction": []map[string]any{{"code": "read"}, {"code": "vread"}, {"code": "update"}, {"code": "patch"},
 			{"code": "create"}, {"code": "search-type"}, {"code": "history-instance"}},
 		"versioning":        "versioned-update",
@@ -135,7 +135,7 @@ func (s *Server) smartConfiguration(c *gin.Context) {
 		"token_endpoint_auth_methods_supported":            []string{"private_key_jwt"},
 		"token_endpoint_auth_signing_alg_values_supported": []string{"RS384", "ES384"},
 		"grant_types_supported":                            []string{"client_credentials"},
-		"scopes_supported":                                 []string{"system/Communication.rs", "system/Communication.read", "system/Patient.r", "system/Encounter.r", "system/ServiceRequest.r", "system/Observation.r", "system/AuditEvent.rs", "system/MessageHeader.c", "system/*.rs"},
+		"scopes_supported":                                 []string{"system/Communication.rs", "system/Communication.read", "system/Patient.rs", "system/Encounter.rs", "system/ServiceRequest.rs", "system/Observation.rs", "system/AuditEvent.rs", "system/Subscription.crds", "system/MessageHeader.c", "system/*.rs"},
 		"capabilities":                                     []string{"client-confidential-asymmetric", "permission-v1", "permission-v2"},
 	})
 	if err != nil {

@@ -28,9 +28,10 @@ import (
 // Writes is what create, update, patch and history need of the store.
 type Writes interface {
 	CreateCommunication(ctx context.Context, row store.CommunicationRow, events ...store.Event) error
+	PutCommunication(ctx context.Context, row store.CommunicationRow, events ...store.Event) error
 	UpdateCommunication(ctx context.Context, row store.CommunicationRow, ifVersion int, events ...store.Event) (int, error)
 	CommunicationVersion(ctx context.Context, id string, version int) (store.CommunicationRow, error)
-	CommunicationHistory(ctx context.Context, id string) ([]store.CommunicationRow, error)
+	CommunicationVersions(ctx context.Context, id string) ([]store.Version, error)
 }
 
 // Sealer seals records (*secure.KeyRing).
@@ -44,6 +45,14 @@ type Sealer interface {
 type EventMaker interface {
 	Created(row store.CommunicationRow, correlation string) (store.Event, error)
 	Audited(correlation string, entries ...audit.Entry) (store.Event, error)
+}
+
+// RecallEvents is what an EventMaker may also make: the event, published
+// with a recall, that tells the recipients' open inbox sessions their
+// message was withdrawn (bridge.RecalledEvent). An EventMaker without it
+// publishes only the recall's audit entries.
+type RecallEvents interface {
+	Recalled(row store.CommunicationRow, correlation string) (store.Event, error)
 }
 
 // maxWriteRetries bounds how often an update without If-Match retries
@@ -158,19 +167,53 @@ func (s *Server) communicationFrom(c *gin.Context, body []byte, id string, versi
 	return row, stored, true
 }
 
-// writeEvents are what a write publishes with itself: its audit entry and,
-// for new recipients, the announcement that delivers it to them.
-func (s *Server) writeEvents(c *gin.Context, interaction string, row store.CommunicationRow, newRecipients []string) ([]store.Event, error) {
+// writeFlags say what else a write's audit entries must tell.
+type writeFlags struct {
+	// breakGlass: a user could make the write only by breaking the glass
+	// (the Communication, or the one it answers, is addressed to none of
+	// their recipients); its entries carry breakGlassEntity.
+	breakGlass bool
+	// recalled: the write recalls the Communication (status
+	// entered-in-error); an entry of its own, actionRecalled, says so,
+	// and recallTo (its recipients before and after) are told when the
+	// EventMaker makes RecallEvents.
+	recalled bool
+	recallTo []string
+}
+
+// writeEvents are what a write publishes with itself: its audit entries
+// and, for new recipients, the announcement that delivers it to them
+// (none for a Communication entered in error: it is not delivered).
+func (s *Server) writeEvents(c *gin.Context, interaction string, row store.CommunicationRow, newRecipients []string, flags writeFlags) ([]store.Event, error) {
 	corr := c.GetString(keyRequestID)
 	p := c.MustGet(keyPrincipal)
+	entities := []string{"Communication/" + row.ID}
+	if flags.breakGlass {
+		entities = append(entities, breakGlassEntity)
+	}
 	entry := audit.Entry{At: s.cfg.Now().UTC(), Actor: actorOf(c, p.(access.Principal)), Action: "rest." + interaction,
-		Outcome: audit.OutcomeSuccess, Correlation: corr, Entities: []string{"Communication/" + row.ID}, Patient: patientOf(row.Subject)}
-	ev, err := s.cfg.Events.Audited(corr, entry)
+		Outcome: audit.OutcomeSuccess, Correlation: corr, Entities: entities, Patient: patientOf(row.Subject)}
+	entries := []audit.Entry{entry}
+	if flags.recalled {
+		recall := entry
+		recall.Action, recall.Entities = actionRecalled, slices.Clone(entities)
+		entries = append(entries, recall)
+	}
+	ev, err := s.cfg.Events.Audited(corr, entries...)
 	if err != nil {
 		return nil, err
 	}
 	events := []store.Event{ev}
-	if len(newRecipients) > 0 {
+	if r, ok := s.cfg.Events.(RecallEvents); ok && flags.recalled {
+		told := row
+		told.Recipients = flags.recallTo
+		ev, err := r.Recalled(told, corr)
+		if err != nil {
+			return nil, err
+		}
+		events = append(events, ev)
+	}
+	if len(newRecipients) > 0 && row.Status != store.StatusEnteredInError {
 		announce := row
 		announce.Recipients = newRecipients
 		created, err := s.cfg.Events.Created(announce, corr)
@@ -257,7 +300,7 @@ func (s *Server) createCommunication(c *gin.Context) {
 		}
 	}
 	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
-	s.create(c, body, uuid.NewString(), now)
+	s.create(c, body, uuid.NewString(), now, store.MethodPost)
 }
 
 // answerExisting answers a conditional create that found its match: 200
@@ -279,17 +322,30 @@ func (s *Server) answerExisting(c *gin.Context, row store.CommunicationRow) {
 	s.answerWrite(c, http.StatusOK, row.ID, max(row.Version, 1), row.Updated, body)
 }
 
-func (s *Server) create(c *gin.Context, body []byte, id string, now time.Time) {
+// create stores a new Communication as version 1 of id, written by
+// method: POST, or PUT (update as create).
+func (s *Server) create(c *gin.Context, body []byte, id string, now time.Time, method store.Method) {
 	row, stored, ok := s.communicationFrom(c, body, id, 1, now)
 	if !ok {
 		return
 	}
-	events, err := s.writeEvents(c, "create", row, row.Recipients)
+	if row, stored, ok = s.sentByUser(c, row, stored, id, now); !ok {
+		return
+	}
+	row, stored, breakGlass, ok := s.threaded(c, "create", row, stored, id, 1, now)
+	if !ok {
+		return
+	}
+	events, err := s.writeEvents(c, "create", row, row.Recipients, writeFlags{breakGlass: breakGlass})
 	if err != nil {
 		s.internal(c, "making a create's events", err)
 		return
 	}
-	err = s.cfg.Writes.CreateCommunication(c.Request.Context(), row, events...)
+	write := s.cfg.Writes.CreateCommunication
+	if method == store.MethodPut {
+		write = s.cfg.Writes.PutCommunication
+	}
+	err = write(c.Request.Context(), row, events...)
 	if errors.Is(err, store.ErrConflict) {
 		s.fail(c, http.StatusConflict, problem{Code: "conflict", Details: "Communication/" + id + " exists"})
 		return
@@ -350,7 +406,7 @@ func (s *Server) update(c *gin.Context, id string, next func(ctx context.Context
 			}
 			body, ok := next(ctx, store.CommunicationRow{}, nil)
 			if ok {
-				s.create(c, body, id, s.cfg.Now().UTC().Truncate(time.Microsecond))
+				s.create(c, body, id, s.cfg.Now().UTC().Truncate(time.Microsecond), store.MethodPut)
 			}
 			return
 		}
@@ -358,7 +414,12 @@ func (s *Server) update(c *gin.Context, id string, next func(ctx context.Context
 			s.internal(c, "reading a Communication", err)
 			return
 		}
-		if _, ok := s.mayRead(c, interaction, cur); !ok {
+		breakGlass, ok := s.mayRead(c, interaction, cur)
+		if !ok {
+			return
+		}
+		if cur.Status == store.StatusEnteredInError {
+			s.refuseRecalled(c, id)
 			return
 		}
 		version := max(cur.Version, 1)
@@ -381,13 +442,25 @@ func (s *Server) update(c *gin.Context, id string, next func(ctx context.Context
 			return
 		}
 		row.Identifier = cur.Identifier
+		flags := writeFlags{breakGlass: breakGlass, recalled: row.Status == store.StatusEnteredInError}
+		if flags.recalled && !s.mayRecall(c, interaction, cur) {
+			return
+		}
+		row, stored, replyBreakGlass, ok := s.threaded(c, interaction, row, stored, id, version+1, now)
+		if !ok {
+			return
+		}
+		flags.breakGlass = flags.breakGlass || replyBreakGlass
 		var added []string
 		for _, r := range row.Recipients {
 			if !slices.Contains(cur.Recipients, r) {
 				added = append(added, r)
 			}
 		}
-		events, err := s.writeEvents(c, interaction, row, added)
+		if flags.recalled {
+			flags.recallTo = append(slices.Clone(cur.Recipients), added...)
+		}
+		events, err := s.writeEvents(c, interaction, row, added, flags)
 		if err != nil {
 			s.internal(c, "making an update's events", err)
 			return
@@ -543,7 +616,7 @@ func (s *Server) historyCommunication(c *gin.Context) {
 		s.notFound(c, "Communication", id)
 		return
 	}
-	rows, err := s.cfg.Writes.CommunicationHistory(c.Request.Context(), id)
+	rows, err := s.cfg.Writes.CommunicationVersions(c.Request.Context(), id)
 	if isNotFound(err) || (err == nil && len(rows) == 0) {
 		s.notFound(c, "Communication", id)
 		return
@@ -554,7 +627,7 @@ func (s *Server) historyCommunication(c *gin.Context) {
 	}
 	// Whether a user may see the history is the current version's
 	// recipients' call.
-	breakGlass, ok := s.mayRead(c, "history-instance", rows[0])
+	breakGlass, ok := s.mayRead(c, "history-instance", rows[0].CommunicationRow)
 	if !ok {
 		return
 	}
@@ -566,18 +639,22 @@ func (s *Server) historyCommunication(c *gin.Context) {
 		Entry        []historyEntry `json:"entry"`
 	}{ResourceType: "Bundle", Type: "history", Total: len(rows), Link: []bundleLink{{Relation: "self", URL: s.base + "/Communication/" + id + "/_history"}}}
 	for _, row := range rows {
-		body, err := s.view(c, row)
+		body, err := s.view(c, row.CommunicationRow)
 		if err != nil {
 			s.internal(c, "opening a Communication version", err)
 			return
 		}
 		v := max(row.Version, 1)
 		e := historyEntry{FullURL: s.base + "/Communication/" + id, Resource: body}
+		// A version 1 is a create: by POST to the type, or by PUT (update
+		// as create) to the id, as the store remembers.
 		e.Request.Method, e.Request.URL = http.MethodPut, "Communication/"+id
 		e.Response.Status = "200 OK"
 		if v == 1 {
-			e.Request.Method, e.Request.URL = http.MethodPost, "Communication"
 			e.Response.Status = "201 Created"
+			if row.Method != store.MethodPut {
+				e.Request.Method, e.Request.URL = http.MethodPost, "Communication"
+			}
 		}
 		updated := row.Updated
 		if updated.IsZero() {

@@ -1,7 +1,10 @@
-// Package index turns a FHIR Communication into the search fields and
-// index tokens the store keeps for it (store.CommunicationRow), the same
-// way for the Communications mapping makes and those the API is sent, so
-// that a search finds both alike.
+// Package index turns FHIR resources into the search fields and index
+// tokens the store keeps beside their sealed copies: a Communication's
+// (store.CommunicationRow), the same way for the Communications mapping
+// makes and those the API is sent, so that a search finds both alike; and
+// the PHI-minimal index of the chart resources mapping stores
+// (store.ResourceIndex: subject, status, dates, identifiers), with the
+// backfill of resources stored before that index existed.
 package index
 
 import (

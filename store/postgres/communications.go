@@ -15,7 +15,7 @@ import (
 
 // versionColumns are the columns communication and communication_version
 // share: a version copied into the history keeps all of them.
-const versionColumns = `id, version, identifier, status, priority, category, subject, encounter, sender, recipients, sent, received, updated_at, sealed`
+const versionColumns = `id, version, identifier, status, priority, category, subject, encounter, sender, recipients, sent, received, updated_at, sealed, created_by`
 
 // Writes and reads of versions. The reads are one statement, so one
 // snapshot of both tables.
@@ -33,11 +33,20 @@ const (
 	sqlReadVersion = `SELECT ` + communicationColumns + ` FROM (
 		SELECT ` + versionColumns + ` FROM communication WHERE id = $1 AND version = $2
 		UNION ALL SELECT ` + versionColumns + ` FROM communication_version WHERE id = $1 AND version = $2) c`
-	sqlReadHistory = `SELECT ` + communicationColumns + ` FROM (
+	sqlReadHistory = `SELECT ` + communicationColumns + `, c.created_by FROM (
 		SELECT ` + versionColumns + ` FROM communication WHERE id = $1
 		UNION ALL SELECT ` + versionColumns + ` FROM communication_version WHERE id = $1) c
 		ORDER BY c.version DESC`
 )
+
+// methodOf is how a version was written, given how its Communication was
+// created (created_by, see migration 0018).
+func methodOf(version int, createdBy string) store.Method {
+	if version <= 1 && createdBy != string(store.MethodPut) {
+		return store.MethodPost
+	}
+	return store.MethodPut
+}
 
 // updatedAt is when c's version was stored: Updated, or Sent when zero.
 func updatedAt(c store.CommunicationRow) time.Time {
@@ -107,6 +116,16 @@ func isUniqueViolation(err error) bool {
 // CreateCommunication stores a new Communication as version 1, with no
 // inbound message. row.Version is ignored. See store.CommunicationWrites.
 func (s *Store) CreateCommunication(ctx context.Context, row store.CommunicationRow, events ...store.Event) error {
+	return s.createAs(ctx, row, "", events)
+}
+
+// PutCommunication stores a new Communication a client created by
+// update. See store.CommunicationWrites.
+func (s *Store) PutCommunication(ctx context.Context, row store.CommunicationRow, events ...store.Event) error {
+	return s.createAs(ctx, row, store.MethodPut, events)
+}
+
+func (s *Store) createAs(ctx context.Context, row store.CommunicationRow, by store.Method, events []store.Event) error {
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, sqlInsertCommunication,
 			row.ID, "", row.Identifier, row.Status, row.Priority, row.Category, row.Subject, row.Encounter,
@@ -121,6 +140,9 @@ func (s *Store) CreateCommunication(ctx context.Context, row store.Communication
 		var b pgx.Batch
 		b.Queue(sqlInsertTokens, row.ID, params, systems, codes)
 		b.Queue(sqlQueueDeliveries, row.ID, nonNilStrings(row.Recipients), updatedAt(row))
+		if by != "" {
+			b.Queue(`UPDATE communication SET created_by = $2 WHERE id = $1`, row.ID, string(by))
+		}
 		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return err
 		}
@@ -165,6 +187,9 @@ func (s *Store) UpdateCommunication(ctx context.Context, row store.Communication
 		b.Queue(sqlQueueDeliveries, row.ID, nonNilStrings(row.Recipients), updatedAt(row))
 		// The deliveries of recipients the update took off go.
 		b.Queue(`DELETE FROM delivery WHERE communication_id = $1 AND NOT (recipient = ANY($2::text[]))`, row.ID, nonNilStrings(row.Recipients))
+		if row.Status == store.StatusEnteredInError { // recalled: its escalation ends
+			b.Queue(`UPDATE escalation SET due_at = NULL WHERE communication_id = $1`, row.ID)
+		}
 		res := tx.SendBatch(ctx, &b)
 		if _, err := res.Exec(); err != nil {
 			res.Close()
@@ -209,12 +234,29 @@ func (s *Store) CommunicationVersion(ctx context.Context, id string, version int
 // CommunicationHistory returns every version of a Communication, newest
 // first, Tokens nil. See store.CommunicationWrites.
 func (s *Store) CommunicationHistory(ctx context.Context, id string) ([]store.CommunicationRow, error) {
+	vs, err := s.CommunicationVersions(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.CommunicationRow, len(vs))
+	for i, v := range vs {
+		out[i] = v.CommunicationRow
+	}
+	return out, nil
+}
+
+// CommunicationVersions returns every version of a Communication, newest
+// first, with how it was written, Tokens nil. See
+// store.CommunicationWrites.
+func (s *Store) CommunicationVersions(ctx context.Context, id string) ([]store.Version, error) {
 	rows, err := s.pool.Query(ctx, sqlReadHistory, id)
 	if err != nil {
 		return nil, fmt.Errorf("reading the history of Communication/%s: %w", id, err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.CommunicationRow, error) {
-		return scanCommunication(row)
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Version, error) {
+		var createdBy string
+		c, err := scanCommunication(row, &createdBy)
+		return store.Version{CommunicationRow: c, Method: methodOf(c.Version, createdBy)}, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reading the history of Communication/%s: %w", id, err)

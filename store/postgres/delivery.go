@@ -94,10 +94,12 @@ func (s *Store) DeliveriesOf(ctx context.Context, communicationID string) ([]sto
 	return out, nil
 }
 
-// Unread counts a recipient's unread deliveries. See store.Deliveries.
+// Unread counts a recipient's unread deliveries of Communications not
+// recalled. See store.Deliveries.
 func (s *Store) Unread(ctx context.Context, recipient string) (int, error) {
 	var n int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM delivery WHERE recipient = $1 AND state <> 'read'`, recipient).Scan(&n); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM delivery WHERE recipient = $1 AND state <> 'read'
+		AND status <> '`+store.StatusEnteredInError+`'`, recipient).Scan(&n); err != nil {
 		return 0, fmt.Errorf("counting unread messages: %w", err)
 	}
 	return n, nil
@@ -122,10 +124,12 @@ func scanCommunication(row pgx.Row, extra ...any) (store.CommunicationRow, error
 	return c, err
 }
 
-// Inbox returns a recipient's newest Communications. See store.Deliveries.
+// Inbox returns a recipient's newest Communications, those recalled
+// (entered-in-error) left out. See store.Deliveries.
 func (s *Store) Inbox(ctx context.Context, recipient string, limit int) ([]store.InboxEntry, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+communicationColumns+`, d.state FROM delivery d
-		JOIN communication c ON c.id = d.communication_id WHERE d.recipient = $1 ORDER BY c.sent DESC, c.id LIMIT $2`, recipient, limit)
+		JOIN communication c ON c.id = d.communication_id WHERE d.recipient = $1 AND d.status <> '`+store.StatusEnteredInError+`'
+		ORDER BY c.sent DESC, c.id LIMIT $2`, recipient, limit)
 	if err != nil {
 		return nil, fmt.Errorf("reading an inbox: %w", err)
 	}
@@ -141,12 +145,12 @@ func (s *Store) Inbox(ctx context.Context, recipient string, limit int) ([]store
 	return out, nil
 }
 
-// Waiting returns a recipient's undelivered Communications. See
-// store.Deliveries.
+// Waiting returns a recipient's undelivered Communications, those
+// recalled left out. See store.Deliveries.
 func (s *Store) Waiting(ctx context.Context, recipient string, limit int) ([]store.InboxEntry, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+communicationColumns+`, d.state FROM delivery d
 		JOIN communication c ON c.id = d.communication_id WHERE d.recipient = $1 AND d.state IN ('queued', 'failed')
-		ORDER BY c.sent, c.id LIMIT $2`, recipient, limit)
+		AND d.status <> '`+store.StatusEnteredInError+`' ORDER BY c.sent, c.id LIMIT $2`, recipient, limit)
 	if err != nil {
 		return nil, fmt.Errorf("reading undelivered messages: %w", err)
 	}
@@ -204,8 +208,10 @@ func (s *Store) CompleteCommunication(ctx context.Context, id string, sealed []b
 // one it replaces into the history. FOR UPDATE makes a concurrent
 // completion (or update) wait, and then see the row as it left it: a
 // Communication completed meanwhile is not completed (or copied) again.
+// A recalled one (entered-in-error) is not completed: reading it cannot
+// undo the recall.
 const sqlComplete = `WITH cur AS (
-		SELECT * FROM communication WHERE id = $1 AND status <> 'completed' FOR UPDATE
+		SELECT * FROM communication WHERE id = $1 AND status NOT IN ('completed', '` + store.StatusEnteredInError + `') FOR UPDATE
 	), kept AS (
 		INSERT INTO communication_version (` + versionColumns + `) SELECT ` + versionColumns + ` FROM cur
 	)

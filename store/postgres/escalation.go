@@ -12,10 +12,14 @@ import (
 	"github.com/carebridge/carebridge/store"
 )
 
-// DueEscalations returns the escalations due at now. See store.Escalations.
+// DueEscalations returns the escalations due at now, but not those of a
+// recalled Communication (entered-in-error), which must not be re-notified
+// or escalated. See store.Escalations.
 func (s *Store) DueEscalations(ctx context.Context, now time.Time, limit int) ([]store.Escalation, error) {
-	rows, err := s.pool.Query(ctx, `SELECT communication_id, unit, every_us, step, due_at FROM escalation
-		WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at LIMIT $2`, now, limit)
+	rows, err := s.pool.Query(ctx, `SELECT e.communication_id, e.unit, e.every_us, e.step, e.due_at FROM escalation e
+		WHERE e.due_at IS NOT NULL AND e.due_at <= $1 AND NOT EXISTS (SELECT 1 FROM communication c
+			WHERE c.id = e.communication_id AND c.status = '`+store.StatusEnteredInError+`')
+		ORDER BY e.due_at LIMIT $2`, now, limit)
 	if err != nil {
 		return nil, fmt.Errorf("finding due escalations: %w", err)
 	}

@@ -31,6 +31,7 @@ func (s *Store) StoreMapped(ctx context.Context, m store.Mapped) (bool, error) {
 			b.Queue(`INSERT INTO resource (type, id, version, updated_at, sealed) VALUES ($1, $2, 1, $3, $4)
 				ON CONFLICT (type, id) DO UPDATE SET version = resource.version + 1, updated_at = excluded.updated_at, sealed = excluded.sealed`,
 				r.Type, r.ID, m.MappedAt, r.Sealed)
+			queueIndexResource(b, r)
 		}
 		for _, c := range m.Communications {
 			recipients := c.Recipients

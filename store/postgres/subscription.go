@@ -13,31 +13,48 @@ import (
 
 // PutSubscription stores a subscription. See store.Subscriptions.
 func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO subscription (id, criteria, endpoint, header, active, created_at) VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT (id) DO UPDATE SET criteria = excluded.criteria, endpoint = excluded.endpoint, header = excluded.header, active = excluded.active`,
-		sub.ID, sub.Criteria, sub.Endpoint, sub.Header, sub.Active, sub.Created)
+	_, err := s.pool.Exec(ctx, `INSERT INTO subscription (id, criteria, endpoint, header, active, created_at, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (id) DO UPDATE SET criteria = excluded.criteria, endpoint = excluded.endpoint, header = excluded.header, active = excluded.active,
+		reason = excluded.reason`,
+		sub.ID, sub.Criteria, sub.Endpoint, sub.Header, sub.Active, sub.Created, sub.Reason)
 	if err != nil {
 		return fmt.Errorf("storing subscription %s: %w", sub.ID, err)
 	}
 	return nil
 }
 
+const subscriptionColumns = `id, criteria, endpoint, header, active, created_at, reason, events`
+
+func scanSubscription(row pgx.Row) (store.Subscription, error) {
+	var sub store.Subscription
+	err := row.Scan(&sub.ID, &sub.Criteria, &sub.Endpoint, &sub.Header, &sub.Active, &sub.Created, &sub.Reason, &sub.Events)
+	sub.Created = sub.Created.UTC()
+	return sub, err
+}
+
 // ListSubscriptions returns every subscription. See store.Subscriptions.
 func (s *Store) ListSubscriptions(ctx context.Context) ([]store.Subscription, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, criteria, endpoint, header, active, created_at FROM subscription ORDER BY id`)
+	rows, err := s.pool.Query(ctx, `SELECT `+subscriptionColumns+` FROM subscription ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("listing subscriptions: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Subscription, error) {
-		var sub store.Subscription
-		err := row.Scan(&sub.ID, &sub.Criteria, &sub.Endpoint, &sub.Header, &sub.Active, &sub.Created)
-		sub.Created = sub.Created.UTC()
-		return sub, err
-	})
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Subscription, error) { return scanSubscription(row) })
 	if err != nil {
 		return nil, fmt.Errorf("listing subscriptions: %w", err)
 	}
 	return out, nil
+}
+
+// GetSubscription returns one subscription. See store.Subscriptions.
+func (s *Store) GetSubscription(ctx context.Context, id string) (store.Subscription, error) {
+	sub, err := scanSubscription(s.pool.QueryRow(ctx, `SELECT `+subscriptionColumns+` FROM subscription WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return sub, fmt.Errorf("reading subscription %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return sub, fmt.Errorf("reading subscription %s: %w", id, err)
+	}
+	return sub, nil
 }
 
 // DeleteSubscription removes a subscription. See store.Subscriptions.
@@ -128,6 +145,13 @@ func (s *Store) DueNotices(ctx context.Context, now time.Time, limit int) ([]sto
 func (s *Store) DeadNotices(ctx context.Context, limit int) ([]store.SubscriptionNotice, error) {
 	return s.notices(ctx, "listing dead subscription notices", `SELECT `+noticeColumns+` FROM subscription_notice
 		WHERE state = 'dead' ORDER BY first_at DESC LIMIT $1`, limit)
+}
+
+// SubscriptionNotices returns one subscription's notices. See
+// store.Subscriptions.
+func (s *Store) SubscriptionNotices(ctx context.Context, subscriptionID, state string, limit int) ([]store.SubscriptionNotice, error) {
+	return s.notices(ctx, "listing the notices of subscription "+subscriptionID, `SELECT `+noticeColumns+` FROM subscription_notice
+		WHERE subscription_id = $1 AND ($2 = '' OR state = $2) ORDER BY event_no DESC LIMIT $3`, subscriptionID, state, limit)
 }
 
 // UpdateNotice stores a notice's progress. See store.Subscriptions.

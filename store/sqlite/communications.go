@@ -14,7 +14,7 @@ import (
 
 // versionColumns are the columns communication and communication_version
 // share: a version copied into the history keeps all of them.
-const versionColumns = `id, version, identifier, status, priority, category, subject, encounter, sender, recipients, sent, received, updated_at, sealed`
+const versionColumns = `id, version, identifier, status, priority, category, subject, encounter, sender, recipients, sent, received, updated_at, sealed, created_by`
 
 // Reads of versions, current or past: one statement, so one snapshot of
 // both tables.
@@ -22,11 +22,25 @@ const (
 	sqlReadVersion = `SELECT ` + communicationColumns + ` FROM (
 		SELECT ` + versionColumns + ` FROM communication WHERE id = ? AND version = ?
 		UNION ALL SELECT ` + versionColumns + ` FROM communication_version WHERE id = ? AND version = ?) c`
-	sqlReadHistory = `SELECT ` + communicationColumns + ` FROM (
+	sqlReadHistory = `SELECT ` + communicationColumns + `, c.created_by FROM (
 		SELECT ` + versionColumns + ` FROM communication WHERE id = ?
 		UNION ALL SELECT ` + versionColumns + ` FROM communication_version WHERE id = ?) c
 		ORDER BY c.version DESC`
+	// sqlCreatedBy remembers how a Communication was created, when not
+	// by POST (see migration 0018).
+	sqlCreatedBy = `UPDATE communication SET created_by = ? WHERE id = ?`
+	// sqlEndEscalation ends the escalation of a recalled Communication.
+	sqlEndEscalation = `UPDATE escalation SET due_at = NULL WHERE communication_id = ?`
 )
+
+// methodOf is how a version was written, given how its Communication was
+// created (created_by).
+func methodOf(version int, createdBy string) store.Method {
+	if version <= 1 && createdBy != string(store.MethodPut) {
+		return store.MethodPost
+	}
+	return store.MethodPut
+}
 
 // updatedAt is when c's version was stored: Updated, or Sent when zero.
 func updatedAt(c store.CommunicationRow) time.Time {
@@ -110,16 +124,26 @@ func (s *Store) publishIn(tx *sql.Tx, events []store.Event) error {
 // CreateCommunication stores a new Communication as version 1, with no
 // inbound message. row.Version is ignored. See store.CommunicationWrites.
 func (s *Store) CreateCommunication(ctx context.Context, row store.CommunicationRow, events ...store.Event) error {
+	return s.createAs(ctx, row, "", events)
+}
+
+// PutCommunication stores a new Communication a client created by
+// update. See store.CommunicationWrites.
+func (s *Store) PutCommunication(ctx context.Context, row store.CommunicationRow, events ...store.Event) error {
+	return s.createAs(ctx, row, store.MethodPut, events)
+}
+
+func (s *Store) createAs(ctx context.Context, row store.CommunicationRow, by store.Method, events []store.Event) error {
 	if s.write == nil {
 		return fmt.Errorf("creating Communication/%s: %w", row.ID, ErrReadOnly)
 	}
-	if err := s.createCommunication(ctx, row, events); err != nil {
+	if err := s.createCommunication(ctx, row, by, events); err != nil {
 		return fmt.Errorf("creating Communication/%s: %w", row.ID, err)
 	}
 	return nil
 }
 
-func (s *Store) createCommunication(ctx context.Context, row store.CommunicationRow, events []store.Event) (err error) {
+func (s *Store) createCommunication(ctx context.Context, row store.CommunicationRow, by store.Method, events []store.Event) (err error) {
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("beginning transaction: %w", err)
@@ -135,6 +159,11 @@ func (s *Store) createCommunication(ctx context.Context, row store.Communication
 	}
 	if !inserted {
 		return fmt.Errorf("its id or identifier exists: %w", store.ErrConflict)
+	}
+	if by != "" {
+		if _, err := s.txExec(ctx, tx, sqlCreatedBy, string(by), row.ID); err != nil {
+			return fmt.Errorf("recording how it was created: %w", err)
+		}
 	}
 	if err := s.queueIn(ctx, tx, row.ID, row.Recipients, updatedAt(row)); err != nil {
 		return err
@@ -215,6 +244,11 @@ func (s *Store) updateCommunication(ctx context.Context, row store.Communication
 	if _, err := s.txExec(ctx, tx, sqlDropRecipients, row.ID, string(recipients)); err != nil {
 		return 0, fmt.Errorf("forgetting removed recipients: %w", err)
 	}
+	if row.Status == store.StatusEnteredInError {
+		if _, err := s.txExec(ctx, tx, sqlEndEscalation, row.ID); err != nil {
+			return 0, fmt.Errorf("ending the escalation of a recalled Communication: %w", err)
+		}
+	}
 	if err := s.publishIn(tx, events); err != nil {
 		return 0, err
 	}
@@ -240,18 +274,34 @@ func (s *Store) CommunicationVersion(ctx context.Context, id string, version int
 // CommunicationHistory returns every version of a Communication, newest
 // first, Tokens nil. See store.CommunicationWrites.
 func (s *Store) CommunicationHistory(ctx context.Context, id string) ([]store.CommunicationRow, error) {
+	vs, err := s.CommunicationVersions(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.CommunicationRow, len(vs))
+	for i, v := range vs {
+		out[i] = v.CommunicationRow
+	}
+	return out, nil
+}
+
+// CommunicationVersions returns every version of a Communication, newest
+// first, with how it was written, Tokens nil. See
+// store.CommunicationWrites.
+func (s *Store) CommunicationVersions(ctx context.Context, id string) ([]store.Version, error) {
 	rows, err := s.query(ctx, sqlReadHistory, id, id)
 	if err != nil {
 		return nil, fmt.Errorf("reading the history of Communication/%s: %w", id, err)
 	}
 	defer rows.Close()
-	var out []store.CommunicationRow
+	var out []store.Version
 	for rows.Next() {
-		c, err := scanCommunication(rows)
+		var createdBy string
+		c, err := scanCommunication(rows, &createdBy)
 		if err != nil {
 			return nil, fmt.Errorf("reading the history of Communication/%s: %w", id, err)
 		}
-		out = append(out, c)
+		out = append(out, store.Version{CommunicationRow: c, Method: methodOf(c.Version, createdBy)})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading the history of Communication/%s: %w", id, err)

@@ -115,10 +115,12 @@ func (s *Store) DeliveriesOf(ctx context.Context, communicationID string) ([]sto
 	return out, rows.Err()
 }
 
-// Unread counts a recipient's unread deliveries. See store.Deliveries.
+// Unread counts a recipient's unread deliveries of Communications not
+// recalled. See store.Deliveries.
 func (s *Store) Unread(ctx context.Context, recipient string) (int, error) {
 	var n int
-	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM delivery WHERE recipient = ? AND state <> 'read'`, recipient).Scan(&n); err != nil {
+	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM delivery WHERE recipient = ? AND state <> 'read'
+		AND status <> '`+store.StatusEnteredInError+`'`, recipient).Scan(&n); err != nil {
 		return 0, fmt.Errorf("counting unread messages: %w", err)
 	}
 	return n, nil
@@ -151,10 +153,12 @@ func scanCommunication(sc scanner, extra ...any) (store.CommunicationRow, error)
 	return c, nil
 }
 
-// Inbox returns a recipient's newest Communications. See store.Deliveries.
+// Inbox returns a recipient's newest Communications, those recalled
+// (entered-in-error) left out. See store.Deliveries.
 func (s *Store) Inbox(ctx context.Context, recipient string, limit int) ([]store.InboxEntry, error) {
 	rows, err := s.read.QueryContext(ctx, `SELECT `+communicationColumns+`, d.state FROM delivery d
-		JOIN communication c ON c.id = d.communication_id WHERE d.recipient = ? ORDER BY c.sent DESC, c.id LIMIT ?`, recipient, limit)
+		JOIN communication c ON c.id = d.communication_id WHERE d.recipient = ? AND d.status <> '`+store.StatusEnteredInError+`'
+		ORDER BY c.sent DESC, c.id LIMIT ?`, recipient, limit)
 	if err != nil {
 		return nil, fmt.Errorf("reading an inbox: %w", err)
 	}
@@ -170,12 +174,12 @@ func (s *Store) Inbox(ctx context.Context, recipient string, limit int) ([]store
 	return out, rows.Err()
 }
 
-// Waiting returns a recipient's undelivered Communications. See
-// store.Deliveries.
+// Waiting returns a recipient's undelivered Communications, those
+// recalled left out. See store.Deliveries.
 func (s *Store) Waiting(ctx context.Context, recipient string, limit int) ([]store.InboxEntry, error) {
 	rows, err := s.read.QueryContext(ctx, `SELECT `+communicationColumns+`, d.state FROM delivery d
 		JOIN communication c ON c.id = d.communication_id WHERE d.recipient = ? AND d.state IN ('queued', 'failed')
-		ORDER BY c.sent, c.id LIMIT ?`, recipient, limit)
+		AND d.status <> '`+store.StatusEnteredInError+`' ORDER BY c.sent, c.id LIMIT ?`, recipient, limit)
 	if err != nil {
 		return nil, fmt.Errorf("reading undelivered messages: %w", err)
 	}
@@ -238,6 +242,13 @@ func (s *Store) CompleteCommunication(ctx context.Context, id string, sealed []b
 	return n > 0, err
 }
 
+// A recalled Communication (entered-in-error) is not completed: reading
+// it cannot undo the recall.
+const (
+	sqlKeepCompletable     = sqlKeepIncomplete + ` AND status <> '` + store.StatusEnteredInError + `'`
+	sqlCompleteCompletable = sqlCompleteCommunication + ` AND status <> '` + store.StatusEnteredInError + `'`
+)
+
 // CompleteCommunications completes many in one transaction, each as a new
 // version: the one it replaces is copied into the history. Received is
 // kept (zero: the one stored, if any) and is the time of the new version
@@ -261,10 +272,10 @@ func (s *Store) CompleteCommunications(ctx context.Context, cs []store.Completio
 		if at.IsZero() {
 			at = now
 		}
-		if _, err := s.txExec(ctx, tx, sqlKeepIncomplete, c.ID); err != nil {
+		if _, err := s.txExec(ctx, tx, sqlKeepCompletable, c.ID); err != nil {
 			return 0, fmt.Errorf("keeping the version of Communication/%s: %w", c.ID, err)
 		}
-		res, err := s.txExec(ctx, tx, sqlCompleteCommunication, nonNil(c.Sealed), microsOrNull(c.Received), at.UnixMicro(), c.ID)
+		res, err := s.txExec(ctx, tx, sqlCompleteCompletable, nonNil(c.Sealed), microsOrNull(c.Received), at.UnixMicro(), c.ID)
 		if err != nil {
 			return 0, fmt.Errorf("completing Communication/%s: %w", c.ID, err)
 		}

@@ -49,6 +49,9 @@ func (s *Store) storeMapped(ctx context.Context, m store.Mapped) (_ bool, err er
 		if err != nil {
 			return false, fmt.Errorf("writing %s/%s: %w", r.Type, r.ID, err)
 		}
+		if err := s.indexResource(ctx, tx, r); err != nil {
+			return false, fmt.Errorf("indexing %s/%s: %w", r.Type, r.ID, err)
+		}
 	}
 	for _, c := range m.Communications {
 		if _, err := s.insertCommunication(ctx, tx, m.InboundID, c); err != nil {

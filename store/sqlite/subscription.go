@@ -14,33 +14,56 @@ func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription) err
 	if s.write == nil {
 		return fmt.Errorf("storing subscription %s: %w", sub.ID, ErrReadOnly)
 	}
-	_, err := s.write.ExecContext(ctx, `INSERT INTO subscription (id, criteria, endpoint, header, active, created_at) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET criteria = excluded.criteria, endpoint = excluded.endpoint, header = excluded.header, active = excluded.active`,
-		sub.ID, sub.Criteria, sub.Endpoint, sub.Header, sub.Active, sub.Created.UnixMicro())
+	_, err := s.write.ExecContext(ctx, `INSERT INTO subscription (id, criteria, endpoint, header, active, created_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET criteria = excluded.criteria, endpoint = excluded.endpoint, header = excluded.header, active = excluded.active,
+		reason = excluded.reason`,
+		sub.ID, sub.Criteria, sub.Endpoint, sub.Header, sub.Active, sub.Created.UnixMicro(), sub.Reason)
 	if err != nil {
 		return fmt.Errorf("storing subscription %s: %w", sub.ID, err)
 	}
 	return nil
 }
 
+const subscriptionColumns = `id, criteria, endpoint, header, active, created_at, reason, events`
+
+func scanSubscription(sc scanner) (store.Subscription, error) {
+	var sub store.Subscription
+	var created int64
+	if err := sc.Scan(&sub.ID, &sub.Criteria, &sub.Endpoint, &sub.Header, &sub.Active, &created, &sub.Reason, &sub.Events); err != nil {
+		return sub, err
+	}
+	sub.Created = time.UnixMicro(created).UTC()
+	return sub, nil
+}
+
 // ListSubscriptions returns every subscription. See store.Subscriptions.
 func (s *Store) ListSubscriptions(ctx context.Context) ([]store.Subscription, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT id, criteria, endpoint, header, active, created_at FROM subscription ORDER BY id`)
+	rows, err := s.read.QueryContext(ctx, `SELECT `+subscriptionColumns+` FROM subscription ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("listing subscriptions: %w", err)
 	}
 	defer rows.Close()
 	var out []store.Subscription
 	for rows.Next() {
-		var sub store.Subscription
-		var created int64
-		if err := rows.Scan(&sub.ID, &sub.Criteria, &sub.Endpoint, &sub.Header, &sub.Active, &created); err != nil {
+		sub, err := scanSubscription(rows)
+		if err != nil {
 			return nil, fmt.Errorf("listing subscriptions: %w", err)
 		}
-		sub.Created = time.UnixMicro(created).UTC()
 		out = append(out, sub)
 	}
 	return out, rows.Err()
+}
+
+// GetSubscription returns one subscription. See store.Subscriptions.
+func (s *Store) GetSubscription(ctx context.Context, id string) (store.Subscription, error) {
+	sub, err := scanSubscription(s.read.QueryRowContext(ctx, `SELECT `+subscriptionColumns+` FROM subscription WHERE id = ?`, id))
+	if isNoRows(err) {
+		return sub, fmt.Errorf("reading subscription %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return sub, fmt.Errorf("reading subscription %s: %w", id, err)
+	}
+	return sub, nil
 }
 
 // DeleteSubscription removes a subscription. See store.Subscriptions.
@@ -155,6 +178,13 @@ func (s *Store) DueNotices(ctx context.Context, now time.Time, limit int) ([]sto
 func (s *Store) DeadNotices(ctx context.Context, limit int) ([]store.SubscriptionNotice, error) {
 	return s.notices(ctx, "listing dead subscription notices", `SELECT `+noticeColumns+` FROM subscription_notice
 		WHERE state = 'dead' ORDER BY first_at DESC LIMIT ?`, limit)
+}
+
+// SubscriptionNotices returns one subscription's notices. See
+// store.Subscriptions.
+func (s *Store) SubscriptionNotices(ctx context.Context, subscriptionID, state string, limit int) ([]store.SubscriptionNotice, error) {
+	return s.notices(ctx, "listing the notices of subscription "+subscriptionID, `SELECT `+noticeColumns+` FROM subscription_notice
+		WHERE subscription_id = ? AND (? = '' OR state = ?) ORDER BY event_no DESC LIMIT ?`, subscriptionID, state, state, limit)
 }
 
 // UpdateNotice stores a notice's progress. See store.Subscriptions.

@@ -115,6 +115,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"InboxSearchFollowsWrites", testInboxSearchFollowsWrites},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"CompletionVersions", testCompletionVersions},
+		{"Workflow", testWorkflow},
+		{"ResourceSearch", testResourceSearch}, {"ResourceIndexReplaced", testResourceIndexReplaced}, {"ResourceBackfill", testResourceBackfill},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -17,7 +17,7 @@ import (
 func testSubscriptions(t *testing.T, st store.Store) {
 	ctx := context.Background()
 	at := time.Date(2026, 11, 3, 14, 30, 0, 0, time.UTC)
-	a := store.Subscription{ID: "sub-a", Criteria: "Communication?priority=urgent", Endpoint: "https://ehr.example/hook", Header: []byte("sealed"), Active: true, Created: at}
+	a := store.Subscription{ID: "sub-a", Criteria: "Communication?priority=urgent", Endpoint: "https://ehr.example/hook", Header: []byte("sealed"), Active: true, Created: at, Reason: "urgent results to the EHR"}
 	b := store.Subscription{ID: "sub-b", Criteria: "Communication", Endpoint: "https://other.example/hook", Active: true, Created: at}
 	for _, s := range []store.Subscription{a, b, a} {
 		if err := st.PutSubscription(ctx, s); err != nil {
@@ -32,6 +32,13 @@ func testSubscriptions(t *testing.T, st store.Store) {
 		if err := st.QueueNotices(ctx, c, []string{"sub-a", "sub-b", "sub-gone"}, at.Add(time.Duration(i)*time.Second)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	got, err := st.GetSubscription(ctx, "sub-a")
+	if want := a; err != nil || func() bool { want.Events = 2; return !reflect.DeepEqual(got, want) }() {
+		t.Fatalf("GetSubscription(sub-a) = %+v, %v; want %+v with 2 events", got, err, a)
+	}
+	if _, err := st.GetSubscription(ctx, "sub-gone"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetSubscription of an unknown id: %v, want ErrNotFound", err)
 	}
 	due, err := st.DueNotices(ctx, at.Add(time.Minute), 10)
 	if err != nil || len(due) != 4 {
@@ -68,6 +75,20 @@ func testSubscriptions(t *testing.T, st store.Store) {
 	if err != nil || len(dead) != 1 || dead[0].LastError != "gave up after 24h: HTTP 503" || !dead[0].NextAt.IsZero() || dead[0].Attempts != 1 {
 		t.Fatalf("dead = %+v, %v", dead, err)
 	}
+	ofA, err := st.SubscriptionNotices(ctx, "sub-a", "", 10)
+	if err != nil || len(ofA) != 2 || ofA[0].EventNumber != 2 || ofA[0].CommunicationID != "c2" || ofA[1].State != store.NoticeDead {
+		t.Fatalf("the notices of sub-a, newest first = %+v, %v", ofA, err)
+	}
+	if newest, err := st.SubscriptionNotices(ctx, "sub-a", "", 1); err != nil || len(newest) != 1 || newest[0].EventNumber != 2 {
+		t.Fatalf("the newest notice of sub-a = %+v, %v", newest, err)
+	}
+	if deadA, err := st.SubscriptionNotices(ctx, "sub-a", store.NoticeDead, 10); err != nil || len(deadA) != 1 || deadA[0].CommunicationID != "c1" ||
+		deadA[0].LastError != "gave up after 24h: HTTP 503" {
+		t.Fatalf("the dead notices of sub-a = %+v, %v", deadA, err)
+	}
+	if deadB, err := st.SubscriptionNotices(ctx, "sub-b", store.NoticeDead, 10); err != nil || len(deadB) != 0 {
+		t.Fatalf("the dead notices of sub-b = %+v, %v; want none", deadB, err)
+	}
 	counts, err := st.NoticeCounts(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -89,5 +110,19 @@ func testSubscriptions(t *testing.T, st store.Store) {
 	}
 	if due, _ := st.DueNotices(ctx, at.Add(2*time.Hour), 10); len(due) != 2 || due[0].SubscriptionID != "sub-b" {
 		t.Fatalf("after deleting sub-a: %+v", due)
+	}
+	if _, err := st.GetSubscription(ctx, "sub-a"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetSubscription after deleting it: %v, want ErrNotFound", err)
+	}
+	if left, err := st.SubscriptionNotices(ctx, "sub-a", "", 10); err != nil || len(left) != 0 {
+		t.Fatalf("the notices of a deleted subscription = %+v, %v", left, err)
+	}
+	// Storing a subscription again keeps its event count.
+	b.Active, b.Reason = false, "paused"
+	if err := st.PutSubscription(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.GetSubscription(ctx, "sub-b"); err != nil || got.Active || got.Reason != "paused" || got.Events != 2 {
+		t.Fatalf("sub-b stored again = %+v, %v; want off, reason paused, 2 events", got, err)
 	}
 }
