@@ -63,7 +63,11 @@ type CommunicationQuery struct {
 	Encounter TokenMatch
 	Sender    TokenMatch
 	Recipient TokenMatch // any of the recipients
-	Tokens    []TokenFilter
+	// SeenBy, when not nil, keeps the Communications addressed to one of
+	// these references or sent by one of them (a user's, the minimum
+	// necessary); empty and not nil, none.
+	SeenBy []string
+	Tokens []TokenFilter
 	Sent      []TimeBound
 	Received  []TimeBound // a Communication not received matches no bound
 	// ReceivedMissing, when set, asks for those not received (true) or
@@ -221,6 +225,16 @@ func (q CommunicationQuery) SQL(d SQLDialect) (where, order string, args []any) 
 			conds = append(conds, "EXISTS ("+delivery+")")
 		}
 	}
+	if q.SeenBy != nil {
+		if len(q.SeenBy) == 0 {
+			conds = append(conds, "1 = 0")
+		} else {
+			// A union the planner can start from (the recipients'
+			// deliveries, the senders' index), not an OR over every row.
+			conds = append(conds, "c.id IN (SELECT e.communication_id FROM delivery e WHERE e.recipient IN ("+list(q.SeenBy)+
+				") UNION SELECT s.id FROM communication s WHERE s.sender IN ("+list(q.SeenBy)+"))")
+		}
+	}
 	bounds := func(col string, bs []TimeBound) {
 		for _, b := range bs {
 			switch b.Op {
@@ -294,7 +308,7 @@ func (q CommunicationQuery) From(count bool) string {
 		return "communication c"
 	}
 	if count && q.ID.Empty() && q.Priority.Empty() && q.Subject.Empty() && q.Encounter.Empty() && q.Sender.Empty() &&
-		len(q.Recipient.Not) == 0 && q.Recipient.Missing == nil && len(q.Tokens) == 0 && len(q.Received) == 0 &&
+		len(q.Recipient.Not) == 0 && q.Recipient.Missing == nil && q.SeenBy == nil && len(q.Tokens) == 0 && len(q.Received) == 0 &&
 		q.ReceivedMissing == nil && q.PatientMissing == nil {
 		return "delivery d"
 	}

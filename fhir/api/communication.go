@@ -81,13 +81,18 @@ func (s *Server) refuseUnseen(c *gin.Context, interaction, ref, details string) 
 	s.fail(c, http.StatusForbidden, problem{Code: fhirCodeForbidden, Details: details})
 }
 
-// narrowRecipients ANDs a search's recipient constraint with the
-// recipients a user may see; none matches nothing.
-func narrowRecipients(m *store.TokenMatch, mine []string) {
-	if len(mine) == 0 {
-		mine = []string{noMatch}
+// limitToSeen keeps a user's search to the Communications addressed to one
+// of their recipients (mine) or sent by one of them. A search already
+// held to some of mine as recipients or as senders needs nothing more
+// (and keeps the inbox index's path); any other is constrained by SeenBy.
+func limitToSeen(q *store.CommunicationQuery, mine []string) {
+	within := func(vs []string) bool {
+		return len(vs) > 0 && !slices.ContainsFunc(vs, func(v string) bool { return !slices.Contains(mine, v) })
 	}
-	and(m, slices.Clone(mine))
+	if within(q.Recipient.Any) || within(q.Sender.Any) {
+		return
+	}
+	q.SeenBy = append([]string{}, mine...)
 }
 
 // lenient reports whether the client asked that unknown search
@@ -156,11 +161,12 @@ func (s *Server) searchCommunications(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	p := c.MustGet(keyPrincipal).(access.Principal)
-	// A user limited to their recipients searches among those only;
-	// under break-glass the search is not narrowed, and is flagged.
+	// A user limited to their recipients searches among what is addressed
+	// to them and what they sent; under break-glass the search is not
+	// narrowed, and is flagged.
 	scope := s.communicationScope(c)
 	if !scope.All {
-		narrowRecipients(&sr.Query.Recipient, scope.Recipients)
+		limitToSeen(&sr.Query, scope.Recipients)
 	}
 	out := searchBundle{ResourceType: "Bundle", Type: "searchset"}
 	sized := func(n int) store.CommunicationQuery { q := sr.Query; q.Limit = n; return q }

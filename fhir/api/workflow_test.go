@@ -636,3 +636,46 @@ func TestUserSendsAsThemselves(t *testing.T) {
 		msg{subject: "Patient/p1", inResponseTo: []string{"Communication/" + orig.ID}}.json())
 	refused(t, "ann answers a recalled message", status, b, http.StatusUnprocessableEntity, "Communication.inResponseTo[0]")
 }
+
+// TestUserSearchSeesOwnMessages: a clinician's searches find what is
+// addressed to them and what they sent (their replies in a thread), and
+// nothing else.
+func TestUserSearchSeesOwnMessages(t *testing.T) {
+	w := newWorkflowEnv(t)
+	ann := w.people.add(t, "ann.md", access.RolePhysician, "Practitioner/a")
+	tok := w.people.login(t, ann)
+	root := w.post(t, msg{subject: "Patient/p1", sender: "Practitioner/dr-x", recipients: []string{"Practitioner/a"}, sent: "2026-11-03T10:00:00Z"})
+	w.post(t, msg{subject: "Patient/p1", sender: "Practitioner/dr-x", recipients: []string{"Practitioner/z"}, sent: "2026-11-03T10:01:00Z"})
+	status, _, b := w.send(t, http.MethodPost, tok, "/fhir/Communication", fhirJSON,
+		msg{subject: "Patient/p1", inResponseTo: []string{"Communication/" + root.ID}, sent: "2026-11-03T10:02:00Z"}.json())
+	if status != http.StatusCreated {
+		t.Fatalf("ann replies: %d %s", status, b)
+	}
+	reply := w.decode(t, b)
+	for query, want := range map[string][]string{
+		"_sort=sent":                                     {root.ID, reply.ID},
+		"part-of=Communication/" + root.ID:               {reply.ID},
+		"sender=Practitioner/a":                          {reply.ID},
+		"recipient=Practitioner/dr-x":                    {reply.ID},
+		"recipient=Practitioner/z":                       {},
+		"sender=Practitioner/dr-x&_sort=sent":            {root.ID},
+		"subject=Patient/p1&_sort=-sent&_total=accurate": {reply.ID, root.ID},
+	} {
+		status, _, b := w.get(t, tok, "/fhir/Communication?"+query)
+		if status != http.StatusOK {
+			t.Fatalf("ann searches %s: %d %s", query, status, b)
+		}
+		var bundle struct {
+			Total int
+			Entry []struct{ Resource struct{ ID string } }
+		}
+		json.Unmarshal(b, &bundle)
+		got := []string{}
+		for _, e := range bundle.Entry {
+			got = append(got, e.Resource.ID)
+		}
+		if !reflect.DeepEqual(got, want) || bundle.Total != len(want) {
+			t.Errorf("ann searches %s: %v (total %d), want %v", query, got, bundle.Total, want)
+		}
+	}
+}
