@@ -58,6 +58,7 @@ func newLoginEnv(t *testing.T) *loginEnv {
 	c.Id = new("c1")
 	c.Status = fhirmodel.EventStatusInProgress
 	c.Subject = &fhirmodel.Reference{Reference: new("Patient/p1")}
+	c.Encounter = &fhirmodel.Reference{Reference: new("Encounter/e1")}
 	c.Sent = new(sentAt.Format(time.RFC3339))
 	c.Recipient = []fhirmodel.Reference{{Reference: new("Practitioner/a")}, {Reference: new("CareTeam/icu")}}
 	c.Payload = []fhir.CommunicationPayload{{ContentString: new("synthetic test message")}}
@@ -81,8 +82,24 @@ func newLoginEnv(t *testing.T) *loginEnv {
 	if patient.Sealed, err = kr.Seal(pb, []byte("Patient/p1")); err != nil {
 		t.Fatal(err)
 	}
+	// The encounter moved from the ED to an ICU bed: the clerk's view
+	// shows the bed.
+	resources := []store.SealedResource{patient}
+	for ref, body := range map[string]string{
+		"Encounter/e1": `{"resourceType":"Encounter","id":"e1","status":"in-progress","class":{"code":"IMP"},"subject":{"reference":"Patient/p1"},` +
+			`"location":[{"location":{"reference":"Location/ed-2"},"status":"completed"},{"location":{"reference":"Location/bed-7"},"status":"active"}]}`,
+		"Location/ed-2":  `{"resourceType":"Location","id":"ed-2","name":"SYNTH ED 2"}`,
+		"Location/bed-7": `{"resourceType":"Location","id":"bed-7","name":"SYNTH ICU 7 B"}`,
+	} {
+		typ, id, _ := strings.Cut(ref, "/")
+		r := store.SealedResource{Type: typ, ID: id}
+		if r.Sealed, err = kr.Seal([]byte(body), []byte(ref)); err != nil {
+			t.Fatal(err)
+		}
+		resources = append(resources, r)
+	}
 	if ok, err := st.StoreMapped(context.Background(), store.Mapped{InboundID: "in-c1", MappedAt: sentAt, Outcome: []byte("x"),
-		Resources: []store.SealedResource{patient}, Communications: []store.CommunicationRow{row}}); err != nil || !ok {
+		Resources: resources, Communications: []store.CommunicationRow{row}}); err != nil || !ok {
 		t.Fatalf("seeding: %v %v", ok, err)
 	}
 
@@ -286,15 +303,16 @@ func TestRoleScopesOverHTTP(t *testing.T) {
 	if got := e.do(t, http.MethodGet, tok, "/fhir/Communication"); got != http.StatusOK {
 		t.Fatalf("a clerk's search: %d, want 200", got)
 	}
-	// The minimum necessary: the clerk sees that it exists, its status
-	// and recipients, not the payload or the patient.
+	// The minimum necessary: the clerk sees that it exists, its status,
+	// recipients and where the patient is, not the payload or the patient.
 	body := e.get(t, tok, "/fhir/Communication?_id=c1")
-	for _, want := range []string{`"id":"c1"`, `"status":"in-progress"`, `"Practitioner/a"`, `"REDACTED"`} {
+	for _, want := range []string{`"id":"c1"`, `"status":"in-progress"`, `"Practitioner/a"`, `"REDACTED"`,
+		`"about":[{"display":"SYNTH ICU 7 B","reference":"Location/bed-7"}]`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("a clerk's search lacks %s: %s", want, body)
 		}
 	}
-	for _, never := range []string{"synthetic test message", "payload", "Patient/p1"} {
+	for _, never := range []string{"synthetic test message", "payload", "Patient/p1", "ed-2"} {
 		if strings.Contains(body, never) {
 			t.Errorf("a clerk's search shows %q: %s", never, body)
 		}
@@ -303,8 +321,8 @@ func TestRoleScopesOverHTTP(t *testing.T) {
 	if err := v.Validate([]byte(body)); err != nil {
 		t.Errorf("a clerk's searchset is not valid R4: %v", err)
 	}
-	if body := e.get(t, e.clientToken(t), "/fhir/Communication?_id=c1"); !strings.Contains(body, "synthetic test message") {
-		t.Errorf("an EHR's search lost the payload: %s", body)
+	if body := e.get(t, e.clientToken(t), "/fhir/Communication?_id=c1"); !strings.Contains(body, "synthetic test message") || strings.Contains(body, "bed-7") {
+		t.Errorf("an EHR's search lost the payload, or gained the clerk's location: %s", body)
 	}
 	if got := e.do(t, http.MethodGet, tok, "/fhir/Communication/c1"); got != http.StatusForbidden {
 		t.Fatalf("a clerk's read: %d, want 403", got)

@@ -538,7 +538,18 @@ func (s *Server) view(c *gin.Context, row store.CommunicationRow) ([]byte, error
 	}
 	p, _ := c.Get(keyPrincipal)
 	pr, _ := p.(access.Principal)
-	return redact(body, pr.CommunicationFields())
+	keep := pr.CommunicationFields()
+	if keep == nil {
+		return body, nil
+	}
+	if body, err = redact(body, keep); err != nil || row.Encounter == "" {
+		return body, err
+	}
+	where, err := s.locationOf(c, row.Encounter)
+	if err != nil || where == nil {
+		return body, err
+	}
+	return withMembers(body, []member{{"about", where}})
 }
 
 // open opens a stored Communication and sets its id and version meta.
