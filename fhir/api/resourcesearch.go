@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -123,32 +122,13 @@ func parseResourceSearch(typ string, params url.Values, lenient bool, base strin
 	spec := resourceSpecs[typ]
 	s := resourceSearch{Count: defaultCount, Canonical: url.Values{}}
 	s.Query.Type = typ
-	var probs []problem
+	names, probs := searchNames(params)
 	bad := func(param string, code fhir.IssueCode, format string, args ...any) {
 		probs = append(probs, problem{Expression: param, Code: code, Details: fmt.Sprintf(format, args...)})
 	}
-	if len(params) > maxSearchParams {
-		bad("", fhir.CodeValue, "more than %d search parameters", maxSearchParams)
-		return s, probs
-	}
-	names := make([]string, 0, len(params))
-	for name := range params {
-		names = append(names, name)
-	}
-	sort.Strings(names)
 	for _, full := range names {
 		values := params[full]
 		name, modifier, _ := strings.Cut(full, ":")
-		tooLong := false
-		for _, v := range values {
-			if len(v) > maxParamValue {
-				tooLong = true
-			}
-		}
-		if tooLong {
-			bad(full, fhir.CodeValue, "a value is longer than %d characters", maxParamValue)
-			continue
-		}
 		before := len(probs)
 		switch {
 		case name == "_format":

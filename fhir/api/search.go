@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -95,6 +94,26 @@ var communicationReferences = map[string]referenceSpec{
 // indexedReferences are the reference parameters kept in the index tokens.
 var indexedReferences = map[string]string{"part-of": store.TokenPartOf, "based-on": store.TokenBasedOn}
 
+// searchNames checks the limits every search shares (how many parameters,
+// how long a value) and returns the names of the parameters to read, in
+// order, with a problem for each the limits keep out: all of them when
+// there are too many.
+func searchNames(params url.Values) (names []string, probs []problem) {
+	if len(params) > maxSearchParams {
+		return nil, []problem{{Code: fhir.CodeValue, Details: fmt.Sprintf("more than %d search parameters", maxSearchParams)}}
+	}
+	for name, values := range params {
+		if slices.ContainsFunc(values, func(v string) bool { return len(v) > maxParamValue }) {
+			probs = append(probs, problem{Expression: name, Code: fhir.CodeValue, Details: fmt.Sprintf("a value is longer than %d characters", maxParamValue)})
+			continue
+		}
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	slices.SortFunc(probs, func(a, b problem) int { return strings.Compare(a.Expression, b.Expression) })
+	return names, probs
+}
+
 // parseCommunicationSearch reads the parameters of a Communication search.
 // base is the FHIR base URL, so that absolute references to this server
 // are understood. Every problem is returned, not only the first; with
@@ -102,32 +121,13 @@ var indexedReferences = map[string]string{"part-of": store.TokenPartOf, "based-o
 func parseCommunicationSearch(params url.Values, lenient bool, base string) (communicationSearch, []problem) {
 	s := communicationSearch{Count: defaultCount, Canonical: url.Values{}}
 	s.Query.Sort = store.SortByID
-	var probs []problem
+	names, probs := searchNames(params)
 	bad := func(param string, code fhir.IssueCode, format string, args ...any) {
 		probs = append(probs, problem{Expression: param, Code: code, Details: fmt.Sprintf(format, args...)})
 	}
-	if len(params) > maxSearchParams {
-		bad("", fhir.CodeValue, "more than %d search parameters", maxSearchParams)
-		return s, probs
-	}
-	names := make([]string, 0, len(params))
-	for name := range params {
-		names = append(names, name)
-	}
-	sort.Strings(names)
 	for _, full := range names {
 		values := params[full]
 		name, modifier, _ := strings.Cut(full, ":")
-		tooLong := false
-		for _, v := range values {
-			if len(v) > maxParamValue {
-				tooLong = true
-			}
-		}
-		if tooLong {
-			bad(full, fhir.CodeValue, "a value is longer than %d characters", maxParamValue)
-			continue
-		}
 		before := len(probs)
 		switch {
 		case name == "_format":

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -395,27 +394,14 @@ var subscriptionStatuses = []string{"requested", "active", "error", "off"}
 // every problem at once; with lenient, unknown parameters are set aside.
 func parseSubscriptionSearch(params url.Values, lenient bool) (subscriptionSearch, []problem) {
 	sr := subscriptionSearch{Count: defaultCount, Canonical: url.Values{}}
-	var probs []problem
+	names, probs := searchNames(params)
 	bad := func(param string, code fhir.IssueCode, format string, args ...any) {
 		probs = append(probs, problem{Expression: param, Code: code, Details: fmt.Sprintf(format, args...)})
 	}
-	if len(params) > maxSearchParams {
-		bad("", fhir.CodeValue, "more than %d search parameters", maxSearchParams)
-		return sr, probs
-	}
-	names := make([]string, 0, len(params))
-	for name := range params {
-		names = append(names, name)
-	}
-	sort.Strings(names)
 	statusGiven := false
 	for _, full := range names {
 		values := params[full]
 		name, modifier, _ := strings.Cut(full, ":")
-		if slices.ContainsFunc(values, func(v string) bool { return len(v) > maxParamValue }) {
-			bad(full, fhir.CodeValue, "a value is longer than %d characters", maxParamValue)
-			continue
-		}
 		before := len(probs)
 		switch name {
 		case "_format":
