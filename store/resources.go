@@ -145,61 +145,11 @@ func (q ResourceQuery) SQL(d SQLDialect) (where, order string, args []any) {
 		return strings.Join(ps, ", ")
 	}
 	conds := []string{"i.type = " + arg(q.Type)}
-	column := func(col string, m TokenMatch) {
-		if len(m.Any) > 0 {
-			conds = append(conds, col+" IN ("+list(m.Any)+")")
-		}
-		if len(m.Not) > 0 {
-			conds = append(conds, col+" NOT IN ("+list(m.Not)+")")
-		}
-		if m.Missing != nil {
-			if *m.Missing {
-				conds = append(conds, col+" = ''")
-			} else {
-				conds = append(conds, col+" <> ''")
-			}
-		}
-	}
+	column := func(col string, m TokenMatch) { conds = append(conds, columnConds(col, m, list)...) }
 	column("i.id", q.ID)
 	column("i.subject", q.Subject)
 	column("i.status", q.Status)
-	const token = "SELECT 1 FROM resource_token t WHERE t.type = i.type AND t.id = i.id AND t.param = "
-	values := func(vs []TokenValue) string {
-		ors := make([]string, len(vs))
-		for i, v := range vs {
-			var ands []string
-			if !v.AnySystem {
-				ands = append(ands, "t.system = "+arg(v.System))
-			}
-			if !v.AnyCode {
-				ands = append(ands, "t.code = "+arg(v.Code))
-			}
-			switch len(ands) {
-			case 0:
-				ors[i] = "TRUE"
-			case 1:
-				ors[i] = ands[0]
-			default:
-				ors[i] = "(" + strings.Join(ands, " AND ") + ")"
-			}
-		}
-		return strings.Join(ors, " OR ")
-	}
-	for _, f := range q.Tokens {
-		if len(f.Any) > 0 {
-			conds = append(conds, "EXISTS ("+token+arg(f.Param)+" AND ("+values(f.Any)+"))")
-		}
-		if len(f.Not) > 0 {
-			conds = append(conds, "NOT EXISTS ("+token+arg(f.Param)+" AND ("+values(f.Not)+"))")
-		}
-		if f.Missing != nil {
-			if *f.Missing {
-				conds = append(conds, "NOT EXISTS ("+token+arg(f.Param)+")")
-			} else {
-				conds = append(conds, "EXISTS ("+token+arg(f.Param)+")")
-			}
-		}
-	}
+	conds = append(conds, tokenConds("SELECT 1 FROM resource_token t WHERE t.type = i.type AND t.id = i.id AND t.param = ", q.Tokens, arg)...)
 	// A resource without a date has NULL bounds, which compare to
 	// nothing: it matches no date constraint.
 	for _, m := range q.Dates {

@@ -142,21 +142,7 @@ func (q CommunicationQuery) SQL(d SQLDialect) (where, order string, args []any) 
 		}
 		return strings.Join(ps, ", ")
 	}
-	column := func(col string, m TokenMatch) {
-		if len(m.Any) > 0 {
-			conds = append(conds, col+" IN ("+list(m.Any)+")")
-		}
-		if len(m.Not) > 0 {
-			conds = append(conds, col+" NOT IN ("+list(m.Not)+")")
-		}
-		if m.Missing != nil {
-			if *m.Missing {
-				conds = append(conds, col+" = ''")
-			} else {
-				conds = append(conds, col+" <> ''")
-			}
-		}
-	}
+	column := func(col string, m TokenMatch) { conds = append(conds, columnConds(col, m, list)...) }
 	// One recipient: the rows are that recipient's deliveries, joined to
 	// their Communications (see From); status and sent are read from the
 	// delivery's copies, which its inbox index orders.
@@ -172,45 +158,7 @@ func (q CommunicationQuery) SQL(d SQLDialect) (where, order string, args []any) 
 	column("c.subject", q.Subject)
 	column("c.encounter", q.Encounter)
 	column("c.sender", q.Sender)
-	// A token filter looks at the tokens of its Param; a value that takes
-	// any system (or any code) leaves that comparison out.
-	const token = "SELECT 1 FROM communication_token t WHERE t.communication_id = c.id AND t.param = "
-	values := func(vs []TokenValue) string {
-		ors := make([]string, len(vs))
-		for i, v := range vs {
-			var ands []string
-			if !v.AnySystem {
-				ands = append(ands, "t.system = "+arg(v.System))
-			}
-			if !v.AnyCode {
-				ands = append(ands, "t.code = "+arg(v.Code))
-			}
-			switch len(ands) {
-			case 0:
-				ors[i] = "TRUE"
-			case 1:
-				ors[i] = ands[0]
-			default:
-				ors[i] = "(" + strings.Join(ands, " AND ") + ")"
-			}
-		}
-		return strings.Join(ors, " OR ")
-	}
-	for _, f := range q.Tokens {
-		if len(f.Any) > 0 {
-			conds = append(conds, "EXISTS ("+token+arg(f.Param)+" AND ("+values(f.Any)+"))")
-		}
-		if len(f.Not) > 0 {
-			conds = append(conds, "NOT EXISTS ("+token+arg(f.Param)+" AND ("+values(f.Not)+"))")
-		}
-		if f.Missing != nil {
-			if *f.Missing {
-				conds = append(conds, "NOT EXISTS ("+token+arg(f.Param)+")")
-			} else {
-				conds = append(conds, "EXISTS ("+token+arg(f.Param)+")")
-			}
-		}
-	}
+	conds = append(conds, tokenConds("SELECT 1 FROM communication_token t WHERE t.communication_id = c.id AND t.param = ", q.Tokens, arg)...)
 	const delivery = "SELECT 1 FROM delivery e WHERE e.communication_id = c.id"
 	if r := q.Recipient; len(r.Any) > 0 && !inbox {
 		conds = append(conds, "EXISTS ("+delivery+" AND e.recipient IN ("+list(r.Any)+"))")
