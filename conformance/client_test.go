@@ -26,7 +26,7 @@ const (
 	clientProbe = "conformance-probe" // makes a fixed set of audit records
 
 	scopeEHR = "system/Communication.cruds system/Patient.rs system/Encounter.rs system/ServiceRequest.rs " +
-		"system/Observation.rs system/MessageHeader.c system/AuditEvent.rs system/Subscription.crds"
+		"system/Observation.rs system/MessageHeader.c system/AuditEvent.rs system/AuditEvent.c system/Subscription.crds"
 	scopeProbe = "system/Communication.rs"
 )
 

@@ -60,6 +60,7 @@ func allCases() []testCase {
 	all = append(all, resourceSearchCases()...)
 	all = append(all, subscriptionCases()...)
 	all = append(all, workflowCases()...)
+	all = append(all, auditImportCases()...)
 	return all
 }
 

@@ -66,10 +66,10 @@ type CommunicationQuery struct {
 	// SeenBy, when not nil, keeps the Communications addressed to one of
 	// these references or sent by one of them (a user's, the minimum
 	// necessary); empty and not nil, none.
-	SeenBy []string
-	Tokens []TokenFilter
-	Sent      []TimeBound
-	Received  []TimeBound // a Communication not received matches no bound
+	SeenBy   []string
+	Tokens   []TokenFilter
+	Sent     []TimeBound
+	Received []TimeBound // a Communication not received matches no bound
 	// ReceivedMissing, when set, asks for those not received (true) or
 	// received (false); SentMissing likewise for sent (a Communication
 	// written without sent is stored with the zero time, which no bound

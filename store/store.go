@@ -504,6 +504,7 @@ type Store interface {
 	ResourceSearch
 	CommunicationWrites
 	AuditSearch
+	AuditImport
 	Users
 	// Subscriber returns a Watermill subscriber on the store's own queue
 	// tables for the given consumer group.

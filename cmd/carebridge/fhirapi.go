@@ -98,7 +98,7 @@ func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, node,
 	gin.SetMode(gin.ReleaseMode)
 	srv, err := api.New(api.Config{Store: st, Keys: keys, Tokens: tokens, Audit: rec, HL7: hl7Acceptor{in}, BaseURL: root, Log: log,
 		Writes: st, Sealer: keys, Validator: v, Events: pipelineEvents{},
-		AuditEvents: st, Source: audit.Source{Site: node}, Users: users,
+		AuditEvents: st, AuditImport: st, Source: audit.Source{Site: node}, Users: users,
 		Subscriptions: st, SubscriptionRules: subscriptionRules{}})
 	if err != nil {
 		return nil, nil, err

@@ -72,6 +72,11 @@ type Config struct {
 	// deployment in them, as in the AuditEvents exported to the EHR.
 	AuditEvents AuditEvents
 	Source      audit.Source
+	// AuditImport files other systems' AuditEvents (create, append
+	// only) and serves them with the trail's in read and search; create
+	// also needs AuditEvents, Validator, Sealer and Events, and is left
+	// out without them.
+	AuditImport AuditImport
 	// Writes, Sealer, Validator and Events serve create, update, patch,
 	// vread and history; a nil Writes leaves them out.
 	Writes    Writes

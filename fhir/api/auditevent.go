@@ -54,17 +54,28 @@ func (s *Server) auditEventCapability() map[string]any {
 	for _, p := range auditEventParams {
 		params = append(params, map[string]any{"name": p.Name, "definition": p.Definition, "type": p.Type, "documentation": p.Doc})
 	}
+	doc := "carebridge's tamper-evident audit trail (IHE BALP), as exported to the EHR; " +
+		"search needs system/AuditEvent.s, read system/AuditEvent.r, and both are audited"
+	interactions := []map[string]any{{"code": "read"}, {"code": "vread", "documentation": "an AuditEvent never changes: its one version is 1"}, {"code": "search-type"}}
+	if s.files() {
+		doc += ". An Audit Record Repository (IHE ATNA) too: other systems file their AuditEvents with create " +
+			"(system/AuditEvent.c), append only: no update, patch or delete, ever; each gets a new id, the filing is audited, " +
+			"and read and search serve the filed ones with carebridge's own, by the same parameters (newest first by recorded)"
+		interactions = append(interactions, map[string]any{"code": "create", "documentation": "append only: the AuditEvent is filed under a new id " +
+			"(an id sent is ignored), version 1; no conditional create (If-None-Exist is refused)"})
+	}
 	return map[string]any{
-		"type": "AuditEvent",
-		"documentation": "carebridge's tamper-evident audit trail (IHE BALP), as exported to the EHR; " +
-			"search needs system/AuditEvent.s, read system/AuditEvent.r, and both are audited",
-		"interaction": []map[string]any{{"code": "read"}, {"code": "search-type"}},
-		"searchParam": params,
+		"type":          "AuditEvent",
+		"documentation": doc,
+		"interaction":   interactions,
+		"searchParam":   params,
 	}
 }
 
 // auditEventRoutes serves AuditEvent read and search, when the server
-// has the audit trail (Config.AuditEvents).
+// has the audit trail (Config.AuditEvents), and create when it files
+// other systems' AuditEvents too (Config.AuditImport); update, patch and
+// delete are refused, append only.
 func (s *Server) auditEventRoutes(g *gin.RouterGroup) {
 	if s.cfg.AuditEvents == nil {
 		return
@@ -72,9 +83,35 @@ func (s *Server) auditEventRoutes(g *gin.RouterGroup) {
 	g.GET("/AuditEvent", s.authorize("AuditEvent", access.Search, "search-type"), s.searchAuditEvents)
 	g.POST("/AuditEvent/_search", s.authorize("AuditEvent", access.Search, "search-type"), s.searchAuditEvents)
 	g.GET("/AuditEvent/:id", s.authorize("AuditEvent", access.Read, "read"), s.readAuditEvent)
+	g.GET("/AuditEvent/:id/_history/:vid", s.authorize("AuditEvent", access.Read, "vread"), s.vreadAuditEvent)
+	allowType := "GET"
+	if s.files() {
+		g.POST("/AuditEvent", s.authorize("AuditEvent", access.Create, "create"), s.createAuditEvent)
+		allowType = "GET, POST"
+	}
+	g.PUT("/AuditEvent", s.appendOnly("update", allowType))
+	g.PATCH("/AuditEvent", s.appendOnly("patch", allowType))
+	g.DELETE("/AuditEvent", s.appendOnly("delete", allowType))
+	g.PUT("/AuditEvent/:id", s.appendOnly("update", "GET"))
+	g.PATCH("/AuditEvent/:id", s.appendOnly("patch", "GET"))
+	g.DELETE("/AuditEvent/:id", s.appendOnly("delete", "GET"))
 }
 
-func (s *Server) readAuditEvent(c *gin.Context) {
+func (s *Server) readAuditEvent(c *gin.Context) { s.readAuditEventAs(c, "read") }
+
+// vreadAuditEvent is GET /AuditEvent/{id}/_history/{vid}: an AuditEvent
+// never changes, so its one version is 1 (the Location a create answers).
+func (s *Server) vreadAuditEvent(c *gin.Context) {
+	if c.Param("vid") != "1" {
+		s.fail(c, http.StatusNotFound, problem{Expression: "vid", Code: "not-found", Details: "an AuditEvent has one version, 1: it is never changed"})
+		return
+	}
+	s.readAuditEventAs(c, "vread")
+}
+
+// readAuditEventAs reads an AuditEvent, carebridge's own or one filed
+// with it, audited as interaction.
+func (s *Server) readAuditEventAs(c *gin.Context, interaction string) {
 	id := c.Param("id")
 	if !validID(id) {
 		s.notFound(c, "AuditEvent", id)
@@ -86,7 +123,9 @@ func (s *Server) readAuditEvent(c *gin.Context) {
 		return
 	}
 	if len(rows) == 0 {
-		s.notFound(c, "AuditEvent", id)
+		if s.cfg.AuditImport == nil || !s.readFiled(c, id, interaction) {
+			s.notFound(c, "AuditEvent", id)
+		}
 		return
 	}
 	_, body, err := s.auditEvent(rows[0])
@@ -94,7 +133,7 @@ func (s *Server) readAuditEvent(c *gin.Context) {
 		s.internal(c, "writing an AuditEvent", err)
 		return
 	}
-	if err := s.record(c, "read", rows[0].Patient, []string{"AuditEvent/" + id}); err != nil {
+	if err := s.record(c, interaction, rows[0].Patient, []string{"AuditEvent/" + id}); err != nil {
 		s.internal(c, "auditing a read", err)
 		return
 	}
@@ -118,19 +157,16 @@ func (s *Server) searchAuditEvents(c *gin.Context) {
 		s.fail(c, http.StatusBadRequest, probs...)
 		return
 	}
-	ctx := c.Request.Context()
 	out := searchBundle{ResourceType: "Bundle", Type: "searchset"}
-	sized := func(n int) store.AuditQuery { q := sr.Query; q.Limit = n; return q }
-	total, rows, more, err := searchPage(ctx, pageSpec{Count: sr.Count, CountOnly: sr.CountOnly, NoTotal: sr.NoTotal}, sized,
-		s.cfg.AuditEvents.CountAudit, s.cfg.AuditEvents.SearchAudit)
+	total, hits, more, err := s.searchAuditHits(c.Request.Context(), sr)
 	if err != nil {
 		s.internal(c, "searching AuditEvents", err)
 		return
 	}
 	out.Total = total
-	entities := make([]string, 0, len(rows))
-	for _, row := range rows {
-		id, body, err := s.auditEvent(row)
+	entities := make([]string, 0, len(hits))
+	for _, h := range hits {
+		id, body, err := s.hitBody(h)
 		if err != nil {
 			s.internal(c, "writing an AuditEvent", err)
 			return
@@ -159,9 +195,10 @@ func (s *Server) searchAuditEvents(c *gin.Context) {
 // auditEventSearch is a parsed AuditEvent search.
 type auditEventSearch struct {
 	Query     store.AuditQuery
-	Count     int  // page size
-	CountOnly bool // _summary=count or _count=0
-	NoTotal   bool // _total=none
+	Filed     store.FiledAuditQuery // the same search over filed AuditEvents (Offset and Limit unused)
+	Count     int                   // page size
+	CountOnly bool                  // _summary=count or _count=0
+	NoTotal   bool                  // _total=none
 	Patient   string
 	Canonical url.Values
 	Ignored   []problem // parameters left out under Prefer: handling=lenient
@@ -350,6 +387,9 @@ func parseAuditEventSearch(params url.Values, lenient bool, base, device string)
 		if len(probs) == before && name != "_count" && name != "_offset" {
 			s.Canonical[full] = values
 		}
+		if len(probs) == before {
+			s.Filed.Tokens = append(s.Filed.Tokens, filedFilters(name, modifier, values, base)...)
+		}
 	}
 	none := false // some constraint matches nothing
 	for _, c := range []struct {
@@ -373,7 +413,50 @@ func parseAuditEventSearch(params url.Values, lenient bool, base, device string)
 	if none {
 		q.EventIDs = []string{noMatch}
 	}
+	s.Filed.At, s.Filed.Oldest = q.At, q.Oldest
+	if ids.given {
+		s.Filed.IDs = ids.values
+		if len(ids.values) == 0 {
+			s.Filed.IDs = []string{noMatch}
+		}
+	}
 	return s, probs
+}
+
+// filedFilters are the constraints one parameter (name:modifier, once
+// parsed without problems) puts on filed AuditEvents' tokens: one filter
+// per value, each ORing its comma-separated parts. _id and date are
+// taken from the native parse.
+func filedFilters(name, modifier string, values []string, base string) []store.TokenFilter {
+	var param string
+	var value func(string) store.TokenValue
+	switch {
+	case name == "patient":
+		param, value = store.FiledPatient, filedReference(base, "Patient")
+	case name == "agent" && modifier == "identifier":
+		param, value = store.FiledAgentIdentifier, tokenValue
+	case name == "agent":
+		param, value = store.FiledAgent, filedReference(base, "")
+	case name == "entity" && modifier == "identifier":
+		param, value = store.FiledEntityIdentifier, tokenValue
+	case name == "entity":
+		param, value = store.FiledEntity, filedReference(base, modifier)
+	case name == "type":
+		param, value = store.FiledType, tokenValue
+	case name == "subtype":
+		param, value = store.FiledSubtype, tokenValue
+	case name == "action":
+		param, value = store.FiledAction, tokenValue
+	case name == "outcome":
+		param, value = store.FiledOutcome, filedOutcome
+	default:
+		return nil
+	}
+	out := make([]store.TokenFilter, 0, len(values))
+	for _, v := range values {
+		out = append(out, filedFilter(param, v, value))
+	}
+	return out
 }
 
 // allowed is what one field of a record may be, once a parameter has

@@ -135,7 +135,7 @@ func (s *Server) smartConfiguration(c *gin.Context) {
 		"token_endpoint_auth_methods_supported":            []string{"private_key_jwt"},
 		"token_endpoint_auth_signing_alg_values_supported": []string{"RS384", "ES384"},
 		"grant_types_supported":                            []string{"client_credentials"},
-		"scopes_supported":                                 []string{"system/Communication.rs", "system/Communication.read", "system/Patient.rs", "system/Encounter.rs", "system/ServiceRequest.rs", "system/Observation.rs", "system/AuditEvent.rs", "system/Subscription.crds", "system/MessageHeader.c", "system/*.rs"},
+		"scopes_supported":                                 []string{"system/Communication.rs", "system/Communication.read", "system/Patient.rs", "system/Encounter.rs", "system/ServiceRequest.rs", "system/Observation.rs", "system/AuditEvent.rs", "system/AuditEvent.c", "system/Subscription.crds", "system/MessageHeader.c", "system/*.rs"},
 		"capabilities":                                     []string{"client-confidential-asymmetric", "permission-v1", "permission-v2"},
 	})
 	if err != nil {

@@ -117,6 +117,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"CompletionVersions", testCompletionVersions},
 		{"Workflow", testWorkflow},
 		{"ResourceSearch", testResourceSearch}, {"ResourceIndexReplaced", testResourceIndexReplaced}, {"ResourceBackfill", testResourceBackfill},
+		{"AuditImport", testAuditImport},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
