@@ -177,11 +177,15 @@ func (s *MapStage) mapped(m store.InboundMessage, raw []byte, corr string) (stor
 		if err != nil {
 			return out, fmt.Errorf("sealing %s: %w", r.Reference(), err)
 		}
-		ix, err := index.Resource(r.Type, r.JSON)
-		if err != nil {
-			return out, fmt.Errorf("indexing %s: %w", r.Reference(), err)
+		res := store.SealedResource{Type: r.Type, ID: r.ID, Sealed: sealed}
+		if store.IndexedType(r.Type) {
+			ix, err := index.Resource(r.Type, r.JSON)
+			if err != nil {
+				return out, fmt.Errorf("indexing %s: %w", r.Reference(), err)
+			}
+			res.Index = &ix
 		}
-		out.Resources = append(out.Resources, store.SealedResource{Type: r.Type, ID: r.ID, Sealed: sealed, Index: &ix})
+		out.Resources = append(out.Resources, res)
 	}
 	if p := res.Event.Patient; p != nil && valid[p.Ref] {
 		patient = p.Ref

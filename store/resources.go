@@ -7,6 +7,18 @@ import (
 	"time"
 )
 
+// IndexedType reports whether resources of typ are searchable, and so
+// have index rows: the Patient, Encounter, ServiceRequest and
+// Observation mapping stores. The others (Practitioner, Location,
+// Device …) are read by id only, and writing them costs no index rows.
+func IndexedType(typ string) bool {
+	switch typ {
+	case "Patient", "Encounter", "ServiceRequest", "Observation":
+		return true
+	}
+	return false
+}
+
 // The open ends of a resource's date range: a Period without a start
 // begins at DateOpenStart, one without an end (ongoing) ends at
 // DateOpenEnd. Both backends keep them as they keep any time.

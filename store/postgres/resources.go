@@ -19,7 +19,13 @@ const (
 // queueIndexResource queues the statements that write r's index rows,
 // replacing those of an earlier version; a resource without an index is
 // queued for the backfill instead, and its old rows are dropped.
+//
+// A resource still listed for the backfill (stored before the index) is
+// left listed: the backfill finds it indexed and only takes it off.
 func queueIndexResource(b *pgx.Batch, r store.SealedResource) {
+	if !store.IndexedType(r.Type) {
+		return
+	}
 	b.Queue(`DELETE FROM resource_token WHERE type = $1 AND id = $2`, r.Type, r.ID)
 	if r.Index == nil {
 		b.Queue(`DELETE FROM resource_index WHERE type = $1 AND id = $2`, r.Type, r.ID)
@@ -32,7 +38,6 @@ func queueIndexResource(b *pgx.Batch, r store.SealedResource) {
 	for _, t := range r.Index.Tokens {
 		b.Queue(sqlInsertResourceToken, r.Type, r.ID, t.Param, t.System, t.Code)
 	}
-	b.Queue(sqlDropUnindexed, r.Type, r.ID)
 }
 
 // indexDates are ix's date bounds as stored: nil (NULL) when it has no
@@ -98,8 +103,11 @@ const resourceBackfillBatch = 200
 func (s *Store) BackfillResourceIndex(ctx context.Context, index func(store.SealedResource) (store.ResourceIndex, bool)) (indexed, left int, err error) {
 	var typ, id string
 	for {
-		rows, err := s.pool.Query(ctx, `SELECT u.type, u.id, r.sealed FROM resource_unindexed u
+		// One indexed meanwhile (stored again) comes without its seal:
+		// there is nothing to do but take it off the list.
+		rows, err := s.pool.Query(ctx, `SELECT u.type, u.id, CASE WHEN i.id IS NULL THEN r.sealed END FROM resource_unindexed u
 			LEFT JOIN resource r ON r.type = u.type AND r.id = u.id
+			LEFT JOIN resource_index i ON i.type = u.type AND i.id = u.id
 			WHERE (u.type, u.id) > ($1, $2) ORDER BY u.type, u.id LIMIT $3`, typ, id, resourceBackfillBatch)
 		if err != nil {
 			return indexed, left, fmt.Errorf("backfilling the resource index: %w", err)
@@ -119,7 +127,7 @@ func (s *Store) BackfillResourceIndex(ctx context.Context, index func(store.Seal
 		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			n, skipped = 0, 0
 			for _, r := range batch {
-				if r.Sealed != nil { // else not stored: nothing to index
+				if r.Sealed != nil && store.IndexedType(r.Type) { // else not stored, or not searchable: nothing to index
 					ix, ok := index(r)
 					if !ok {
 						skipped++

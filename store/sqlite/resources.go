@@ -24,7 +24,13 @@ const (
 // indexResource writes r's index rows in tx, replacing those of an
 // earlier version; a resource without an index is queued for the
 // backfill instead, and its old rows are dropped.
+//
+// A resource still listed for the backfill (stored before the index) is
+// left listed: the backfill finds it indexed and only takes it off.
 func (s *Store) indexResource(ctx context.Context, tx *sql.Tx, r store.SealedResource) error {
+	if !store.IndexedType(r.Type) {
+		return nil
+	}
 	if _, err := s.txExec(ctx, tx, sqlDeleteResourceTokens, r.Type, r.ID); err != nil {
 		return err
 	}
@@ -39,11 +45,7 @@ func (s *Store) indexResource(ctx context.Context, tx *sql.Tx, r store.SealedRes
 	if _, err := s.txExec(ctx, tx, sqlUpsertResourceIndex, r.Type, r.ID, r.Index.Subject, r.Index.Status, lo, hi); err != nil {
 		return err
 	}
-	if err := s.insertResourceTokens(ctx, tx, r.Type, r.ID, r.Index.Tokens); err != nil {
-		return err
-	}
-	_, err := s.txExec(ctx, tx, sqlDropUnindexed, r.Type, r.ID)
-	return err
+	return s.insertResourceTokens(ctx, tx, r.Type, r.ID, r.Index.Tokens)
 }
 
 func (s *Store) insertResourceTokens(ctx context.Context, tx *sql.Tx, typ, id string, tokens []store.IndexToken) error {
@@ -141,11 +143,14 @@ func (s *Store) BackfillResourceIndex(ctx context.Context, index func(store.Seal
 	}
 }
 
-// unindexed returns the next resources without index rows after (typ,
-// id); one no longer stored has a nil Sealed.
+// unindexed returns the next resources listed for the backfill after
+// (typ, id); one no longer stored, or indexed by now, has a nil Sealed.
 func (s *Store) unindexed(ctx context.Context, typ, id string) ([]store.SealedResource, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT u.type, u.id, r.sealed FROM resource_unindexed u
+	// One indexed meanwhile (stored again) comes without its seal: there
+	// is nothing to do but take it off the list.
+	rows, err := s.read.QueryContext(ctx, `SELECT u.type, u.id, CASE WHEN i.id IS NULL THEN r.sealed END FROM resource_unindexed u
 		LEFT JOIN resource r ON r.type = u.type AND r.id = u.id
+		LEFT JOIN resource_index i ON i.type = u.type AND i.id = u.id
 		WHERE (u.type, u.id) > (?, ?) ORDER BY u.type, u.id LIMIT ?`, typ, id, resourceBackfillBatch)
 	if err != nil {
 		return nil, err
@@ -173,7 +178,7 @@ func (s *Store) backfillBatch(ctx context.Context, batch []store.SealedResource,
 		}
 	}()
 	for _, r := range batch {
-		if r.Sealed == nil { // not stored: nothing to index
+		if r.Sealed == nil || !store.IndexedType(r.Type) { // not stored, or not searchable: nothing to index
 			if _, err := s.txExec(ctx, tx, sqlDropUnindexed, r.Type, r.ID); err != nil {
 				return 0, 0, err
 			}

@@ -223,12 +223,18 @@ func testResourceBackfill(t *testing.T, st store.Store) {
 		rs = append(rs, store.SealedResource{Type: "Observation", ID: id, Sealed: []byte("sealed Observation/" + id)})
 	}
 	rs = append(rs, store.SealedResource{Type: "Patient", ID: "unreadable", Sealed: []byte("sealed Patient/unreadable")})
+	// A type that is read by id only gets no index rows, now or later.
+	rs = append(rs, store.SealedResource{Type: "Location", ID: "bed-1", Sealed: []byte("sealed Location/bed-1")},
+		indexedResource("Practitioner", "dr-1", "", ""))
 	m := store.Mapped{InboundID: "res-bf", MappedAt: time.Date(2026, 11, 3, 15, 0, 0, 0, time.UTC), Outcome: []byte("x"), Resources: rs}
 	if ok, err := st.StoreMapped(ctx, m); err != nil || !ok {
 		t.Fatalf("StoreMapped = %v, %v", ok, err)
 	}
 	if got := findResources(t, st, store.ResourceQuery{Type: "Observation"}); len(got) != 0 {
 		t.Fatalf("before the backfill the search finds %v", got)
+	}
+	if got := findResources(t, st, store.ResourceQuery{Type: "Practitioner"}); len(got) != 0 {
+		t.Fatalf("a Practitioner (read by id only) is found by search: %v", got)
 	}
 	var seen []string
 	index := func(r store.SealedResource) (store.ResourceIndex, bool) {
