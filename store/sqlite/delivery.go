@@ -242,13 +242,6 @@ func (s *Store) CompleteCommunication(ctx context.Context, id string, sealed []b
 	return n > 0, err
 }
 
-// A recalled Communication (entered-in-error) is not completed: reading
-// it cannot undo the recall.
-const (
-	sqlKeepCompletable     = sqlKeepIncomplete + ` AND status <> '` + store.StatusEnteredInError + `'`
-	sqlCompleteCompletable = sqlCompleteCommunication + ` AND status <> '` + store.StatusEnteredInError + `'`
-)
-
 // CompleteCommunications completes many in one transaction, each as a new
 // version: the one it replaces is copied into the history. Received is
 // kept (zero: the one stored, if any) and is the time of the new version
@@ -272,10 +265,10 @@ func (s *Store) CompleteCommunications(ctx context.Context, cs []store.Completio
 		if at.IsZero() {
 			at = now
 		}
-		if _, err := s.txExec(ctx, tx, sqlKeepCompletable, c.ID); err != nil {
+		if _, err := s.txExec(ctx, tx, sqlKeepIncomplete, c.ID); err != nil {
 			return 0, fmt.Errorf("keeping the version of Communication/%s: %w", c.ID, err)
 		}
-		res, err := s.txExec(ctx, tx, sqlCompleteCompletable, nonNil(c.Sealed), microsOrNull(c.Received), at.UnixMicro(), c.ID)
+		res, err := s.txExec(ctx, tx, sqlCompleteCommunication, nonNil(c.Sealed), microsOrNull(c.Received), at.UnixMicro(), c.ID)
 		if err != nil {
 			return 0, fmt.Errorf("completing Communication/%s: %w", c.ID, err)
 		}

@@ -28,9 +28,11 @@ const (
 		WHERE communication_id = ? AND recipient = ? AND rank < ?`
 	// The version a write replaces is copied into the history first.
 	sqlKeepVersion           = `INSERT INTO communication_version (` + versionColumns + `) SELECT ` + versionColumns + ` FROM communication WHERE id = ?`
-	sqlKeepIncomplete        = sqlKeepVersion + ` AND status <> 'completed'`
+	// A recalled Communication (entered-in-error) is not completed:
+	// reading it cannot undo the recall.
+	sqlKeepIncomplete        = sqlKeepVersion + ` AND status NOT IN ('completed', 'entered-in-error')`
 	sqlCompleteCommunication = `UPDATE communication SET status = 'completed', sealed = ?, received = coalesce(?, received),
-		version = version + 1, updated_at = ? WHERE id = ? AND status <> 'completed'`
+		version = version + 1, updated_at = ? WHERE id = ? AND status NOT IN ('completed', 'entered-in-error')`
 	sqlCurrentVersion      = `SELECT version FROM communication WHERE id = ?`
 	sqlUpdateCommunication = `UPDATE communication SET identifier = ?, status = ?, priority = ?, category = ?, subject = ?,
 		encounter = ?, recipients = ?, sent = ?, sealed = ?, sender = ?, received = ?, version = ?, updated_at = ?
@@ -45,4 +47,5 @@ var writeQueries = []string{
 	sqlInsertEscalation, sqlQueueDelivery, sqlDeliveryExists, sqlSetDelivery,
 	sqlKeepVersion, sqlKeepIncomplete, sqlCompleteCommunication, sqlCurrentVersion, sqlUpdateCommunication,
 	sqlForgetAssertions, sqlSpendAssertion,
+	sqlDeleteResourceTokens, sqlUpsertResourceIndex, sqlInsertResourceToken, sqlQueueUnindexed,
 }
