@@ -27,7 +27,7 @@ const (
 	sqlSetDelivery    = `UPDATE delivery SET state = ?, rank = ?, updated_at = ?
 		WHERE communication_id = ? AND recipient = ? AND rank < ?`
 	// The version a write replaces is copied into the history first.
-	sqlKeepVersion           = `INSERT INTO communication_version (` + versionColumns + `) SELECT ` + versionColumns + ` FROM communication WHERE id = ?`
+	sqlKeepVersion = `INSERT INTO communication_version (` + versionColumns + `) SELECT ` + versionColumns + ` FROM communication WHERE id = ?`
 	// A recalled Communication (entered-in-error) is not completed:
 	// reading it cannot undo the recall.
 	sqlKeepIncomplete        = sqlKeepVersion + ` AND status NOT IN ('completed', 'entered-in-error')`
