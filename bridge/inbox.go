@@ -57,7 +57,7 @@ func inboxItem(c store.CommunicationRow, keys Opener) (InboxItem, error) {
 		return InboxItem{}, fmt.Errorf("reading Communication/%s: %w", c.ID, err)
 	}
 	item := InboxItem{ID: c.ID, Priority: c.Priority, Category: c.Category, Sent: c.Sent, Subject: c.Subject, Encounter: c.Encounter,
-		recalled: c.Status == statusRecalled}
+		recalled: c.Status == store.StatusEnteredInError}
 	for _, p := range comm.Payload {
 		if p.ContentString != nil {
 			item.Text = *p.ContentString
@@ -66,9 +66,6 @@ func inboxItem(c store.CommunicationRow, keys Opener) (InboxItem, error) {
 	}
 	return item, nil
 }
-
-// statusRecalled is the status of a Communication its sender recalled.
-const statusRecalled = "entered-in-error"
 
 // Hub hands new messages to the recipients' connected sessions in this
 // process. A session that falls behind misses live items, never messages:

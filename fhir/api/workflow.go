@@ -116,7 +116,7 @@ func (s *Server) threaded(c *gin.Context, interaction string, row store.Communic
 	if breakGlass, ok = s.mayRead(c, interaction, orig); !ok {
 		return row, nil, false, false
 	}
-	if orig.Status == statusRecalled {
+	if orig.Status == store.StatusEnteredInError {
 		s.fail(c, http.StatusUnprocessableEntity, problem{Expression: expr, Code: fhirCodeBusinessRule,
 			Details: "Communication/" + x + " was recalled by its sender (entered-in-error): it is not answered"})
 		return row, nil, false, false
@@ -169,8 +169,33 @@ func (s *Server) threaded(c *gin.Context, interaction string, row store.Communic
 	return row, stored, breakGlass, ok
 }
 
-// statusRecalled is the status of a recalled Communication.
-const statusRecalled = "entered-in-error"
+// mayWriteAbout holds a user's write to the minimum necessary when it
+// names a patient (subject, before the write: before): a Communication
+// about a patient whose chart the user may not read (none about them is
+// addressed to the user's recipients) would open that chart to them. It
+// needs break-glass (breakGlass: flag the write) and is otherwise refused,
+// 403 and audited. A subject the write keeps, or none, needs nothing.
+func (s *Server) mayWriteAbout(c *gin.Context, interaction, subject, before string) (breakGlass, ok bool) {
+	p := c.MustGet(keyPrincipal).(access.Principal)
+	scope := s.communicationScope(c)
+	if p.Kind != access.KindUser || subject == "" || subject == before || (scope.All && !scope.BreakGlass) {
+		return false, true
+	}
+	seen, err := s.patientSeen(c, p.Recipients, subject)
+	if err != nil {
+		s.internal(c, "checking what a user may write", err)
+		return false, false
+	}
+	if seen {
+		return false, true
+	}
+	if scope.BreakGlass {
+		return true, true
+	}
+	s.refuseUnseen(c, interaction, subject, "a Communication about "+subject+" would open a chart you may not read (no message about them is "+
+		"addressed to your recipients): writing it needs break-glass, POST /auth/break-glass with a reason")
+	return false, false
+}
 
 // sentByUser holds a Communication a user creates to being sent by them:
 // its sender must be one of their recipients (the references that stand

@@ -610,6 +610,7 @@ func TestUserSendsAsThemselves(t *testing.T) {
 	tok := w.people.login(t, ann)
 	team := w.people.add(t, "team.rn", access.RoleNurse, "CareTeam/icu")
 	teamTok := w.people.login(t, team)
+	w.post(t, msg{subject: "Patient/p1", sender: "Practitioner/dr-x", recipients: []string{"Practitioner/a", "CareTeam/icu"}}) // their patient
 
 	status, _, b := w.send(t, http.MethodPost, tok, "/fhir/Communication", fhirJSON, msg{subject: "Patient/p1", recipients: []string{"Practitioner/b"}}.json())
 	if status != http.StatusCreated {
@@ -677,5 +678,50 @@ func TestUserSearchSeesOwnMessages(t *testing.T) {
 		if !reflect.DeepEqual(got, want) || bundle.Total != len(want) {
 			t.Errorf("ann searches %s: %v (total %d), want %v", query, got, bundle.Total, want)
 		}
+	}
+}
+
+// TestUserCannotOpenChartsByWriting: a clinician cannot reach a patient's
+// chart by writing a message about them to themselves: a Communication
+// (new, or an update that moves one) about a patient none of whose
+// messages is addressed to the user is 403, audited, unless under
+// break-glass, where it is written and flagged.
+func TestUserCannotOpenChartsByWriting(t *testing.T) {
+	w := newWorkflowEnv(t)
+	ann := w.people.add(t, "ann.md", access.RolePhysician, "Practitioner/a")
+	tok := w.people.login(t, ann)
+	mine := w.post(t, msg{subject: "Patient/p1", sender: "Practitioner/dr-x", recipients: []string{"Practitioner/a"}})
+
+	status, _, b := w.send(t, http.MethodPost, tok, "/fhir/Communication", fhirJSON,
+		msg{subject: "Patient/p9", recipients: []string{"Practitioner/a"}}.json())
+	refused(t, "ann writes to herself about another patient", status, b, http.StatusForbidden, "")
+	w.people.wantEntry(t, "rest.create", audit.OutcomeMinor, audit.ActorUser, ann.id)
+	if got := w.audit.last().Entities; !reflect.DeepEqual(got, []string{"Patient/p9"}) {
+		t.Errorf("the refusal names %v, want Patient/p9", got)
+	}
+	status, _, b = w.send(t, http.MethodPost, tok, "/fhir/Communication", fhirJSON,
+		msg{subject: "Patient/p1", recipients: []string{"Practitioner/b"}}.json())
+	if status != http.StatusCreated {
+		t.Fatalf("ann writes about her own patient: %d %s", status, b)
+	}
+	own := w.decode(t, b)
+	status, _, b = w.send(t, http.MethodPatch, tok, "/fhir/Communication/"+own.ID, "application/json-patch+json",
+		[]byte(`[{"op":"replace","path":"/subject/reference","value":"Patient/p9"}]`))
+	refused(t, "ann moves her message to another patient", status, b, http.StatusForbidden, "")
+	status, _, b = w.send(t, http.MethodPatch, tok, "/fhir/Communication/"+mine.ID, "application/json-patch+json",
+		[]byte(`[{"op":"replace","path":"/subject/reference","value":"Patient/p9"}]`))
+	refused(t, "ann moves a message to her to another patient", status, b, http.StatusForbidden, "")
+
+	if status, body := w.people.breakGlass(t, tok, url.Values{"reason": {"covering ward 3 tonight"}}); status != http.StatusOK {
+		t.Fatalf("break-glass: %d %v", status, body)
+	}
+	from := w.auditedSoFar()
+	status, _, b = w.send(t, http.MethodPost, tok, "/fhir/Communication", fhirJSON,
+		msg{subject: "Patient/p9", recipients: []string{"Practitioner/a"}}.json())
+	if status != http.StatusCreated {
+		t.Fatalf("ann writes about p9 under break-glass: %d %s", status, b)
+	}
+	if got := actions(w.audited(from)); !reflect.DeepEqual(got, []string{"rest.create break-glass"}) {
+		t.Errorf("audited %v, want rest.create flagged break-glass", got)
 	}
 }

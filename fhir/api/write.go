@@ -336,6 +336,11 @@ func (s *Server) create(c *gin.Context, body []byte, id string, now time.Time, m
 	if !ok {
 		return
 	}
+	aboutBreakGlass, ok := s.mayWriteAbout(c, "create", row.Subject, "")
+	if !ok {
+		return
+	}
+	breakGlass = breakGlass || aboutBreakGlass
 	events, err := s.writeEvents(c, "create", row, row.Recipients, writeFlags{breakGlass: breakGlass})
 	if err != nil {
 		s.internal(c, "making a create's events", err)
@@ -450,7 +455,11 @@ func (s *Server) update(c *gin.Context, id string, next func(ctx context.Context
 		if !ok {
 			return
 		}
-		flags.breakGlass = flags.breakGlass || replyBreakGlass
+		aboutBreakGlass, ok := s.mayWriteAbout(c, interaction, row.Subject, cur.Subject)
+		if !ok {
+			return
+		}
+		flags.breakGlass = flags.breakGlass || replyBreakGlass || aboutBreakGlass
 		var added []string
 		for _, r := range row.Recipients {
 			if !slices.Contains(cur.Recipients, r) {
