@@ -94,6 +94,28 @@ func CheckEndpoint(endpoint string) error {
 	return nil
 }
 
+// CheckPublicEndpoint is CheckEndpoint for a subscription an EHR client
+// makes through the FHIR API: the endpoint must also not name a loopback,
+// private, link-local or unspecified address (nor localhost), so that a
+// client cannot have carebridge post to the services beside it. The
+// operator's own (carebridge subscriptions add) may; so may every one
+// under serve --hooks-allow-private.
+func CheckPublicEndpoint(endpoint string) error {
+	if err := CheckEndpoint(endpoint); err != nil {
+		return err
+	}
+	u, _ := url.Parse(endpoint) // CheckEndpoint parsed it
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return errors.New("the endpoint must be a public address, not localhost")
+	}
+	if ip := net.ParseIP(host); ip != nil && (ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() ||
+		ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast()) {
+		return errors.New("the endpoint must be a public address, not a loopback, private or link-local one")
+	}
+	return nil
+}
+
 func loopback(host string) bool {
 	if host == "localhost" {
 		return true
@@ -315,11 +337,15 @@ func (h *RestHook) send(ctx context.Context, s store.Subscription, n store.Subsc
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
+		// The reason stays in the log: the notice's error is shown to the
+		// EHR (Subscription.error, $status), and a refused connection told
+		// apart from a timeout would map the network behind carebridge.
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL is known; keep the reason
 		}
-		return fmt.Errorf("POST failed: %v", err)
+		h.Log.Warn("posting to an EHR subscription's endpoint failed", "subscription", s.ID, "communication_id", n.CommunicationID, "error", err.Error())
+		return errors.New("the endpoint could not be reached (carebridge's log has the reason)")
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()

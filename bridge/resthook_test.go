@@ -282,3 +282,29 @@ func TestRestHookSeesSubscriptionsAsTheyChange(t *testing.T) {
 		t.Fatalf("notifications %v, want %v (none for the deleted subscription)", heard, want)
 	}
 }
+
+// TestCheckPublicEndpoint: an endpoint an EHR client subscribes through
+// the API must be public: no loopback, private or link-local address.
+func TestCheckPublicEndpoint(t *testing.T) {
+	for endpoint, want := range map[string]string{
+		"https://ehr.example.org/hooks/carebridge": "",
+		"https://203.0.113.7/hook":                 "",
+		"http://127.0.0.1:8080/hook":               "not a loopback",
+		"https://127.0.0.1:8443/hook":              "not a loopback",
+		"https://[::1]/hook":                       "not a loopback",
+		"https://10.1.2.3/hook":                    "private",
+		"https://192.168.0.9/hook":                 "private",
+		"https://172.16.0.1/hook":                  "private",
+		"https://[fd00::1]/hook":                   "private",
+		"https://169.254.169.254/latest/meta-data": "link-local",
+		"https://0.0.0.0/hook":                     "public address",
+		"https://localhost/hook":                   "not localhost",
+		"https://metadata.localhost./hook":         "not localhost",
+		"http://ehr.example.org/hook":              "must use https",
+	} {
+		err := bridge.CheckPublicEndpoint(endpoint)
+		if (want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s: %v, want %q", endpoint, err, want)
+		}
+	}
+}

@@ -113,7 +113,8 @@ var (
 // ready and where it listens; t.Cleanup stops it.
 func startServer(t *testing.T, st storage, args ...string) *server {
 	t.Helper()
-	all := append([]string{"serve", "--mllp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "warn"}, st.flags()...)
+	// The suite's rest-hook endpoint listens on loopback.
+	all := append([]string{"serve", "--mllp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "warn", "--hooks-allow-private"}, st.flags()...)
 	cmd := exec.Command(carebridgeBinary(t), append(all, args...)...)
 	cmd.Env = childEnv()
 	stdout, err := cmd.StdoutPipe()

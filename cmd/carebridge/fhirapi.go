@@ -76,7 +76,7 @@ func newUsers(st store.Store, keys *secure.KeyRing, sessions sessionFlags) (*acc
 // clients, the login service users, the audit recorder, the handlers.
 // The recorder must be waited for after the HTTP server stops,
 // before the store closes.
-func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, node, base string, log *slog.Logger, users *access.Users) (http.Handler, *audit.Recorder, error) {
+func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, node, base string, log *slog.Logger, users *access.Users, hooks subscriptionRules) (http.Handler, *audit.Recorder, error) {
 	root := strings.TrimSuffix(base, "/fhir")
 	if root == base {
 		return nil, nil, fmt.Errorf("--public-url %q: want carebridge's FHIR base URL, ending in /fhir", base)
@@ -99,7 +99,7 @@ func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, node,
 	srv, err := api.New(api.Config{Store: st, Keys: keys, Tokens: tokens, Audit: rec, HL7: hl7Acceptor{in}, BaseURL: root, Log: log,
 		Writes: st, Sealer: keys, Validator: v, Events: pipelineEvents{},
 		AuditEvents: st, AuditImport: st, Source: audit.Source{Site: node}, Users: users,
-		Subscriptions: st, SubscriptionRules: subscriptionRules{}})
+		Subscriptions: st, SubscriptionRules: hooks})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -134,14 +134,21 @@ func (pipelineEvents) Audited(corr string, entries ...audit.Entry) (store.Event,
 
 // subscriptionRules are the pipeline's rules for the Subscriptions the
 // API takes, the same the CLI applies.
-type subscriptionRules struct{}
+// allowPrivate lets clients subscribe endpoints on loopback, private and
+// link-local addresses (serve --hooks-allow-private).
+type subscriptionRules struct{ allowPrivate bool }
 
 func (subscriptionRules) CheckCriteria(criteria string) error {
 	_, err := bridge.ParseCriteria(criteria)
 	return err
 }
 
-func (subscriptionRules) CheckEndpoint(endpoint string) error { return bridge.CheckEndpoint(endpoint) }
+func (r subscriptionRules) CheckEndpoint(endpoint string) error {
+	if r.allowPrivate {
+		return bridge.CheckEndpoint(endpoint)
+	}
+	return bridge.CheckPublicEndpoint(endpoint)
+}
 
 func (subscriptionRules) CheckHeader(line string) error {
 	_, err := bridge.ParseHeaderLines(line)

@@ -55,6 +55,7 @@ type serveConfig struct {
 	ehrScope        string
 	inboxTokens     string
 	allowPlainHTTP  bool
+	hooksPrivate    bool
 	sessions        sessionFlags
 }
 
@@ -80,6 +81,7 @@ and acknowledged.`, `  carebridge serve
 	fs.StringVar(&cfg.httpAddr, "http-addr", "127.0.0.1:8080", "address for the HTTP listener: the FHIR API (/fhir, /auth/token), /healthz, /readyz")
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM certificate (with --tls-key): MLLP over TLS, and HTTPS for the FHIR API (TLS 1.2 or later)")
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.BoolVar(&cfg.hooksPrivate, "hooks-allow-private", false, "let EHR clients subscribe (POST /fhir/Subscription) endpoints on loopback, private and link-local addresses; off, only the operator's \"carebridge subscriptions add\" may, so that a client cannot make carebridge post to the services beside it")
 	fs.BoolVar(&cfg.allowPlainHTTP, "allow-plain-http", false, "serve plain HTTP on a non-loopback --http-addr without --tls-cert (only behind a proxy that terminates TLS: tokens and PHI cross this port)")
 	fs.StringVar(&cfg.tlsClientCA, "tls-client-ca", "", "PEM CA bundle; when set, MLLP peers must present a certificate it signed (mutual TLS)")
 	fs.StringVar(&cfg.allow, "allow", "", "comma-separated networks allowed to connect over MLLP, e.g. 10.1.0.0/16,192.0.2.7 (default: all)")
@@ -299,7 +301,7 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 	}
 	inboxAPI := pipeline.inboxAPI(st, keys, inboxReaders{users}, closing)
 	httpMux.Handle("/api/", inboxAPI.Handler())
-	fhirAPI, apiAudit, err := newFHIRAPI(st, keys, in, pipeline.node, fhirBase(cfg.publicURL, httpScheme, httpLn.Addr()), log, users)
+	fhirAPI, apiAudit, err := newFHIRAPI(st, keys, in, pipeline.node, fhirBase(cfg.publicURL, httpScheme, httpLn.Addr()), log, users, subscriptionRules{allowPrivate: cfg.hooksPrivate})
 	if err != nil {
 		mllpLn.Close()
 		httpLn.Close()
