@@ -174,16 +174,24 @@ type RestHook struct {
 // subscriptionsTTL is how long the subscriptions are cached at most.
 const subscriptionsTTL = time.Second
 
+// Changed tells the notifier that the subscriptions changed (the FHIR API
+// of this process stored or deleted one), so that the next Communication
+// is matched against the list as it is now.
+func (h *RestHook) Changed() {
+	h.mu.Lock()
+	h.parsed = nil
+	h.mu.Unlock()
+}
+
 // subscriptions returns the subscriptions, read again when the cached
-// list is older than subscriptionsTTL or was read before since: a
-// subscription stored (by the CLI or the FHIR API, in any process) before
-// what is being notified was stored is always seen, and one stored
-// otherwise within a second.
-func (h *RestHook) subscriptions(ctx context.Context, since time.Time) ([]store.Subscription, map[string]Criteria, error) {
+// list is older than subscriptionsTTL or Changed said so: a subscription
+// stored through this process's API is seen at once, one stored otherwise
+// (the CLI, another instance) within a second.
+func (h *RestHook) subscriptions(ctx context.Context) ([]store.Subscription, map[string]Criteria, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := h.Now()
-	if h.parsed != nil && now.Sub(h.fetched) < subscriptionsTTL && h.fetched.After(since) {
+	if h.parsed != nil && now.Sub(h.fetched) < subscriptionsTTL {
 		return h.subs, h.parsed, nil
 	}
 	subs, err := h.Store.ListSubscriptions(ctx)
@@ -201,7 +209,7 @@ func (h *RestHook) subscriptions(ctx context.Context, since time.Time) ([]store.
 
 // Queue queues a notice of c for every active subscription it matches.
 func (h *RestHook) Queue(ctx context.Context, c store.CommunicationRow) error {
-	subs, parsed, err := h.subscriptions(ctx, c.Updated)
+	subs, parsed, err := h.subscriptions(ctx)
 	if err != nil {
 		return err
 	}
@@ -221,21 +229,9 @@ func (h *RestHook) Tick(ctx context.Context) (int, error) {
 	if err != nil || len(due) == 0 {
 		return 0, err
 	}
-	// A notice queued after the list was read (by another instance) is
-	// of a subscription the list may not have yet.
-	var newest time.Time
-	for _, n := range due {
-		if n.FirstAt.After(newest) {
-			newest = n.FirstAt
-		}
-	}
-	subs, _, err := h.subscriptions(ctx, newest)
+	byID, err := h.subscriptionsOf(ctx, due)
 	if err != nil {
 		return 0, err
-	}
-	byID := map[string]store.Subscription{}
-	for _, s := range subs {
-		byID[s.ID] = s
 	}
 	sent := 0
 	for _, n := range due {
@@ -267,6 +263,28 @@ func (h *RestHook) Tick(ctx context.Context) (int, error) {
 		}
 	}
 	return sent, nil
+}
+
+// subscriptionsOf are the subscriptions by id, for notices due: a notice
+// queued after the list was read (by another instance) may be of a
+// subscription the list does not have yet, which is then read again,
+// rather than the notice given up as of a subscription that is gone.
+func (h *RestHook) subscriptionsOf(ctx context.Context, due []store.SubscriptionNotice) (map[string]store.Subscription, error) {
+	for attempt := 0; ; attempt++ {
+		subs, _, err := h.subscriptions(ctx)
+		if err != nil {
+			return nil, err
+		}
+		byID := make(map[string]store.Subscription, len(subs))
+		for _, s := range subs {
+			byID[s.ID] = s
+		}
+		missing := slices.ContainsFunc(due, func(n store.SubscriptionNotice) bool { _, ok := byID[n.SubscriptionID]; return !ok })
+		if !missing || attempt > 0 {
+			return byID, nil
+		}
+		h.Changed()
+	}
 }
 
 // Run ticks every interval until ctx ends.

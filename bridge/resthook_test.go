@@ -211,10 +211,10 @@ func TestCheckEndpoint(t *testing.T) {
 	}
 }
 
-// TestRestHookSeesSubscriptionsAsTheyChange: a subscription stored
-// before a Communication is notified of it, however fresh the list read
-// before; otherwise one is seen within a second; a deleted one hears
-// nothing more.
+// TestRestHookSeesSubscriptionsAsTheyChange: a subscription the API
+// stored (Changed) is matched by the next Communication, however fresh
+// the list read before; one stored otherwise is seen within a second; a
+// deleted one hears nothing more.
 func TestRestHookSeesSubscriptionsAsTheyChange(t *testing.T) {
 	p := newPipeline(t)
 	ctx := context.Background()
@@ -258,6 +258,7 @@ func TestRestHookSeesSubscriptionsAsTheyChange(t *testing.T) {
 	put("first")
 	queue("c1", start.Add(-time.Second)) // reads the list
 	put("second")
+	hooks.Changed()
 	queue("c2", clock) // stored after the list was read
 	if got := noticed("second"); !slices.Equal(got, []string{"c2"}) {
 		t.Fatalf("second, stored before c2, was noticed of %v", got)

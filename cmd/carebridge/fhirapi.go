@@ -76,7 +76,7 @@ func newUsers(st store.Store, keys *secure.KeyRing, sessions sessionFlags) (*acc
 // clients, the login service users, the audit recorder, the handlers.
 // The recorder must be waited for after the HTTP server stops,
 // before the store closes.
-func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, node, base string, log *slog.Logger, users *access.Users, hooks subscriptionRules) (http.Handler, *audit.Recorder, error) {
+func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, node, base string, log *slog.Logger, users *access.Users, rules subscriptionRules, hooks *bridge.RestHook) (http.Handler, *audit.Recorder, error) {
 	root := strings.TrimSuffix(base, "/fhir")
 	if root == base {
 		return nil, nil, fmt.Errorf("--public-url %q: want carebridge's FHIR base URL, ending in /fhir", base)
@@ -99,7 +99,7 @@ func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, node,
 	srv, err := api.New(api.Config{Store: st, Keys: keys, Tokens: tokens, Audit: rec, HL7: hl7Acceptor{in}, BaseURL: root, Log: log,
 		Writes: st, Sealer: keys, Validator: v, Events: pipelineEvents{},
 		AuditEvents: st, AuditImport: st, Source: audit.Source{Site: node}, Users: users,
-		Subscriptions: st, SubscriptionRules: hooks})
+		Subscriptions: notifyingSubscriptions{st, hooks}, SubscriptionRules: rules})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -134,6 +134,26 @@ func (pipelineEvents) Audited(corr string, entries ...audit.Entry) (store.Event,
 
 // subscriptionRules are the pipeline's rules for the Subscriptions the
 // API takes, the same the CLI applies.
+// notifyingSubscriptions are the store's subscriptions as the FHIR API
+// changes them: this process's notifier hears of each change at once, so
+// that the next Communication is matched against it.
+type notifyingSubscriptions struct {
+	store.Store
+	hooks *bridge.RestHook
+}
+
+func (s notifyingSubscriptions) PutSubscription(ctx context.Context, sub store.Subscription) error {
+	err := s.Store.PutSubscription(ctx, sub)
+	s.hooks.Changed()
+	return err
+}
+
+func (s notifyingSubscriptions) DeleteSubscription(ctx context.Context, id string) error {
+	err := s.Store.DeleteSubscription(ctx, id)
+	s.hooks.Changed()
+	return err
+}
+
 // allowPrivate lets clients subscribe endpoints on loopback, private and
 // link-local addresses (serve --hooks-allow-private).
 type subscriptionRules struct{ allowPrivate bool }
