@@ -463,15 +463,16 @@ type SubscriptionNotice struct {
 // Subscriptions are the EHR's subscriptions and their notifications, which
 // are found by the database when due.
 type Subscriptions interface {
-	// PutSubscription stores s, replacing one with its id.
-	PutSubscription(ctx context.Context, s Subscription) error
+	// PutSubscription stores s, replacing one with its id, with events
+	// published in the same transaction.
+	PutSubscription(ctx context.Context, s Subscription, events ...Event) error
 	// ListSubscriptions returns every subscription, by id.
 	ListSubscriptions(ctx context.Context) ([]Subscription, error)
 	// GetSubscription returns one subscription, or ErrNotFound.
 	GetSubscription(ctx context.Context, id string) (Subscription, error)
-	// DeleteSubscription removes a subscription and its notices, or
-	// returns ErrNotFound.
-	DeleteSubscription(ctx context.Context, id string) error
+	// DeleteSubscription removes a subscription and its notices, with
+	// events published in the same transaction, or returns ErrNotFound.
+	DeleteSubscription(ctx context.Context, id string, events ...Event) error
 	// QueueNotices queues one notice of a Communication per subscription,
 	// due at once; one that exists is left as it is. Each new notice takes
 	// its subscription's next event number.

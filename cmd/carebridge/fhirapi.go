@@ -142,14 +142,14 @@ type notifyingSubscriptions struct {
 	hooks *bridge.RestHook
 }
 
-func (s notifyingSubscriptions) PutSubscription(ctx context.Context, sub store.Subscription) error {
-	err := s.Store.PutSubscription(ctx, sub)
+func (s notifyingSubscriptions) PutSubscription(ctx context.Context, sub store.Subscription, events ...store.Event) error {
+	err := s.Store.PutSubscription(ctx, sub, events...)
 	s.hooks.Changed()
 	return err
 }
 
-func (s notifyingSubscriptions) DeleteSubscription(ctx context.Context, id string) error {
-	err := s.Store.DeleteSubscription(ctx, id)
+func (s notifyingSubscriptions) DeleteSubscription(ctx context.Context, id string, events ...store.Event) error {
+	err := s.Store.DeleteSubscription(ctx, id, events...)
 	s.hooks.Changed()
 	return err
 }

@@ -128,8 +128,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Writes != nil && (cfg.Sealer == nil || cfg.Validator == nil || cfg.Events == nil) {
 		return nil, errors.New("api: writing Communications needs a sealer, the validator and the pipeline's events")
 	}
-	if (cfg.Subscriptions == nil) != (cfg.SubscriptionRules == nil) || cfg.Subscriptions != nil && (cfg.Validator == nil || cfg.Sealer == nil) {
-		return nil, errors.New("api: Subscription needs the store's subscriptions, the pipeline's rules, the validator and a sealer")
+	if (cfg.Subscriptions == nil) != (cfg.SubscriptionRules == nil) || cfg.Subscriptions != nil && (cfg.Validator == nil || cfg.Sealer == nil || cfg.Events == nil) {
+		return nil, errors.New("api: Subscription needs the store's subscriptions, the pipeline's rules and events, the validator and a sealer")
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -360,6 +360,16 @@ func (s *Server) recordAs(c *gin.Context, interaction, patient string, entities 
 		entries[len(entries)-1].Entities = chunk
 	}
 	return s.cfg.Audit.Record(c.Request.Context(), entries...)
+}
+
+// auditedEvent is the audit entry of a successful write, as the event to
+// publish in the write's own transaction (so that a write is never
+// stored unaudited, nor audited unstored).
+func (s *Server) auditedEvent(c *gin.Context, interaction, patient string, entities []string) (store.Event, error) {
+	p := c.MustGet(keyPrincipal).(access.Principal)
+	corr := c.GetString(keyRequestID)
+	return s.cfg.Events.Audited(corr, audit.Entry{At: s.cfg.Now().UTC(), Actor: actorOf(c, p), Action: "rest." + interaction,
+		Outcome: audit.OutcomeSuccess, Correlation: corr, Entities: entities, Patient: patient})
 }
 
 func (s *Server) internal(c *gin.Context, what string, err error) {

@@ -100,6 +100,16 @@ func (ev *events) Created(row store.CommunicationRow, corr string) (store.Event,
 	return store.Event{Topic: topicCreated, Message: message.NewMessage(watermill.NewUUID(), []byte(row.ID))}, nil
 }
 
+// lastAudited is the last entry a write published.
+func (ev *events) lastAudited() audit.Entry {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if len(ev.audited) == 0 {
+		return audit.Entry{}
+	}
+	return ev.audited[len(ev.audited)-1]
+}
+
 func (ev *events) Audited(corr string, entries ...audit.Entry) (store.Event, error) {
 	ev.mu.Lock()
 	ev.audited = append(ev.audited, entries...)

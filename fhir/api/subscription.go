@@ -30,10 +30,10 @@ import (
 
 // SubscriptionStore is what Subscription needs of the store.
 type SubscriptionStore interface {
-	PutSubscription(ctx context.Context, s store.Subscription) error
+	PutSubscription(ctx context.Context, s store.Subscription, events ...store.Event) error
 	GetSubscription(ctx context.Context, id string) (store.Subscription, error)
 	ListSubscriptions(ctx context.Context) ([]store.Subscription, error)
-	DeleteSubscription(ctx context.Context, id string) error
+	DeleteSubscription(ctx context.Context, id string, events ...store.Event) error
 	NoticeCounts(ctx context.Context) (map[string]map[string]int, error)
 	SubscriptionNotices(ctx context.Context, subscriptionID, state string, limit int) ([]store.SubscriptionNotice, error)
 }
@@ -73,7 +73,7 @@ var subscriptionParams = []searchParam{
 // subscriptionsServed reports whether the server has all Subscription
 // needs: the store, the rules, the validator and the sealer.
 func (s *Server) subscriptionsServed() bool {
-	return s.cfg.Subscriptions != nil && s.cfg.SubscriptionRules != nil && s.cfg.Validator != nil && s.cfg.Sealer != nil
+	return s.cfg.Subscriptions != nil && s.cfg.SubscriptionRules != nil && s.cfg.Validator != nil && s.cfg.Sealer != nil && s.cfg.Events != nil
 }
 
 // subscriptionRoutes serves Subscription.
@@ -162,12 +162,13 @@ func (s *Server) createSubscription(c *gin.Context) {
 		}
 		sub.Header = sealed
 	}
-	if err := s.cfg.Subscriptions.PutSubscription(c.Request.Context(), sub); err != nil {
-		s.internal(c, "storing a subscription", err)
+	ev, err := s.auditedEvent(c, "create", "", []string{"Subscription/" + sub.ID})
+	if err != nil {
+		s.internal(c, "auditing a create", err)
 		return
 	}
-	if err := s.record(c, "create", "", []string{"Subscription/" + sub.ID}); err != nil {
-		s.internal(c, "auditing a create", err)
+	if err := s.cfg.Subscriptions.PutSubscription(c.Request.Context(), sub, ev); err != nil {
+		s.internal(c, "storing a subscription", err)
 		return
 	}
 	c.Header("Location", s.base+"/Subscription/"+sub.ID)
@@ -361,17 +362,18 @@ func (s *Server) deleteSubscription(c *gin.Context) {
 		s.notFound(c, "Subscription", id)
 		return
 	}
-	err := s.cfg.Subscriptions.DeleteSubscription(c.Request.Context(), id)
+	ev, err := s.auditedEvent(c, "delete", "", []string{"Subscription/" + id})
+	if err != nil {
+		s.internal(c, "auditing a delete", err)
+		return
+	}
+	err = s.cfg.Subscriptions.DeleteSubscription(c.Request.Context(), id, ev)
 	if isNotFound(err) {
 		s.notFound(c, "Subscription", id)
 		return
 	}
 	if err != nil {
 		s.internal(c, "deleting a subscription", err)
-		return
-	}
-	if err := s.record(c, "delete", "", []string{"Subscription/" + id}); err != nil {
-		s.internal(c, "auditing a delete", err)
 		return
 	}
 	c.Status(http.StatusNoContent)

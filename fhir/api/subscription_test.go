@@ -73,7 +73,7 @@ func newSubEnv(t testing.TB) *subEnv {
 		t.Fatal(err)
 	}
 	e.srv, e.key = startAPI(t, kr, "system/Subscription.crds system/Communication.rs", api.Config{Store: st, Keys: kr, Audit: e.audit,
-		Validator: e.v, Sealer: kr, Subscriptions: st, SubscriptionRules: hookRules{}})
+		Validator: e.v, Sealer: kr, Subscriptions: st, SubscriptionRules: hookRules{}, Events: e.events})
 	e.base = e.srv.URL + "/fhir"
 	return &subEnv{env: e, st: st, kr: kr}
 }
@@ -124,7 +124,8 @@ func TestSubscriptionCreateReadSearchDelete(t *testing.T) {
 	if !reflect.DeepEqual(created, want) {
 		t.Fatalf("created %+v\nwant    %+v", created, want)
 	}
-	if a := e.audit.last(); a.Action != "rest.create" || !reflect.DeepEqual(a.Entities, []string{"Subscription/" + id}) || a.Patient != "" {
+	// Writes are audited in their own transaction, through the events.
+	if a := e.events.lastAudited(); a.Action != "rest.create" || !reflect.DeepEqual(a.Entities, []string{"Subscription/" + id}) || a.Patient != "" {
 		t.Errorf("create audited as %+v", a)
 	}
 
@@ -241,7 +242,7 @@ func TestSubscriptionCreateReadSearchDelete(t *testing.T) {
 	if status, _, b = e.send(t, http.MethodDelete, tok, "/fhir/Subscription/"+id, "", nil); status != http.StatusNoContent {
 		t.Fatalf("DELETE: %d %s", status, b)
 	}
-	if a := e.audit.last(); a.Action != "rest.delete" || a.Entities[0] != "Subscription/"+id {
+	if a := e.events.lastAudited(); a.Action != "rest.delete" || a.Entities[0] != "Subscription/"+id {
 		t.Errorf("delete audited as %+v", a)
 	}
 	if ns, _ := e.st.SubscriptionNotices(ctx, id, "", 10); len(ns) != 0 {

@@ -12,11 +12,17 @@ import (
 )
 
 // PutSubscription stores a subscription. See store.Subscriptions.
-func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO subscription (id, criteria, endpoint, header, active, created_at, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT (id) DO UPDATE SET criteria = excluded.criteria, endpoint = excluded.endpoint, header = excluded.header, active = excluded.active,
-		reason = excluded.reason`,
-		sub.ID, sub.Criteria, sub.Endpoint, sub.Header, sub.Active, sub.Created, sub.Reason)
+func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription, events ...store.Event) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO subscription (id, criteria, endpoint, header, active, created_at, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)
+			ON CONFLICT (id) DO UPDATE SET criteria = excluded.criteria, endpoint = excluded.endpoint, header = excluded.header, active = excluded.active,
+			reason = excluded.reason`,
+			sub.ID, sub.Criteria, sub.Endpoint, sub.Header, sub.Active, sub.Created, sub.Reason)
+		if err != nil {
+			return err
+		}
+		return s.publishIn(tx, events)
+	})
 	if err != nil {
 		return fmt.Errorf("storing subscription %s: %w", sub.ID, err)
 	}
@@ -58,8 +64,8 @@ func (s *Store) GetSubscription(ctx context.Context, id string) (store.Subscript
 }
 
 // DeleteSubscription removes a subscription. See store.Subscriptions.
-func (s *Store) DeleteSubscription(ctx context.Context, id string) error {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+func (s *Store) DeleteSubscription(ctx context.Context, id string, events ...store.Event) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `DELETE FROM subscription WHERE id = $1`, id)
 		if err != nil {
 			return err
@@ -67,8 +73,10 @@ func (s *Store) DeleteSubscription(ctx context.Context, id string) error {
 		if tag.RowsAffected() == 0 {
 			return store.ErrNotFound
 		}
-		_, err = tx.Exec(ctx, `DELETE FROM subscription_notice WHERE subscription_id = $1`, id)
-		return err
+		if _, err = tx.Exec(ctx, `DELETE FROM subscription_notice WHERE subscription_id = $1`, id); err != nil {
+			return err
+		}
+		return s.publishIn(tx, events)
 	})
 	if err != nil {
 		return fmt.Errorf("deleting subscription %s: %w", id, err)

@@ -10,14 +10,29 @@ import (
 )
 
 // PutSubscription stores a subscription. See store.Subscriptions.
-func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription) error {
+func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription, events ...store.Event) (err error) {
 	if s.write == nil {
 		return fmt.Errorf("storing subscription %s: %w", sub.ID, ErrReadOnly)
 	}
-	_, err := s.write.ExecContext(ctx, `INSERT INTO subscription (id, criteria, endpoint, header, active, created_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?)
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("storing subscription %s: %w", sub.ID, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	_, err = tx.ExecContext(ctx, `INSERT INTO subscription (id, criteria, endpoint, header, active, created_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET criteria = excluded.criteria, endpoint = excluded.endpoint, header = excluded.header, active = excluded.active,
 		reason = excluded.reason`,
 		sub.ID, sub.Criteria, sub.Endpoint, sub.Header, sub.Active, sub.Created.UnixMicro(), sub.Reason)
+	if err == nil {
+		err = s.publishIn(tx, events)
+	}
+	if err == nil {
+		err = tx.Commit()
+	}
 	if err != nil {
 		return fmt.Errorf("storing subscription %s: %w", sub.ID, err)
 	}
@@ -67,7 +82,7 @@ func (s *Store) GetSubscription(ctx context.Context, id string) (store.Subscript
 }
 
 // DeleteSubscription removes a subscription. See store.Subscriptions.
-func (s *Store) DeleteSubscription(ctx context.Context, id string) (err error) {
+func (s *Store) DeleteSubscription(ctx context.Context, id string, events ...store.Event) (err error) {
 	if s.write == nil {
 		return fmt.Errorf("deleting subscription %s: %w", id, ErrReadOnly)
 	}
@@ -88,6 +103,9 @@ func (s *Store) DeleteSubscription(ctx context.Context, id string) (err error) {
 		return fmt.Errorf("deleting subscription %s: %w", id, store.ErrNotFound)
 	}
 	if _, err = tx.ExecContext(ctx, `DELETE FROM subscription_notice WHERE subscription_id = ?`, id); err != nil {
+		return fmt.Errorf("deleting subscription %s: %w", id, err)
+	}
+	if err = s.publishIn(tx, events); err != nil {
 		return fmt.Errorf("deleting subscription %s: %w", id, err)
 	}
 	return tx.Commit()

@@ -97,6 +97,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"Clients", testClients},
 		{"Assertions", testAssertions},
 		{"ConcurrentAssertions", testConcurrentAssertions},
+		{"SubscriptionWriteEvents", testSubscriptionWriteEvents},
 		{"Users", testUsers},
 		{"LoginFailures", testLoginFailures},
 		{"ConcurrentLoginFailures", testConcurrentLoginFailures},

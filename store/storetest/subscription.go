@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
+
 	"github.com/carebridge/carebridge/store"
 )
 
@@ -125,4 +127,26 @@ func testSubscriptions(t *testing.T, st store.Store) {
 	if got, err := st.GetSubscription(ctx, "sub-b"); err != nil || got.Active || got.Reason != "paused" || got.Events != 2 {
 		t.Fatalf("sub-b stored again = %+v, %v; want off, reason paused, 2 events", got, err)
 	}
+}
+
+// testSubscriptionWriteEvents: a subscription stored or deleted publishes
+// its events (the API's audit entry) in the same transaction, and a
+// delete of none publishes nothing.
+func testSubscriptionWriteEvents(t *testing.T, st store.Store) {
+	ctx := context.Background()
+	sub := store.Subscription{ID: "sub-ev", Criteria: "Communication", Endpoint: "https://ehr.example/hook", Active: true,
+		Created: time.Date(2026, 11, 3, 14, 30, 0, 0, time.UTC)}
+	put, del, none := textEvent("subscription stored"), textEvent("subscription deleted"), textEvent("nothing deleted")
+	if err := st.PutSubscription(ctx, sub, put); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteSubscription(ctx, "sub-ev", del); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteSubscription(ctx, "sub-ev", none); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("deleting it again: %v, want ErrNotFound", err)
+	}
+	got := received(t, st, "subscription-"+watermill.NewShortUUID(), TopicOther, 2, 300*time.Millisecond)
+	sameEvent(t, got[0], put)
+	sameEvent(t, got[1], del)
 }
