@@ -35,3 +35,11 @@ END;
 $$;
 CREATE TRIGGER audit_filed_no_change BEFORE UPDATE OR DELETE ON audit_filed
 	FOR EACH ROW EXECUTE FUNCTION audit_filed_append_only();
+CREATE TRIGGER audit_filed_no_truncate BEFORE TRUNCATE ON audit_filed
+	FOR EACH STATEMENT EXECUTE FUNCTION audit_filed_append_only();
+-- Its index likewise: a token taken away would hide a filed AuditEvent
+-- from the searches that should find it.
+CREATE TRIGGER audit_filed_token_no_change BEFORE UPDATE OR DELETE ON audit_filed_token
+	FOR EACH ROW EXECUTE FUNCTION audit_filed_append_only();
+CREATE TRIGGER audit_filed_token_no_truncate BEFORE TRUNCATE ON audit_filed_token
+	FOR EACH STATEMENT EXECUTE FUNCTION audit_filed_append_only();

@@ -33,3 +33,9 @@ CREATE TRIGGER audit_filed_no_update BEFORE UPDATE ON audit_filed
 BEGIN SELECT RAISE(ABORT, 'audit_filed is append-only'); END;
 CREATE TRIGGER audit_filed_no_delete BEFORE DELETE ON audit_filed
 BEGIN SELECT RAISE(ABORT, 'audit_filed is append-only'); END;
+-- Its index likewise: a token taken away would hide a filed AuditEvent
+-- from the searches that should find it.
+CREATE TRIGGER audit_filed_token_no_update BEFORE UPDATE ON audit_filed_token
+BEGIN SELECT RAISE(ABORT, 'audit_filed is append-only'); END;
+CREATE TRIGGER audit_filed_token_no_delete BEFORE DELETE ON audit_filed_token
+BEGIN SELECT RAISE(ABORT, 'audit_filed is append-only'); END;
