@@ -87,39 +87,12 @@ func (q FiledAuditQuery) SQL(d SQLDialect) (where, order string, args []any, err
 		}
 		conds = append(conds, "f.id IN ("+strings.Join(ps, ", ")+")")
 	}
-	values := func(vs []TokenValue) string {
-		ors := make([]string, len(vs))
-		for i, v := range vs {
-			var ands []string
-			if !v.AnySystem {
-				ands = append(ands, "t.system = "+arg(v.System))
-			}
-			if !v.AnyCode {
-				ands = append(ands, "t.code = "+arg(v.Code))
-			}
-			switch len(ands) {
-			case 0:
-				ors[i] = "TRUE"
-			case 1:
-				ors[i] = ands[0]
-			default:
-				ors[i] = "(" + strings.Join(ands, " AND ") + ")"
-			}
-		}
-		return strings.Join(ors, " OR ")
-	}
-	const token = "SELECT 1 FROM audit_filed_token t WHERE t.id = f.id AND t.param = "
 	for _, f := range q.Tokens {
 		if f.Missing != nil {
 			return "", "", nil, fmt.Errorf("a filed AuditEvent search cannot ask for missing %s", f.Param)
 		}
-		if len(f.Any) > 0 {
-			conds = append(conds, "EXISTS ("+token+arg(f.Param)+" AND ("+values(f.Any)+"))")
-		}
-		if len(f.Not) > 0 {
-			conds = append(conds, "NOT EXISTS ("+token+arg(f.Param)+" AND ("+values(f.Not)+"))")
-		}
 	}
+	conds = append(conds, tokenConds("SELECT 1 FROM audit_filed_token t WHERE t.id = f.id AND t.param = ", q.Tokens, arg)...)
 	for _, b := range q.At {
 		switch b.Op {
 		case GE, GT, LE, LT:

@@ -35,6 +35,18 @@ const (
 	MethodPut  Method = "PUT"
 )
 
+// MethodOf is how version of a Communication was written, given how the
+// Communication was created (createdBy: "PUT" for update as create, ""
+// for POST and for what the pipeline stored): version 1 by that, every
+// later one by PUT (an update or a patch, which the history tells as the
+// update it amounts to).
+func MethodOf(version int, createdBy string) Method {
+	if version <= 1 && createdBy != string(MethodPut) {
+		return MethodPost
+	}
+	return MethodPut
+}
+
 // Version is one version of a Communication as its history tells it.
 type Version struct {
 	CommunicationRow

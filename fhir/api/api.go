@@ -308,14 +308,7 @@ func actorOf(c *gin.Context, p access.Principal) audit.Actor {
 }
 
 func (s *Server) refuse(c *gin.Context, status int, challenge, interaction, typ string, who audit.Actor, details string) {
-	what := typ
-	if id := c.Param("id"); validID(id) {
-		what += "/" + id
-	}
-	err := s.cfg.Audit.Record(c.Request.Context(), audit.Entry{At: s.cfg.Now().UTC(), Actor: who, Action: "rest." + interaction,
-		Outcome: audit.OutcomeMinor, Correlation: c.GetString(keyRequestID), Entities: []string{what}})
-	if err != nil {
-		s.internal(c, "auditing a refused request", err)
+	if !s.auditRefusal(c, interaction, typ, who) {
 		return
 	}
 	c.Header("WWW-Authenticate", challenge)
@@ -324,6 +317,22 @@ func (s *Server) refuse(c *gin.Context, status int, challenge, interaction, typ 
 		code = fhirCodeForbidden
 	}
 	s.fail(c, status, problem{Code: code, Details: details})
+}
+
+// auditRefusal audits a refused request for typ (and the id of its path,
+// if any) by who; false when that failed, and the request is answered.
+func (s *Server) auditRefusal(c *gin.Context, interaction, typ string, who audit.Actor) bool {
+	what := typ
+	if id := c.Param("id"); validID(id) {
+		what += "/" + id
+	}
+	err := s.cfg.Audit.Record(c.Request.Context(), audit.Entry{At: s.cfg.Now().UTC(), Actor: who, Action: "rest." + interaction,
+		Outcome: audit.OutcomeMinor, Correlation: c.GetString(keyRequestID), Entities: []string{what}})
+	if err != nil {
+		s.internal(c, "auditing a refused request", err)
+		return false
+	}
+	return true
 }
 
 // record audits a successful read or search before the answer leaves:

@@ -59,14 +59,7 @@ func (s *Server) appendOnly(interaction, allow string) gin.HandlerFunc {
 				who = actorOf(c, p)
 			}
 		}
-		what := "AuditEvent"
-		if id := c.Param("id"); validID(id) {
-			what += "/" + id
-		}
-		err := s.cfg.Audit.Record(c.Request.Context(), audit.Entry{At: s.cfg.Now().UTC(), Actor: who, Action: "rest." + interaction,
-			Outcome: audit.OutcomeMinor, Correlation: c.GetString(keyRequestID), Entities: []string{what}})
-		if err != nil {
-			s.internal(c, "auditing a refused request", err)
+		if !s.auditRefusal(c, interaction, "AuditEvent", who) {
 			return
 		}
 		c.Header("Allow", allow)

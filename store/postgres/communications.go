@@ -39,15 +39,6 @@ const (
 		ORDER BY c.version DESC`
 )
 
-// methodOf is how a version was written, given how its Communication was
-// created (created_by, see migration 0018).
-func methodOf(version int, createdBy string) store.Method {
-	if version <= 1 && createdBy != string(store.MethodPut) {
-		return store.MethodPost
-	}
-	return store.MethodPut
-}
-
 // updatedAt is when c's version was stored: Updated, or Sent when zero.
 func updatedAt(c store.CommunicationRow) time.Time {
 	if c.Updated.IsZero() {
@@ -256,7 +247,7 @@ func (s *Store) CommunicationVersions(ctx context.Context, id string) ([]store.V
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Version, error) {
 		var createdBy string
 		c, err := scanCommunication(row, &createdBy)
-		return store.Version{CommunicationRow: c, Method: methodOf(c.Version, createdBy)}, err
+		return store.Version{CommunicationRow: c, Method: store.MethodOf(c.Version, createdBy)}, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reading the history of Communication/%s: %w", id, err)

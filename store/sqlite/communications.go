@@ -33,15 +33,6 @@ const (
 	sqlEndEscalation = `UPDATE escalation SET due_at = NULL WHERE communication_id = ?`
 )
 
-// methodOf is how a version was written, given how its Communication was
-// created (created_by).
-func methodOf(version int, createdBy string) store.Method {
-	if version <= 1 && createdBy != string(store.MethodPut) {
-		return store.MethodPost
-	}
-	return store.MethodPut
-}
-
 // updatedAt is when c's version was stored: Updated, or Sent when zero.
 func updatedAt(c store.CommunicationRow) time.Time {
 	if c.Updated.IsZero() {
@@ -301,7 +292,7 @@ func (s *Store) CommunicationVersions(ctx context.Context, id string) ([]store.V
 		if err != nil {
 			return nil, fmt.Errorf("reading the history of Communication/%s: %w", id, err)
 		}
-		out = append(out, store.Version{CommunicationRow: c, Method: methodOf(c.Version, createdBy)})
+		out = append(out, store.Version{CommunicationRow: c, Method: store.MethodOf(c.Version, createdBy)})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading the history of Communication/%s: %w", id, err)
