@@ -144,7 +144,7 @@ func (s *Server) createSubscription(c *gin.Context) {
 		return
 	}
 	if c.GetHeader("If-None-Exist") != "" {
-		s.fail(c, http.StatusUnprocessableEntity, problem{Expression: "If-None-Exist", Code: fhir.CodeNotSupported,
+		s.fail(c, http.StatusBadRequest, problem{Expression: "If-None-Exist", Code: fhir.CodeNotSupported,
 			Details: "conditional create is not supported for Subscription"})
 		return
 	}

@@ -324,7 +324,7 @@ func TestSubscriptionBodiesRefused(t *testing.T) {
 		{"payload", with(`"application/fhir+json"`, `"application/fhir+xml"`), nil, 422, []string{"Subscription.channel.payload"}},
 		{"header", with(`"Authorization: Bearer hook-secret-0123456789"`, `"Authorization: Bearer x","no colon here"`), nil, 422, []string{"Subscription.channel.header[1]"}},
 		{"end", with(`"reason"`, `"end":"2030-01-01T00:00:00Z","reason"`), nil, 422, []string{"Subscription.end"}},
-		{"conditional", hookBody, []string{"If-None-Exist", "url=https://ehr.example/hook"}, 422, []string{"If-None-Exist"}},
+		{"conditional", hookBody, []string{"If-None-Exist", "url=https://ehr.example/hook"}, 400, []string{"If-None-Exist"}},
 		{"not a Subscription", `{"resourceType":"Patient"}`, nil, 400, []string{"resourceType"}},
 		{"not an object", `[1]`, nil, 400, nil},
 		{"no reason", with(`"reason":"urgent results to the EHR",`, ``), nil, 422, nil},
