@@ -204,20 +204,29 @@ func (u *Users) VerifySession(ctx context.Context, token string) (Principal, err
 		}
 		seen = now
 	}
+	return u.principal(hash, s, user, seen), nil
+}
+
+// principal is who a live session stands for, last seen at seen.
+func (u *Users) principal(hash []byte, s Session, user User, seen time.Time) Principal {
 	expires := seen.Add(u.cfg.IdleTimeout)
 	if s.ExpiresAt.Before(expires) {
 		expires = s.ExpiresAt
 	}
 	return Principal{Kind: KindUser, ID: user.ID, Role: user.Role, Scopes: user.Role.Scopes(), TokenID: hex.EncodeToString(hash[:8]),
-		Expires: expires, Contexts: "user", Recipients: user.Recipients, BreakGlassUntil: s.BreakGlassUntil}, nil
+		Expires: expires, Contexts: "user", Recipients: user.Recipients, BreakGlassUntil: s.BreakGlassUntil}
 }
 
 // CheckSession is VerifySession without counting as the session's
 // activity: for a long-lived connection (an inbox stream) that must end
-// when its session does, and must not keep an idle session alive.
-func (u *Users) CheckSession(ctx context.Context, token string) error {
-	_, _, _, _, err := u.liveSession(ctx, token)
-	return err
+// when its session does, or narrow when its user's role or recipients
+// change, and must not keep an idle session alive.
+func (u *Users) CheckSession(ctx context.Context, token string) (Principal, error) {
+	hash, s, user, _, err := u.liveSession(ctx, token)
+	if err != nil {
+		return Principal{}, err
+	}
+	return u.principal(hash, s, user, s.LastSeen), nil
 }
 
 // liveSession finds the session of a token and its user, and checks that

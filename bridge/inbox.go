@@ -183,10 +183,10 @@ type Readers interface {
 	// as the session's activity. Errors wrap ErrNotSignedIn or ErrNoInbox
 	// for a token that is refused.
 	Reader(ctx context.Context, token string) (Reader, error)
-	// StillSignedIn checks a session token again without counting as
-	// activity (an open stream is not the clinician at work), so that a
-	// stream ends when its session does; errors as for Reader.
-	StillSignedIn(ctx context.Context, token string) error
+	// Recheck is Reader again, without counting as activity (an open
+	// stream is not the clinician at work), so that a stream ends when its
+	// session does or its reader changes; errors as for Reader.
+	Recheck(ctx context.Context, token string) (Reader, error)
 }
 
 // InboxAPI serves a clinician's inbox over HTTP:
@@ -412,12 +412,19 @@ func (a *InboxAPI) stream(w http.ResponseWriter, r *http.Request) {
 }
 
 // stillSignedIn ends the stream, telling the client why, once its session
-// has ended (idle, expired, logged out, user disabled).
+// has ended (idle, expired, logged out, user disabled) or no longer reads
+// what it did (the user's role or recipients changed).
 func (ss *streamSession) stillSignedIn() bool {
 	if ss.who.dev || ss.a.Readers == nil {
 		return true
 	}
-	err := ss.a.Readers.StillSignedIn(ss.r.Context(), ss.who.token)
+	now, err := ss.a.Readers.Recheck(ss.r.Context(), ss.who.token)
+	if err == nil && (now.User != ss.who.User || !slices.Equal(now.Recipients, ss.who.Recipients)) {
+		// Another user, other recipients (users set-recipients): what
+		// this stream shows is no longer theirs to see; the client
+		// reconnects for what is.
+		err = fmt.Errorf("%w: the sign-in's recipients changed", ErrNoInbox)
+	}
 	if err == nil {
 		return true
 	}
@@ -425,7 +432,13 @@ func (ss *streamSession) stillSignedIn() bool {
 		ss.a.Log.Error("checking an inbox stream's session", "user", ss.who.User, "error", err)
 		return true // a database hiccup does not sign anyone out
 	}
-	fmt.Fprint(ss.w, "event: signed-out\ndata: {}\n\n")
+	// signed-out: sign in again; changed: reconnect, for what the
+	// sign-in reads now (a 403 if nothing).
+	event := "signed-out"
+	if errors.Is(err, ErrNoInbox) {
+		event = "changed"
+	}
+	fmt.Fprintf(ss.w, "event: %s\ndata: {}\n\n", event)
 	ss.f.Flush()
 	return false
 }

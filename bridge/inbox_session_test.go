@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ import (
 // fakeReaders stands in for the sign-in service: session tokens to
 // readers, and a switch that ends every session.
 type fakeReaders struct {
+	mu      sync.Mutex
 	readers map[string]bridge.Reader
 	noInbox map[string]bool
 	ended   atomic.Bool
@@ -39,21 +41,26 @@ func (f *fakeReaders) Reader(_ context.Context, token string) (bridge.Reader, er
 	if f.noInbox[token] {
 		return bridge.Reader{User: "clerk"}, fmt.Errorf("%w: a clerk", bridge.ErrNoInbox)
 	}
+	f.mu.Lock()
 	r, ok := f.readers[token]
+	f.mu.Unlock()
 	if !ok {
 		return bridge.Reader{}, bridge.ErrNotSignedIn
 	}
 	return r, nil
 }
 
-func (f *fakeReaders) StillSignedIn(_ context.Context, token string) error {
+func (f *fakeReaders) Recheck(_ context.Context, token string) (bridge.Reader, error) {
 	if f.ended.Load() {
-		return fmt.Errorf("%w: idle", bridge.ErrNotSignedIn)
+		return bridge.Reader{}, fmt.Errorf("%w: idle", bridge.ErrNotSignedIn)
 	}
-	if _, ok := f.readers[token]; !ok {
-		return bridge.ErrNotSignedIn
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.readers[token]
+	if !ok {
+		return bridge.Reader{}, bridge.ErrNotSignedIn
 	}
-	return nil
+	return r, nil
 }
 
 // sseEvent is one Server-Sent Event: its name and data.
@@ -318,5 +325,39 @@ func TestRecallReachesOpenStreams(t *testing.T) {
 	ds, err := p.st.DeliveriesOf(context.Background(), comm.ID)
 	if err != nil || len(ds) != len(comm.Recipients) {
 		t.Errorf("deliveries after the recall: %+v, %v; want the %d of before", ds, err, len(comm.Recipients))
+	}
+}
+
+// TestInboxStreamEndsWhenRecipientsChange: when a user's recipients are
+// changed (users set-recipients) while their stream is open, the stream
+// says so and ends: it shows nothing of the recipients they lost.
+func TestInboxStreamEndsWhenRecipientsChange(t *testing.T) {
+	p := newPipeline(t)
+	readers := &fakeReaders{readers: map[string]bridge.Reader{"sess-dr": {User: "user-dr", Recipients: []string{"Practitioner/a", "CareTeam/icu"}}}}
+	api := &bridge.InboxAPI{Store: p.st, Keys: p.kr, Hub: bridge.NewHub(), Readers: readers,
+		Now: time.Now, Log: slog.New(slog.DiscardHandler), Heartbeat: 30 * time.Millisecond}
+	srv := httptest.NewServer(api.Handler())
+	defer srv.Close()
+	events, stop := rawEvents(t, srv.URL+"/api/inbox/stream", "sess-dr")
+	defer stop()
+	time.Sleep(100 * time.Millisecond) // heartbeats with the same recipients go on
+	select {
+	case ev, ok := <-events:
+		t.Fatalf("the stream ended or sent %+v (%v) while nothing changed", ev, ok)
+	default:
+	}
+	readers.mu.Lock()
+	readers.readers["sess-dr"] = bridge.Reader{User: "user-dr", Recipients: []string{"Practitioner/a"}}
+	readers.mu.Unlock()
+	select {
+	case ev := <-events:
+		if ev.name != "changed" {
+			t.Fatalf("after the change: %+v, want a changed event", ev)
+		}
+		if _, ok := <-events; ok {
+			t.Error("the stream went on after changed")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream did not end when the recipients changed")
 	}
 }

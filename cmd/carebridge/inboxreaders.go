@@ -20,14 +20,22 @@ func (r inboxReaders) Reader(ctx context.Context, token string) (bridge.Reader, 
 	if err != nil {
 		return bridge.Reader{}, inboxError(err)
 	}
+	return readerOf(p)
+}
+
+func (r inboxReaders) Recheck(ctx context.Context, token string) (bridge.Reader, error) {
+	p, err := r.users.CheckSession(ctx, token)
+	if err != nil {
+		return bridge.Reader{}, inboxError(err)
+	}
+	return readerOf(p)
+}
+
+func readerOf(p access.Principal) (bridge.Reader, error) {
 	if !p.Scopes.Allows(p.Contexts, "Communication", access.Read) || len(p.Recipients) == 0 {
 		return bridge.Reader{User: p.ID}, fmt.Errorf("%w: user %s (%s)", bridge.ErrNoInbox, p.ID, p.Role)
 	}
 	return bridge.Reader{User: p.ID, Recipients: p.Recipients}, nil
-}
-
-func (r inboxReaders) StillSignedIn(ctx context.Context, token string) error {
-	return inboxError(r.users.CheckSession(ctx, token))
 }
 
 func inboxError(err error) error {
