@@ -188,6 +188,7 @@ func (s *Server) searchCommunications(c *gin.Context) {
 		out.Entry = append(out.Entry, bundleEntry{FullURL: s.base + "/" + ref, Resource: body, Search: bundleSearch{Mode: "match"}})
 		entities = append(entities, ref)
 	}
+	entities = append(entities, locationsShown(c)...) // what a clerk's view showed besides
 	var warnings []problem
 	if sr.IncludeSubject && len(rows) > 0 {
 		if !p.Scopes.Allows(p.Contexts, "Patient", access.Read) {

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -23,23 +24,44 @@ const keyLocations = "carebridge.locations"
 // its location is not stored.
 func (s *Server) locationOf(c *gin.Context, encounter string) (json.RawMessage, error) {
 	cache, _ := c.Get(keyLocations)
-	seen, _ := cache.(map[string]json.RawMessage)
+	seen, _ := cache.(map[string]shownLocation)
 	if seen == nil {
-		seen = map[string]json.RawMessage{}
+		seen = map[string]shownLocation{}
 		c.Set(keyLocations, seen)
 	}
 	if where, ok := seen[encounter]; ok {
-		return where, nil
+		return where.about, nil
 	}
-	where, err := s.findLocation(c, encounter)
+	ref, about, err := s.findLocation(c, encounter)
 	if err != nil {
 		return nil, err
 	}
-	seen[encounter] = where
-	return where, nil
+	seen[encounter] = shownLocation{ref, about}
+	return about, nil
 }
 
-func (s *Server) findLocation(c *gin.Context, encounter string) (json.RawMessage, error) {
+// shownLocation is a Location a request showed, and how.
+type shownLocation struct {
+	ref   string
+	about json.RawMessage
+}
+
+// locationsShown are the Locations locationOf showed in this request, for
+// its audit entry.
+func locationsShown(c *gin.Context) []string {
+	cache, _ := c.Get(keyLocations)
+	seen, _ := cache.(map[string]shownLocation)
+	var refs []string
+	for _, l := range seen {
+		if l.ref != "" && !slices.Contains(refs, l.ref) {
+			refs = append(refs, l.ref)
+		}
+	}
+	slices.Sort(refs)
+	return refs
+}
+
+func (s *Server) findLocation(c *gin.Context, encounter string) (ref string, about json.RawMessage, err error) {
 	var enc struct {
 		Location []struct {
 			Location struct {
@@ -49,31 +71,35 @@ func (s *Server) findLocation(c *gin.Context, encounter string) (json.RawMessage
 		} `json:"location"`
 	}
 	if ok, err := s.openMapped(c, encounter, &enc); !ok || err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	ref := ""
+	var active string
 	for _, l := range enc.Location {
-		if strings.HasPrefix(l.Location.Reference, "Location/") && (ref == "" || l.Status == "active") {
+		if strings.HasPrefix(l.Location.Reference, "Location/") {
 			ref = l.Location.Reference
+			if l.Status == "active" {
+				active = ref
+			}
 		}
 	}
+	if active != "" {
+		ref = active
+	}
 	if ref == "" {
-		return nil, nil
+		return "", nil, nil
 	}
 	var loc struct {
 		Name string `json:"name"`
 	}
 	if ok, err := s.openMapped(c, ref, &loc); !ok || err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	b, err := json.Marshal([]map[string]string{{"reference": ref, "display": loc.Name}})
-	if err != nil {
-		return nil, err
+	shown := map[string]string{"reference": ref}
+	if loc.Name != "" {
+		shown["display"] = loc.Name
 	}
-	if loc.Name == "" {
-		b, _ = json.Marshal([]map[string]string{{"reference": ref}})
-	}
-	return b, nil
+	about, err = json.Marshal([]map[string]string{shown})
+	return ref, about, err
 }
 
 // openMapped reads the stored resource ref ("Type/id") into v; false when

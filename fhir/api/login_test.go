@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -311,6 +312,9 @@ func TestRoleScopesOverHTTP(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("a clerk's search lacks %s: %s", want, body)
 		}
+	}
+	if got := e.audit.last().Entities; !slices.Contains(got, "Communication/c1") || !slices.Contains(got, "Location/bed-7") {
+		t.Errorf("the clerk's search is audited with %v, want Communication/c1 and the Location it showed", got)
 	}
 	for _, never := range []string{"synthetic test message", "payload", "Patient/p1", "ed-2"} {
 		if strings.Contains(body, never) {
