@@ -435,6 +435,9 @@ type Subscription struct {
 	Active   bool
 	Created  time.Time
 	Reason   string // Subscription.reason as the EHR gave it; "" when added by the CLI
+	// Owner is the client that created it through the FHIR API, the only
+	// one that sees it there; "" when the operator added it (the CLI).
+	Owner string
 	// Events is the highest event number given to its notices; read
 	// only (PutSubscription leaves it as it is).
 	Events int64

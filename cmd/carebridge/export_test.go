@@ -430,7 +430,7 @@ func TestSubscriptionsNotifyTheEHR(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		out, _, _ = runCLI(t, "", "subscriptions", "list", "--data-dir", data)
-		if strings.Contains(out, "Subscription/ehr-urgent active Communication?priority=urgent,stat -> "+hook.URL+": 1 sent, 0 pending, 0 dead") {
+		if strings.Contains(out, "Subscription/ehr-urgent active Communication?priority=urgent,stat -> "+hook.URL+" (by the operator): 1 sent, 0 pending, 0 dead") {
 			break
 		}
 		if time.Now().After(deadline) {

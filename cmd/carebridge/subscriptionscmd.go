@@ -181,8 +181,12 @@ last error. Works while the server runs.`, `  carebridge subscriptions list`)
 		if !s.Active {
 			state = "off"
 		}
-		fmt.Fprintf(env.stdout, "Subscription/%s %s %s -> %s: %d sent, %d pending, %d dead\n", s.ID, state, s.Criteria,
-			redactURL(s.Endpoint), c[store.NoticeSent], c[store.NoticePending], c[store.NoticeDead])
+		by := "the operator"
+		if s.Owner != "" {
+			by = "client " + s.Owner
+		}
+		fmt.Fprintf(env.stdout, "Subscription/%s %s %s -> %s (by %s): %d sent, %d pending, %d dead\n", s.ID, state, s.Criteria,
+			redactURL(s.Endpoint), by, c[store.NoticeSent], c[store.NoticePending], c[store.NoticeDead])
 	}
 	dead, err := st.DeadNotices(ctx, max(deadLimit, 0))
 	if err != nil {

@@ -154,6 +154,7 @@ func (s *Server) createSubscription(c *gin.Context) {
 		return
 	}
 	sub.ID, sub.Created, sub.Active = newID(), s.cfg.Now().UTC().Truncate(time.Microsecond), true
+	sub.Owner = owner(c)
 	if len(sub.Header) > 0 {
 		sealed, err := s.cfg.Sealer.Seal(sub.Header, []byte("Subscription/"+sub.ID))
 		if err != nil {
@@ -316,8 +317,13 @@ func deadReason(n store.SubscriptionNotice) string {
 	return n.LastError
 }
 
+// owner is who the request's subscriptions belong to: the client (or
+// user) its token names. A client sees, and deletes, only the
+// subscriptions it created; those the operator added are nobody's.
+func owner(c *gin.Context) string { return c.MustGet(keyPrincipal).(access.Principal).ID }
+
 // subscription reads the subscription of the request's id; it answers 404
-// itself (ok false) when there is none.
+// itself (ok false) when there is none, or it is another's.
 func (s *Server) subscription(c *gin.Context) (store.Subscription, bool) {
 	id := c.Param("id")
 	if !validID(id) {
@@ -325,9 +331,9 @@ func (s *Server) subscription(c *gin.Context) (store.Subscription, bool) {
 		return store.Subscription{}, false
 	}
 	sub, err := s.cfg.Subscriptions.GetSubscription(c.Request.Context(), id)
-	if isNotFound(err) {
+	if isNotFound(err) || err == nil && (sub.Owner == "" || sub.Owner != owner(c)) {
 		s.notFound(c, "Subscription", id)
-		return sub, false
+		return store.Subscription{}, false
 	}
 	if err != nil {
 		s.internal(c, "reading a subscription", err)
@@ -357,11 +363,11 @@ func (s *Server) readSubscription(c *gin.Context) {
 // deleteSubscription is DELETE /Subscription/ID: the subscription and its
 // notices go; 204.
 func (s *Server) deleteSubscription(c *gin.Context) {
-	id := c.Param("id")
-	if !validID(id) {
-		s.notFound(c, "Subscription", id)
+	sub, ok := s.subscription(c) // the client's own, or 404
+	if !ok {
 		return
 	}
+	id := sub.ID
 	ev, err := s.auditedEvent(c, "delete", "", []string{"Subscription/" + id})
 	if err != nil {
 		s.internal(c, "auditing a delete", err)
@@ -495,8 +501,9 @@ func (s *Server) searchSubscriptions(c *gin.Context) {
 		status, errText string
 	}
 	var matches []match
+	mine := owner(c)
 	for _, sub := range subs[:min(len(subs), maxSubscriptionList)] {
-		if sr.URL != "" && sub.Endpoint != sr.URL {
+		if sub.Owner == "" || sub.Owner != mine || sr.URL != "" && sub.Endpoint != sr.URL {
 			continue
 		}
 		status, errText, err := s.subscriptionState(ctx, sub)

@@ -517,3 +517,51 @@ func FuzzSubscriptionBody(f *testing.F) {
 		}
 	})
 }
+
+// TestSubscriptionsAreTheirClients: a client sees, reads and deletes only
+// the subscriptions it created; another client's and the operator's (the
+// CLI's) are 404 to it and absent from its searches, and stay.
+func TestSubscriptionsAreTheirClients(t *testing.T) {
+	e := newSubEnv(t)
+	tok := e.token(t, "system/Subscription.crds")
+	at := time.Date(2026, 11, 3, 14, 30, 0, 0, time.UTC)
+	for _, sub := range []store.Subscription{
+		{ID: "theirs", Criteria: "Communication", Endpoint: "https://other.example/hook", Active: true, Created: at, Owner: "other-ehr"},
+		{ID: "operators", Criteria: "Communication", Endpoint: "https://ops.example/hook", Active: true, Created: at},
+	} {
+		if err := e.st.PutSubscription(context.Background(), sub); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status, _, b := e.send(t, http.MethodPost, tok, "/fhir/Subscription", fhirJSON, []byte(hookBody))
+	if status != http.StatusCreated {
+		t.Fatalf("create: %d %s", status, b)
+	}
+	var mine struct{ ID string }
+	json.Unmarshal(b, &mine)
+	for _, id := range []string{"theirs", "operators"} {
+		for _, path := range []string{"/fhir/Subscription/" + id, "/fhir/Subscription/" + id + "/$status"} {
+			if status, _, b := e.get(t, tok, path); status != http.StatusNotFound {
+				t.Errorf("GET %s: %d %s, want 404", path, status, b)
+			}
+		}
+		if status, _, b := e.send(t, http.MethodDelete, tok, "/fhir/Subscription/"+id, "", nil); status != http.StatusNotFound {
+			t.Errorf("DELETE %s: %d %s, want 404", id, status, b)
+		}
+		if _, err := e.st.GetSubscription(context.Background(), id); err != nil {
+			t.Errorf("%s after the client's delete: %v", id, err)
+		}
+	}
+	status, _, b = e.get(t, tok, "/fhir/Subscription")
+	var bundle struct {
+		Total int
+		Entry []struct{ Resource struct{ ID string } }
+	}
+	json.Unmarshal(b, &bundle)
+	if status != http.StatusOK || bundle.Total != 1 || len(bundle.Entry) != 1 || bundle.Entry[0].Resource.ID != mine.ID {
+		t.Errorf("search: %d %s, want only %s", status, b, mine.ID)
+	}
+	if status, _, b := e.get(t, tok, "/fhir/Subscription/"+mine.ID); status != http.StatusOK {
+		t.Errorf("GET its own: %d %s", status, b)
+	}
+}

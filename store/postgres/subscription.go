@@ -14,10 +14,10 @@ import (
 // PutSubscription stores a subscription. See store.Subscriptions.
 func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription, events ...store.Event) error {
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO subscription (id, criteria, endpoint, header, active, created_at, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)
+		_, err := tx.Exec(ctx, `INSERT INTO subscription (id, criteria, endpoint, header, active, created_at, reason, owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			ON CONFLICT (id) DO UPDATE SET criteria = excluded.criteria, endpoint = excluded.endpoint, header = excluded.header, active = excluded.active,
-			reason = excluded.reason`,
-			sub.ID, sub.Criteria, sub.Endpoint, sub.Header, sub.Active, sub.Created, sub.Reason)
+			reason = excluded.reason, owner = excluded.owner`,
+			sub.ID, sub.Criteria, sub.Endpoint, sub.Header, sub.Active, sub.Created, sub.Reason, sub.Owner)
 		if err != nil {
 			return err
 		}
@@ -29,11 +29,11 @@ func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription, eve
 	return nil
 }
 
-const subscriptionColumns = `id, criteria, endpoint, header, active, created_at, reason, events`
+const subscriptionColumns = `id, criteria, endpoint, header, active, created_at, reason, events, owner`
 
 func scanSubscription(row pgx.Row) (store.Subscription, error) {
 	var sub store.Subscription
-	err := row.Scan(&sub.ID, &sub.Criteria, &sub.Endpoint, &sub.Header, &sub.Active, &sub.Created, &sub.Reason, &sub.Events)
+	err := row.Scan(&sub.ID, &sub.Criteria, &sub.Endpoint, &sub.Header, &sub.Active, &sub.Created, &sub.Reason, &sub.Events, &sub.Owner)
 	sub.Created = sub.Created.UTC()
 	return sub, err
 }

@@ -23,10 +23,10 @@ func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription, eve
 			_ = tx.Rollback()
 		}
 	}()
-	_, err = tx.ExecContext(ctx, `INSERT INTO subscription (id, criteria, endpoint, header, active, created_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?)
+	_, err = tx.ExecContext(ctx, `INSERT INTO subscription (id, criteria, endpoint, header, active, created_at, reason, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET criteria = excluded.criteria, endpoint = excluded.endpoint, header = excluded.header, active = excluded.active,
-		reason = excluded.reason`,
-		sub.ID, sub.Criteria, sub.Endpoint, sub.Header, sub.Active, sub.Created.UnixMicro(), sub.Reason)
+		reason = excluded.reason, owner = excluded.owner`,
+		sub.ID, sub.Criteria, sub.Endpoint, sub.Header, sub.Active, sub.Created.UnixMicro(), sub.Reason, sub.Owner)
 	if err == nil {
 		err = s.publishIn(tx, events)
 	}
@@ -39,12 +39,12 @@ func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription, eve
 	return nil
 }
 
-const subscriptionColumns = `id, criteria, endpoint, header, active, created_at, reason, events`
+const subscriptionColumns = `id, criteria, endpoint, header, active, created_at, reason, events, owner`
 
 func scanSubscription(sc scanner) (store.Subscription, error) {
 	var sub store.Subscription
 	var created int64
-	if err := sc.Scan(&sub.ID, &sub.Criteria, &sub.Endpoint, &sub.Header, &sub.Active, &created, &sub.Reason, &sub.Events); err != nil {
+	if err := sc.Scan(&sub.ID, &sub.Criteria, &sub.Endpoint, &sub.Header, &sub.Active, &created, &sub.Reason, &sub.Events, &sub.Owner); err != nil {
 		return sub, err
 	}
 	sub.Created = time.UnixMicro(created).UTC()

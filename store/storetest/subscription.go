@@ -19,7 +19,7 @@ import (
 func testSubscriptions(t *testing.T, st store.Store) {
 	ctx := context.Background()
 	at := time.Date(2026, 11, 3, 14, 30, 0, 0, time.UTC)
-	a := store.Subscription{ID: "sub-a", Criteria: "Communication?priority=urgent", Endpoint: "https://ehr.example/hook", Header: []byte("sealed"), Active: true, Created: at, Reason: "urgent results to the EHR"}
+	a := store.Subscription{ID: "sub-a", Criteria: "Communication?priority=urgent", Endpoint: "https://ehr.example/hook", Header: []byte("sealed"), Active: true, Created: at, Reason: "urgent results to the EHR", Owner: "ehr-client"}
 	b := store.Subscription{ID: "sub-b", Criteria: "Communication", Endpoint: "https://other.example/hook", Active: true, Created: at}
 	for _, s := range []store.Subscription{a, b, a} {
 		if err := st.PutSubscription(ctx, s); err != nil {
