@@ -484,6 +484,9 @@ type Subscriptions interface {
 	DueNotices(ctx context.Context, now time.Time, limit int) ([]SubscriptionNotice, error)
 	// UpdateNotice stores a notice's state, attempts, next time and error.
 	UpdateNotice(ctx context.Context, n SubscriptionNotice) error
+	// NewestNotices returns the newest notice (highest event number) of
+	// each subscription that has one, by subscription id, in one query.
+	NewestNotices(ctx context.Context) (map[string]SubscriptionNotice, error)
 	// NoticeCounts counts notices per subscription and state.
 	NoticeCounts(ctx context.Context) (map[string]map[string]int, error)
 	// DeadNotices returns up to limit dead notices, newest first.

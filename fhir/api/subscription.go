@@ -36,6 +36,7 @@ type SubscriptionStore interface {
 	DeleteSubscription(ctx context.Context, id string, events ...store.Event) error
 	NoticeCounts(ctx context.Context) (map[string]map[string]int, error)
 	SubscriptionNotices(ctx context.Context, subscriptionID, state string, limit int) ([]store.SubscriptionNotice, error)
+	NewestNotices(ctx context.Context) (map[string]store.SubscriptionNotice, error)
 }
 
 // SubscriptionRules are the pipeline's rules for what a subscription may
@@ -295,17 +296,29 @@ func (s *Server) subscriptionResource(sub store.Subscription, status, errText st
 // subscriptionState is a subscription's status, and its error when that
 // is error: off when turned off, error when its newest notice is dead.
 func (s *Server) subscriptionState(ctx context.Context, sub store.Subscription) (status, errText string, err error) {
-	if !sub.Active {
-		return "off", "", nil
-	}
 	newest, err := s.cfg.Subscriptions.SubscriptionNotices(ctx, sub.ID, "", 1)
 	if err != nil {
 		return "", "", err
 	}
-	if len(newest) == 1 && newest[0].State == store.NoticeDead {
-		return "error", deadReason(newest[0]), nil
+	var n *store.SubscriptionNotice
+	if len(newest) == 1 {
+		n = &newest[0]
 	}
-	return "active", "", nil
+	status, errText = stateOf(sub, n)
+	return status, errText, nil
+}
+
+// stateOf is a subscription's status given its newest notice (nil: none):
+// off when inactive, error once its newest notice was given up, else
+// active.
+func stateOf(sub store.Subscription, newest *store.SubscriptionNotice) (status, errText string) {
+	switch {
+	case !sub.Active:
+		return "off", ""
+	case newest != nil && newest.State == store.NoticeDead:
+		return "error", deadReason(*newest)
+	}
+	return "active", ""
 }
 
 // deadReason is why a notice was given up (PHI-free, as the pipeline
@@ -501,16 +514,21 @@ func (s *Server) searchSubscriptions(c *gin.Context) {
 		status, errText string
 	}
 	var matches []match
+	newest, err := s.cfg.Subscriptions.NewestNotices(ctx)
+	if err != nil {
+		s.internal(c, "reading the subscriptions' notices", err)
+		return
+	}
 	mine := owner(c)
 	for _, sub := range subs[:min(len(subs), maxSubscriptionList)] {
 		if sub.Owner == "" || sub.Owner != mine || sr.URL != "" && sub.Endpoint != sr.URL {
 			continue
 		}
-		status, errText, err := s.subscriptionState(ctx, sub)
-		if err != nil {
-			s.internal(c, "reading a subscription's notices", err)
-			return
+		var n *store.SubscriptionNotice
+		if last, ok := newest[sub.ID]; ok {
+			n = &last
 		}
+		status, errText := stateOf(sub, n)
 		if len(sr.Statuses) > 0 && !slices.Contains(sr.Statuses, status) {
 			continue
 		}

@@ -162,6 +162,18 @@ func (s *Store) SubscriptionNotices(ctx context.Context, subscriptionID, state s
 		WHERE subscription_id = $1 AND ($2 = '' OR state = $2) ORDER BY event_no DESC LIMIT $3`, subscriptionID, state, limit)
 }
 
+// NewestNotices returns each subscription's newest notice. See
+// store.Subscriptions.
+func (s *Store) NewestNotices(ctx context.Context) (map[string]store.SubscriptionNotice, error) {
+	ns, err := s.notices(ctx, "reading the newest subscription notices", `SELECT DISTINCT ON (subscription_id) `+noticeColumns+`
+		FROM subscription_notice ORDER BY subscription_id, event_no DESC`)
+	out := make(map[string]store.SubscriptionNotice, len(ns))
+	for _, n := range ns {
+		out[n.SubscriptionID] = n
+	}
+	return out, err
+}
+
 // UpdateNotice stores a notice's progress. See store.Subscriptions.
 func (s *Store) UpdateNotice(ctx context.Context, n store.SubscriptionNotice) error {
 	var next *time.Time

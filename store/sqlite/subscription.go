@@ -205,6 +205,18 @@ func (s *Store) SubscriptionNotices(ctx context.Context, subscriptionID, state s
 		WHERE subscription_id = ? AND (? = '' OR state = ?) ORDER BY event_no DESC LIMIT ?`, subscriptionID, state, state, limit)
 }
 
+// NewestNotices returns each subscription's newest notice. See
+// store.Subscriptions.
+func (s *Store) NewestNotices(ctx context.Context) (map[string]store.SubscriptionNotice, error) {
+	ns, err := s.notices(ctx, "reading the newest subscription notices", `SELECT `+noticeColumns+` FROM subscription_notice
+		WHERE (subscription_id, event_no) IN (SELECT subscription_id, max(event_no) FROM subscription_notice GROUP BY subscription_id)`)
+	out := make(map[string]store.SubscriptionNotice, len(ns))
+	for _, n := range ns {
+		out[n.SubscriptionID] = n
+	}
+	return out, err
+}
+
 // UpdateNotice stores a notice's progress. See store.Subscriptions.
 func (s *Store) UpdateNotice(ctx context.Context, n store.SubscriptionNotice) error {
 	if s.write == nil {

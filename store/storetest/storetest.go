@@ -98,6 +98,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"Assertions", testAssertions},
 		{"ConcurrentAssertions", testConcurrentAssertions},
 		{"SubscriptionWriteEvents", testSubscriptionWriteEvents},
+		{"NewestNotices", testNewestNotices},
 		{"Users", testUsers},
 		{"LoginFailures", testLoginFailures},
 		{"ConcurrentLoginFailures", testConcurrentLoginFailures},

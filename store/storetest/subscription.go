@@ -150,3 +150,46 @@ func testSubscriptionWriteEvents(t *testing.T, st store.Store) {
 	sameEvent(t, got[0], put)
 	sameEvent(t, got[1], del)
 }
+
+// testNewestNotices: the newest notice of each subscription that has
+// one, in one call, with its state.
+func testNewestNotices(t *testing.T, st store.Store) {
+	ctx := context.Background()
+	at := time.Date(2026, 11, 3, 14, 30, 0, 0, time.UTC)
+	for _, id := range []string{"sub-n1", "sub-n2", "sub-n3"} {
+		if err := st.PutSubscription(ctx, store.Subscription{ID: id, Criteria: "Communication", Endpoint: "https://ehr.example/" + id, Active: true, Created: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, c := range []string{"comm-n1", "comm-n2", "comm-n3"} {
+		subs := []string{"sub-n1"}
+		if i < 2 {
+			subs = append(subs, "sub-n2")
+		}
+		if err := st.QueueNotices(ctx, c, subs, at.Add(time.Duration(i)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ns, err := st.SubscriptionNotices(ctx, "sub-n2", "", 1)
+	if err != nil || len(ns) != 1 {
+		t.Fatalf("sub-n2's newest: %+v, %v", ns, err)
+	}
+	dead := ns[0]
+	dead.State, dead.LastError, dead.NextAt = store.NoticeDead, "the endpoint could not be reached", time.Time{}
+	if err := st.UpdateNotice(ctx, dead); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.NewestNotices(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("NewestNotices = %+v, want sub-n1's and sub-n2's (sub-n3 has none)", got)
+	}
+	if n := got["sub-n1"]; n.CommunicationID != "comm-n3" || n.EventNumber != 3 || n.State != store.NoticePending {
+		t.Errorf("sub-n1's newest = %+v, want comm-n3, event 3, pending", n)
+	}
+	if n := got["sub-n2"]; n.CommunicationID != "comm-n2" || n.EventNumber != 2 || n.State != store.NoticeDead || n.LastError != dead.LastError {
+		t.Errorf("sub-n2's newest = %+v, want comm-n2, event 2, dead with its reason", n)
+	}
+}
