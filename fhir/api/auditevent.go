@@ -338,17 +338,16 @@ func parseAuditEventSearch(params url.Values, lenient bool, base, device string)
 				each(outcomeCodes, &outcomes)
 			}
 		case "_count":
-			n, err := strconv.Atoi(last(values))
-			if modifier != "" || err != nil || n < 0 {
-				bad(full, fhir.CodeValue, "_count must be a whole number from 0 to %d", maxCount)
+			n, ok := countParam(values)
+			if modifier != "" || !ok {
+				bad(full, fhir.CodeValue, countProblem, maxCount)
 				break
 			}
-			s.Count = min(n, maxCount)
-			s.CountOnly = s.CountOnly || n == 0
+			s.Count, s.CountOnly = n, s.CountOnly || n == 0
 		case "_offset":
-			n, err := strconv.Atoi(last(values))
-			if modifier != "" || err != nil || n < 0 || n > maxOffset {
-				bad(full, fhir.CodeValue, "_offset must be a whole number from 0 to %d", maxOffset)
+			n, ok := offsetParam(values)
+			if modifier != "" || !ok {
+				bad(full, fhir.CodeValue, offsetProblem, maxOffset)
 				break
 			}
 			q.Offset = n

@@ -110,33 +110,8 @@ func (s *Server) createAuditEvent(c *gin.Context) {
 // valid R4 (every problem named), indexed within limits, sealed. id is
 // the id it is filed under.
 func (s *Server) filedFrom(c *gin.Context, body []byte, id string, now time.Time) (store.FiledAuditEvent, []byte, bool) {
-	var head struct {
-		ResourceType string `json:"resourceType"`
-	}
-	if err := json.Unmarshal(body, &head); err != nil {
-		s.fail(c, http.StatusBadRequest, problem{Code: "structure", Details: "the body is not a JSON object"})
-		return store.FiledAuditEvent{}, nil, false
-	}
-	if head.ResourceType != "AuditEvent" {
-		s.fail(c, http.StatusBadRequest, problem{Expression: "resourceType", Code: fhir.CodeInvalid, Details: "the body must be an AuditEvent"})
-		return store.FiledAuditEvent{}, nil, false
-	}
-	body, err := withoutVersionMeta(body)
-	if err != nil {
-		s.fail(c, http.StatusBadRequest, problem{Code: "structure", Details: err.Error()})
-		return store.FiledAuditEvent{}, nil, false
-	}
-	stored, err := withMeta(body, id, 1, now)
-	if err != nil {
-		s.fail(c, http.StatusBadRequest, problem{Code: "structure", Details: err.Error()})
-		return store.FiledAuditEvent{}, nil, false
-	}
-	if err := s.cfg.Validator.Validate(stored); err != nil {
-		if errors.Is(err, fhir.ErrTooLarge) {
-			s.fail(c, http.StatusRequestEntityTooLarge, problem{Code: "too-costly", Details: err.Error()})
-		} else {
-			s.fail(c, http.StatusUnprocessableEntity, validationProblems(err)...)
-		}
+	stored, ok := s.validBody(c, body, "AuditEvent", id, 1, now)
+	if !ok {
 		return store.FiledAuditEvent{}, nil, false
 	}
 	row, err := index.AuditEvent(stored)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -185,19 +184,16 @@ func parseResourceSearch(typ string, params url.Values, lenient bool, base strin
 				s.Query.Dates = append(s.Query.Dates, m)
 			}
 		case name == "_count" && modifier == "":
-			n, err := strconv.Atoi(last(values))
-			if err != nil || n < 0 {
-				bad(full, fhir.CodeValue, "_count must be a whole number from 0 to %d", maxCount)
+			n, ok := countParam(values)
+			if !ok {
+				bad(full, fhir.CodeValue, countProblem, maxCount)
 				break
 			}
-			s.Count = min(n, maxCount)
-			if n == 0 {
-				s.CountOnly = true
-			}
+			s.Count, s.CountOnly = n, s.CountOnly || n == 0
 		case name == "_offset" && modifier == "":
-			n, err := strconv.Atoi(last(values))
-			if err != nil || n < 0 || n > maxOffset {
-				bad(full, fhir.CodeValue, "_offset must be a whole number from 0 to %d", maxOffset)
+			n, ok := offsetParam(values)
+			if !ok {
+				bad(full, fhir.CodeValue, offsetProblem, maxOffset)
 				break
 			}
 			s.Query.Offset = n

@@ -114,6 +114,26 @@ func searchNames(params url.Values) (names []string, probs []problem) {
 	return names, probs
 }
 
+// The paging parameters every search takes, and what a bad value is told.
+const (
+	countProblem  = "_count must be a whole number from 0 to %d"
+	offsetProblem = "_offset must be a whole number from 0 to %d"
+)
+
+// countParam reads _count: a whole number of 0 or more, cut to maxCount
+// (0 asks for the count only); false when it is not one.
+func countParam(values []string) (int, bool) {
+	n, err := strconv.Atoi(last(values))
+	return min(n, maxCount), err == nil && n >= 0
+}
+
+// offsetParam reads _offset: a whole number from 0 to maxOffset; false
+// when it is not one.
+func offsetParam(values []string) (int, bool) {
+	n, err := strconv.Atoi(last(values))
+	return n, err == nil && n >= 0 && n <= maxOffset
+}
+
 // parseCommunicationSearch reads the parameters of a Communication search.
 // base is the FHIR base URL, so that absolute references to this server
 // are understood. Every problem is returned, not only the first; with
@@ -218,19 +238,16 @@ func parseCommunicationSearch(params url.Values, lenient bool, base string) (com
 				}
 			}
 		case name == "_count" && modifier == "":
-			n, err := strconv.Atoi(last(values))
-			if err != nil || n < 0 {
-				bad(full, fhir.CodeValue, "_count must be a whole number from 0 to %d", maxCount)
+			n, ok := countParam(values)
+			if !ok {
+				bad(full, fhir.CodeValue, countProblem, maxCount)
 				break
 			}
-			s.Count = min(n, maxCount)
-			if n == 0 {
-				s.CountOnly = true
-			}
+			s.Count, s.CountOnly = n, s.CountOnly || n == 0
 		case name == "_offset" && modifier == "":
-			n, err := strconv.Atoi(last(values))
-			if err != nil || n < 0 || n > maxOffset {
-				bad(full, fhir.CodeValue, "_offset must be a whole number from 0 to %d", maxOffset)
+			n, ok := offsetParam(values)
+			if !ok {
+				bad(full, fhir.CodeValue, offsetProblem, maxOffset)
 				break
 			}
 			s.Query.Offset = n

@@ -463,16 +463,16 @@ func parseSubscriptionSearch(params url.Values, lenient bool) (subscriptionSearc
 			}
 			sr.URL = values[0]
 		case "_count":
-			n, err := strconv.Atoi(last(values))
-			if modifier != "" || err != nil || n < 0 {
-				bad(full, fhir.CodeValue, "_count must be a whole number from 0 to %d", maxCount)
+			n, ok := countParam(values)
+			if modifier != "" || !ok {
+				bad(full, fhir.CodeValue, countProblem, maxCount)
 				break
 			}
-			sr.Count, sr.CountOnly = min(n, maxCount), n == 0
+			sr.Count, sr.CountOnly = n, n == 0
 		case "_offset":
-			n, err := strconv.Atoi(last(values))
-			if modifier != "" || err != nil || n < 0 || n > maxOffset {
-				bad(full, fhir.CodeValue, "_offset must be a whole number from 0 to %d", maxOffset)
+			n, ok := offsetParam(values)
+			if modifier != "" || !ok {
+				bad(full, fhir.CodeValue, offsetProblem, maxOffset)
 				break
 			}
 			sr.Offset = n

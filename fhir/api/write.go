@@ -119,34 +119,8 @@ func validationProblems(err error) []problem {
 // stored row: valid R4 (every problem named), of the right type, indexed
 // within limits, sealed. id is the id it is stored under.
 func (s *Server) communicationFrom(c *gin.Context, body []byte, id string, version int, now time.Time) (store.CommunicationRow, []byte, bool) {
-	var head struct {
-		ResourceType string  `json:"resourceType"`
-		ID           *string `json:"id"`
-	}
-	if err := json.Unmarshal(body, &head); err != nil {
-		s.fail(c, http.StatusBadRequest, problem{Code: "structure", Details: "the body is not a JSON object"})
-		return store.CommunicationRow{}, nil, false
-	}
-	if head.ResourceType != "Communication" {
-		s.fail(c, http.StatusBadRequest, problem{Expression: "resourceType", Code: fhir.CodeInvalid, Details: "the body must be a Communication"})
-		return store.CommunicationRow{}, nil, false
-	}
-	body, err := withoutVersionMeta(body)
-	if err != nil {
-		s.fail(c, http.StatusBadRequest, problem{Code: "structure", Details: err.Error()})
-		return store.CommunicationRow{}, nil, false
-	}
-	stored, err := withMeta(body, id, version, now)
-	if err != nil {
-		s.fail(c, http.StatusBadRequest, problem{Code: "structure", Details: err.Error()})
-		return store.CommunicationRow{}, nil, false
-	}
-	if err := s.cfg.Validator.Validate(stored); err != nil {
-		if errors.Is(err, fhir.ErrTooLarge) {
-			s.fail(c, http.StatusRequestEntityTooLarge, problem{Code: "too-costly", Details: err.Error()})
-		} else {
-			s.fail(c, http.StatusUnprocessableEntity, validationProblems(err)...)
-		}
+	stored, ok := s.validBody(c, body, "Communication", id, version, now)
+	if !ok {
 		return store.CommunicationRow{}, nil, false
 	}
 	var comm fhir.Communication
@@ -165,6 +139,47 @@ func (s *Server) communicationFrom(c *gin.Context, body []byte, id string, versi
 		return store.CommunicationRow{}, nil, false
 	}
 	return row, stored, true
+}
+
+// validBody checks a resource a client sent as typ and makes the form it
+// is stored in: of that type, with the id and version meta the server
+// gives it, valid R4 (every problem named). When not ok, the request has
+// been answered.
+func (s *Server) validBody(c *gin.Context, body []byte, typ, id string, version int, now time.Time) ([]byte, bool) {
+	var head struct {
+		ResourceType string `json:"resourceType"`
+	}
+	if err := json.Unmarshal(body, &head); err != nil {
+		s.fail(c, http.StatusBadRequest, problem{Code: "structure", Details: "the body is not a JSON object"})
+		return nil, false
+	}
+	if head.ResourceType != typ {
+		article := "a "
+		if strings.ContainsRune("AEIOU", rune(typ[0])) {
+			article = "an "
+		}
+		s.fail(c, http.StatusBadRequest, problem{Expression: "resourceType", Code: fhir.CodeInvalid, Details: "the body must be " + article + typ})
+		return nil, false
+	}
+	body, err := withoutVersionMeta(body)
+	if err != nil {
+		s.fail(c, http.StatusBadRequest, problem{Code: "structure", Details: err.Error()})
+		return nil, false
+	}
+	stored, err := withMeta(body, id, version, now)
+	if err != nil {
+		s.fail(c, http.StatusBadRequest, problem{Code: "structure", Details: err.Error()})
+		return nil, false
+	}
+	if err := s.cfg.Validator.Validate(stored); err != nil {
+		if errors.Is(err, fhir.ErrTooLarge) {
+			s.fail(c, http.StatusRequestEntityTooLarge, problem{Code: "too-costly", Details: err.Error()})
+		} else {
+			s.fail(c, http.StatusUnprocessableEntity, validationProblems(err)...)
+		}
+		return nil, false
+	}
+	return stored, true
 }
 
 // writeFlags say what else a write's audit entries must tell.
