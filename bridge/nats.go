@@ -74,6 +74,9 @@ const (
 	// AckWait runs from delivery, so a small buffer keeps waiting messages
 	// from timing out and spreads work evenly across a group.
 	natsPullBatch = 10
+	// natsFetchWait bounds one pull request: an idle subscription asks
+	// again this often, and a request the server lost costs at most this.
+	natsFetchWait = 5 * time.Second
 	// natsCloseGrace is how long a closing subscription still waits for the
 	// handler to ack or nack the message it holds. After that the message is
 	// left to redelivery after AckWait.
@@ -392,14 +395,10 @@ func (s *natsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 	if err != nil {
 		return nil, fmt.Errorf("subscribing to %s: consumer %s: %w", topic, s.group, err)
 	}
-	iter, err := consumer.Messages(jetstream.PullMaxMessages(natsPullBatch))
-	if err != nil {
-		return nil, fmt.Errorf("subscribing to %s: consuming %s: %w", topic, s.group, err)
-	}
-
 	out := make(chan *message.Message)
 	stop := make(chan struct{})
 	done := make(chan struct{})
+	pulls, stopPulling := context.WithCancel(context.Background())
 	s.wg.Add(2)
 	go func() {
 		// Stop pulling when asked; the consume loop then hands back
@@ -411,35 +410,48 @@ func (s *natsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 		case <-done:
 		}
 		close(stop)
-		iter.Drain()
+		stopPulling()
 	}()
 	go func() {
 		defer s.wg.Done()
 		defer close(done)
 		defer close(out)
-		s.consume(ctx, topic, iter, out, stop)
+		s.consume(ctx, pulls, topic, consumer, out, stop)
 	}()
 	return out, nil
 }
 
 // consume is the only sender on out, so out is closed only after the last
-// send.
-func (s *natsSubscriber) consume(ctx context.Context, topic string, iter jetstream.MessagesContext, out chan<- *message.Message, stop <-chan struct{}) {
+// send. It pulls one batch at a time, each a request of its own that ends
+// when the batch is full or natsFetchWait has passed, and handles the batch
+// before asking for the next. nats.go's continuous Messages iterator is not
+// used: it skips a refill while its previous pull request is still being
+// sent and does not try again until a message arrives, so under CPU pressure
+// a consumer with work waiting stalled until the missing-heartbeat timeout
+// (30 s), or for good on older nats.go versions.
+func (s *natsSubscriber) consume(ctx, pulls context.Context, topic string, consumer jetstream.Consumer, out chan<- *message.Message, stop <-chan struct{}) {
 	logFields := watermill.LogFields{"topic": topic}
-	for {
-		jm, err := iter.Next()
-		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			return
-		}
-		if err != nil {
-			s.logger.Error("consuming", err, logFields)
-			select {
-			case <-stop:
-			case <-time.After(natsErrorBackoff):
+	for pulls.Err() == nil {
+		fetchCtx, cancel := context.WithTimeout(pulls, natsFetchWait)
+		batch, err := consumer.Fetch(natsPullBatch, jetstream.FetchContext(fetchCtx))
+		if err == nil {
+			for jm := range batch.Messages() {
+				s.handle(ctx, jm, out, stop, logFields)
 			}
+			err = batch.Error()
+		}
+		cancel()
+		if err == nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 			continue
 		}
-		s.handle(ctx, jm, out, stop, logFields)
+		if pulls.Err() != nil {
+			return
+		}
+		s.logger.Error("consuming", err, logFields)
+		select {
+		case <-stop:
+		case <-time.After(natsErrorBackoff):
+		}
 	}
 }
 
