@@ -224,3 +224,40 @@ func TestCheckpointPinsAQuietTail(t *testing.T) {
 		t.Fatalf("verify = %v, want the tail from record 16 reported as cut off", err)
 	}
 }
+
+// TestAppendEntriesSkipsStored: a redelivered batch that mixes entries
+// appended before with new ones appends only the new ones, keeps the chain
+// whole, and goes on appending afterwards on the same log.
+func TestAppendEntriesSkipsStored(t *testing.T) {
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			b := open(t)
+			kr := keyRing(t)
+			log := newLog(t, b.st, kr)
+			ctx := context.Background()
+			entry := func(id string) audit.Entry {
+				return audit.Entry{ID: id, At: start, Actor: audit.Actor{Kind: audit.ActorPeer, ID: "ENGINE-A"},
+					Action: "message.accepted", Correlation: "corr-" + id}
+			}
+			if n, err := log.AppendEntries(ctx, []audit.Entry{entry("a"), entry("b")}); err != nil || n != 2 {
+				t.Fatalf("first append = %d, %v; want 2", n, err)
+			}
+			if n, err := log.AppendEntries(ctx, []audit.Entry{entry("a"), entry("c"), entry("b"), entry("d")}); err != nil || n != 2 {
+				t.Fatalf("redelivered batch = %d, %v; want the 2 new entries", n, err)
+			}
+			if n, err := log.AppendEntries(ctx, []audit.Entry{entry("d")}); err != nil || n != 0 {
+				t.Fatalf("a stored entry alone = %d, %v; want 0", n, err)
+			}
+			if n, err := log.AppendEntries(ctx, []audit.Entry{entry("e")}); err != nil || n != 1 {
+				t.Fatalf("a new entry after = %d, %v; want 1", n, err)
+			}
+			head, err := b.st.AuditHead(ctx, "node-a")
+			if err != nil || head.Seq != 5 {
+				t.Fatalf("head = %d, %v; want 5", head.Seq, err)
+			}
+			if rep, err := audit.Verify(ctx, b.st, kr.SigningPublicKey); err != nil || rep.Records != 5 {
+				t.Fatalf("verify = %+v, %v", rep, err)
+			}
+		})
+	}
+}

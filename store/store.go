@@ -11,6 +11,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -146,6 +147,10 @@ type Inbound interface {
 // such as an audit record whose chain and sequence number exist.
 var ErrConflict = errors.New("conflict")
 
+// ErrEntryStored is the ErrConflict of an audit record whose entry id is
+// stored already: the entry was appended before (a redelivery).
+var ErrEntryStored = fmt.Errorf("%w: audit entry stored already", ErrConflict)
+
 // AuditRecord is one audit record as stored: package audit builds, links
 // and verifies them; the store keeps them as given. PHI-free by contract.
 type AuditRecord struct {
@@ -179,8 +184,9 @@ type AuditCheckpoint struct {
 // Audit is the append-only audit trail.
 type Audit interface {
 	// AppendAudit stores records and checkpoints in one transaction. A
-	// record whose chain and sequence number, or whose entry id, exist
-	// already fails the whole call with ErrConflict.
+	// record whose chain and sequence number exist already fails the whole
+	// call with ErrConflict; one whose entry id exists, with ErrEntryStored
+	// (an ErrConflict too).
 	AppendAudit(ctx context.Context, records []AuditRecord, checkpoints []AuditCheckpoint) error
 	// AuditHead returns the last record of chain, or ErrNotFound.
 	AuditHead(ctx context.Context, chain string) (AuditRecord, error)

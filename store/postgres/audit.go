@@ -44,6 +44,9 @@ func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord, ch
 		return tx.SendBatch(ctx, b).Close()
 	})
 	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "audit_entry" {
+		return fmt.Errorf("appending audit records: %w: %v", store.ErrEntryStored, err)
+	}
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
 		return fmt.Errorf("appending audit records: %w: %v", store.ErrConflict, err)
 	}

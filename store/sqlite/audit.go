@@ -67,8 +67,12 @@ func (s *Store) appendAudit(ctx context.Context, records []store.AuditRecord, ch
 	return tx.Commit()
 }
 
-// uniqueConflict turns a primary key violation into store.ErrConflict.
+// uniqueConflict turns a primary key violation into store.ErrConflict, and
+// an entry id's into store.ErrEntryStored.
 func uniqueConflict(err error) error {
+	if strings.Contains(err.Error(), "UNIQUE constraint failed: audit.entry_id") {
+		return fmt.Errorf("%w: %v", store.ErrEntryStored, err)
+	}
 	if strings.Contains(err.Error(), "UNIQUE constraint failed") {
 		return fmt.Errorf("%w: %v", store.ErrConflict, err)
 	}

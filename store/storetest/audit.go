@@ -105,8 +105,15 @@ func testAuditEntryOnce(t *testing.T, st store.Store) {
 	}
 	other := auditRecord("y", 1)
 	other.EntryID = "entry-1"
-	if err := st.AppendAudit(ctx, []store.AuditRecord{other}, nil); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("the same entry on another chain: %v, want ErrConflict", err)
+	if err := st.AppendAudit(ctx, []store.AuditRecord{other}, nil); !errors.Is(err, store.ErrEntryStored) || !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("the same entry on another chain: %v, want ErrEntryStored, an ErrConflict", err)
+	}
+	// A taken position is not mistaken for a stored entry: the audit log
+	// reloads its chain on one, and looks entries up on the other.
+	taken := auditRecord("x", 1)
+	taken.EntryID = "entry-2"
+	if err := st.AppendAudit(ctx, []store.AuditRecord{taken}, nil); !errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrEntryStored) {
+		t.Fatalf("a new entry at a taken position: %v, want ErrConflict and not ErrEntryStored", err)
 	}
 	if ok, _ := st.AuditEntryStored(ctx, ""); ok {
 		t.Error("the empty entry id counts as stored")
