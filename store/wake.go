@@ -1,47 +1,62 @@
 package store
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
 )
 
 // Waker lets the queue's subscribers in this process know that a
-// transaction committed, so that they read the new events at once instead
-// of at their next poll. Both backends wake it after every write; the
-// poll remains for what other processes commit.
+// transaction committed events on their topic, so that they read them at
+// once instead of at their next poll. Both backends wake the topics a
+// commit published on; the poll remains for what other processes commit.
+// Only those topics' subscribers look again: a commit on one topic does
+// not send every other stage to the database for nothing.
 type Waker struct {
 	mu sync.Mutex
-	ch chan struct{}
+	ch map[string]chan struct{} // topic → closed on its next wake
 }
 
-// Wake tells every waiting subscriber to look again.
-func (w *Waker) Wake() {
+// Wake tells the subscribers waiting on topics to look again.
+func (w *Waker) Wake(topics ...string) {
+	if len(topics) == 0 {
+		return
+	}
 	w.mu.Lock()
-	if w.ch != nil {
-		close(w.ch)
-		w.ch = nil
+	for _, t := range topics {
+		if ch, ok := w.ch[t]; ok {
+			close(ch)
+			delete(w.ch, t)
+		}
 	}
 	w.mu.Unlock()
 }
 
-func (w *Waker) wait() <-chan struct{} {
+func (w *Waker) wait(topic string) <-chan struct{} {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.ch == nil {
-		w.ch = make(chan struct{})
+	ch, ok := w.ch[topic]
+	if !ok {
+		if w.ch == nil {
+			w.ch = make(map[string]chan struct{})
+		}
+		ch = make(chan struct{})
+		w.ch[topic] = ch
 	}
-	return w.ch
+	return ch
 }
 
-// Backoff returns watermill-sql's BackoffManager for a subscriber: after a
-// read that found nothing it waits until Wake or poll, whichever is first;
-// after an error, retry (a deadlock is retried at once, as watermill-sql's
-// default does).
-func (w *Waker) Backoff(poll, retry time.Duration) *WakeBackoff {
-	return &WakeBackoff{w: w, poll: poll, retry: retry}
+// Backoff returns watermill-sql's BackoffManager for a subscriber of
+// topic: after a read that found nothing it waits until the topic's Wake
+// or poll, whichever is first; after an error, retry (a deadlock is
+// retried at once, as watermill-sql's default does).
+func (w *Waker) Backoff(topic string, poll, retry time.Duration) *WakeBackoff {
+	return &WakeBackoff{w: w, topic: topic, poll: poll, retry: retry}
 }
 
 // SettlingBackoff is Backoff for a queue whose rows become visible a
@@ -49,15 +64,17 @@ func (w *Waker) Backoff(poll, retry time.Duration) *WakeBackoff {
 // every older transaction has ended. After a wake that found nothing, the
 // subscriber looks again after settle, then twice that, and so on up to
 // poll, instead of waiting a whole poll.
-func (w *Waker) SettlingBackoff(poll, retry, settle time.Duration) *WakeBackoff {
-	return &WakeBackoff{w: w, poll: poll, retry: retry, settle: settle}
+func (w *Waker) SettlingBackoff(topic string, poll, retry, settle time.Duration) *WakeBackoff {
+	return &WakeBackoff{w: w, topic: topic, poll: poll, retry: retry, settle: settle}
 }
 
 // WakeBackoff is a subscriber's BackoffManager; see Waker.Backoff.
 type WakeBackoff struct {
 	w           *Waker
+	topic       string
 	poll, retry time.Duration
 	settle      time.Duration // 0: none
+	closing     <-chan struct{}
 
 	mu   sync.Mutex
 	next time.Duration // the next look after a wake; 0: wait for a wake
@@ -90,15 +107,101 @@ func (b *WakeBackoff) HandleError(logger watermill.LoggerAdapter, noMsg bool, er
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
-	case <-b.w.wait():
+	case <-b.w.wait(b.topic):
 		b.setNext(b.settle)
 	case <-t.C:
+	case <-b.closing:
 	}
 	return 0
+}
+
+// Until ends every wait once closing is closed, so that a subscriber
+// being closed is not held for the rest of its poll interval.
+func (b *WakeBackoff) Until(closing <-chan struct{}) *WakeBackoff {
+	b.closing = closing
+	return b
 }
 
 func (b *WakeBackoff) setNext(d time.Duration) {
 	b.mu.Lock()
 	b.next = d
 	b.mu.Unlock()
+}
+
+// TopicRecorder notes the topics a transaction publishes on, for the wake
+// after its commit.
+type TopicRecorder interface {
+	PublishedOn(topic string)
+}
+
+// RecordingPublisher is a transaction's publisher that tells rec each
+// topic it publishes on.
+type RecordingPublisher struct {
+	message.Publisher
+	Rec TopicRecorder
+}
+
+// Publish publishes and notes the topic.
+func (p RecordingPublisher) Publish(topic string, msgs ...*message.Message) error {
+	if err := p.Publisher.Publish(topic, msgs...); err != nil {
+		return err
+	}
+	if p.Rec != nil && len(msgs) > 0 {
+		p.Rec.PublishedOn(topic)
+	}
+	return nil
+}
+
+// PerTopic is a message.Subscriber that gives each Subscribe a subscriber
+// of its own, made by newSub for that topic (so that its backoff waits on
+// that topic's wake), and closes them all on Close. closing is closed as
+// Close begins (for WakeBackoff.Until).
+type PerTopic struct {
+	newSub  func(topic string, closing <-chan struct{}) (message.Subscriber, error)
+	closing chan struct{}
+
+	mu     sync.Mutex
+	closed bool
+	subs   []message.Subscriber
+}
+
+// NewPerTopic returns a PerTopic subscriber.
+func NewPerTopic(newSub func(topic string, closing <-chan struct{}) (message.Subscriber, error)) *PerTopic {
+	return &PerTopic{newSub: newSub, closing: make(chan struct{})}
+}
+
+// Subscribe subscribes a new subscriber for topic.
+func (p *PerTopic) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, errors.New("subscriber closed")
+	}
+	sub, err := p.newSub(topic, p.closing)
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := sub.Subscribe(ctx, topic)
+	if err != nil {
+		sub.Close()
+		return nil, err
+	}
+	p.subs = append(p.subs, sub)
+	return msgs, nil
+}
+
+// Close closes every subscriber made.
+func (p *PerTopic) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	close(p.closing)
+	var errs []error
+	for _, s := range p.subs {
+		errs = append(errs, s.Close())
+	}
+	return errors.Join(errs...)
 }

@@ -10,7 +10,7 @@ import (
 
 func TestWakeBackoff(t *testing.T) {
 	var w Waker
-	b := w.Backoff(time.Hour, 3*time.Second)
+	b := w.Backoff("hl7.received", time.Hour, 3*time.Second)
 	log := watermill.NopLogger{}
 	if d := b.HandleError(log, false, nil); d != 0 {
 		t.Errorf("after a read that found messages: wait %v, want 0", d)
@@ -32,7 +32,7 @@ func TestWakeBackoff(t *testing.T) {
 			}
 			return
 		case <-time.After(5 * time.Millisecond):
-			w.Wake()
+			w.Wake("hl7.received")
 		case <-time.After(5 * time.Second):
 			t.Fatal("Wake did not end the wait")
 		}
@@ -42,7 +42,7 @@ func TestWakeBackoff(t *testing.T) {
 func TestWakeBackoffPolls(t *testing.T) {
 	var w Waker
 	start := time.Now()
-	if d := w.Backoff(20*time.Millisecond, time.Second).HandleError(watermill.NopLogger{}, true, nil); d != 0 {
+	if d := w.Backoff("hl7.received", 20*time.Millisecond, time.Second).HandleError(watermill.NopLogger{}, true, nil); d != 0 {
 		t.Errorf("wait %v more, want 0", d)
 	}
 	if e := time.Since(start); e < 20*time.Millisecond || e > 2*time.Second {
@@ -55,7 +55,7 @@ func TestWakeBackoffPolls(t *testing.T) {
 // read that finds messages ends the sequence.
 func TestSettlingBackoff(t *testing.T) {
 	var w Waker
-	b := w.SettlingBackoff(time.Hour, time.Second, time.Millisecond)
+	b := w.SettlingBackoff("audit.recorded", time.Hour, time.Second, time.Millisecond)
 	log := watermill.NopLogger{}
 	done := make(chan struct{})
 	go func() { b.HandleError(log, true, nil); close(done) }()
@@ -64,7 +64,7 @@ func TestSettlingBackoff(t *testing.T) {
 		case <-done:
 			woke = true
 		case <-time.After(5 * time.Millisecond):
-			w.Wake()
+			w.Wake("audit.recorded")
 		}
 	}
 	for i := range 2 {
@@ -82,6 +82,41 @@ func TestSettlingBackoff(t *testing.T) {
 		t.Fatal("after a read that found messages, an empty one did not wait for a wake or the poll")
 	case <-time.After(50 * time.Millisecond):
 	}
-	w.Wake()
+	w.Wake("audit.recorded")
 	<-returned
+}
+
+// TestWakeIsPerTopic: a commit on one topic wakes that topic's subscribers
+// only; the others keep waiting for their own, or their poll.
+func TestWakeIsPerTopic(t *testing.T) {
+	var w Waker
+	log := watermill.NopLogger{}
+	audit := make(chan struct{})
+	go func() { w.Backoff("audit.recorded", time.Hour, time.Second).HandleError(log, true, nil); close(audit) }()
+	hl7 := make(chan struct{})
+	go func() { w.Backoff("hl7.received", time.Hour, time.Second).HandleError(log, true, nil); close(hl7) }()
+	deadline := time.After(5 * time.Second)
+	for woke := false; !woke; {
+		select {
+		case <-audit:
+			woke = true
+		case <-hl7:
+			t.Fatal("a wake of audit.recorded woke the hl7.received subscriber")
+		case <-time.After(5 * time.Millisecond):
+			w.Wake("audit.recorded", "communication.created")
+		case <-deadline:
+			t.Fatal("Wake did not end the audit.recorded wait")
+		}
+	}
+	select {
+	case <-hl7:
+		t.Fatal("a wake of audit.recorded woke the hl7.received subscriber")
+	case <-time.After(50 * time.Millisecond):
+	}
+	w.Wake("hl7.received")
+	select {
+	case <-hl7:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wake did not end the hl7.received wait")
+	}
 }

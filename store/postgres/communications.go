@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -89,7 +88,7 @@ func (s *Store) publishIn(tx pgx.Tx, events []store.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+	pub, err := s.txPublisher(tx)
 	if err != nil {
 		return fmt.Errorf("creating publisher: %w", err)
 	}

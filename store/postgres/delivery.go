@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/carebridge/carebridge/store"
@@ -62,7 +61,7 @@ func (s *Store) SetDeliveries(ctx context.Context, updates []store.DeliveryUpdat
 		if len(events) == 0 {
 			return nil
 		}
-		pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+		pub, err := s.txPublisher(tx)
 		if err != nil {
 			return fmt.Errorf("creating publisher: %w", err)
 		}
@@ -184,7 +183,7 @@ func (s *Store) PublishEvents(ctx context.Context, events []store.Event) error {
 		return nil
 	}
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+		pub, err := s.txPublisher(tx)
 		if err != nil {
 			return fmt.Errorf("creating publisher: %w", err)
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/carebridge/carebridge/store"
@@ -55,7 +54,7 @@ func (s *Store) AdvanceEscalation(ctx context.Context, communicationID string, s
 		if len(events) == 0 {
 			return nil
 		}
-		pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+		pub, err := s.txPublisher(tx)
 		if err != nil {
 			return fmt.Errorf("creating publisher: %w", err)
 		}

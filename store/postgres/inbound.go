@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/carebridge/carebridge/store"
@@ -103,7 +102,7 @@ func (s *Store) acceptInbound(ctx context.Context, tx pgx.Tx, batch []store.Acce
 		}
 	}
 	if events.Len() > 0 {
-		pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+		pub, err := s.txPublisher(tx)
 		if err != nil {
 			return nil, fmt.Errorf("creating publisher: %w", err)
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/carebridge/carebridge/store"
@@ -54,7 +53,7 @@ func (s *Store) StoreMapped(ctx context.Context, m store.Mapped) (bool, error) {
 		var events store.EventsByTopic
 		events.Add(m.Events)
 		if events.Len() > 0 {
-			pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+			pub, err := s.txPublisher(tx)
 			if err != nil {
 				return fmt.Errorf("creating publisher: %w", err)
 			}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 
@@ -64,7 +63,7 @@ func (s *Store) ReplayPoison(ctx context.Context, id, handler string) error {
 		for k, v := range md {
 			msg.Metadata.Set(k, v)
 		}
-		pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+		pub, err := s.txPublisher(tx)
 		if err != nil {
 			return fmt.Errorf("creating publisher: %w", err)
 		}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -44,6 +45,10 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxConns is the size of the connection pool; 0 means 16.
 	MaxConns int32
+	// QueuePoll is how often an idle subscriber looks for what other
+	// processes committed; this process's commits wake it at once. 0
+	// means 20 ms.
+	QueuePoll time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -52,6 +57,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxConns <= 0 {
 		c.MaxConns = 16
+	}
+	if c.QueuePoll <= 0 {
+		c.QueuePoll = 20 * time.Millisecond
 	}
 }
 
@@ -74,13 +82,45 @@ type Store struct {
 }
 
 // inTx runs fn in a transaction that publishes events and, once it has
-// committed, wakes the subscribers waiting for them.
+// committed, wakes the subscribers of the topics it published on (see
+// txPublisher).
 func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	if err := pgx.BeginFunc(ctx, s.pool, fn); err != nil {
+	var wt *wakeTx
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		wt = &wakeTx{Tx: tx}
+		return fn(wt)
+	})
+	if err != nil {
 		return err
 	}
-	s.wake.Wake()
+	s.wake.Wake(wt.topics...)
 	return nil
+}
+
+// wakeTx is inTx's transaction: it keeps the topics published in it.
+type wakeTx struct {
+	pgx.Tx
+	topics []string
+}
+
+func (t *wakeTx) PublishedOn(topic string) {
+	if !slices.Contains(t.topics, topic) {
+		t.topics = append(t.topics, topic)
+	}
+}
+
+// txPublisher publishes in tx; in inTx's transaction, the commit wakes the
+// topics it published on.
+func (s *Store) txPublisher(tx pgx.Tx) (message.Publisher, error) {
+	pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+	if err != nil {
+		return nil, err
+	}
+	rec, _ := tx.(*wakeTx)
+	if rec == nil {
+		return pub, nil
+	}
+	return store.RecordingPublisher{Publisher: pub, Rec: rec}, nil
 }
 
 var _ store.Store = (*Store)(nil)
@@ -305,16 +345,18 @@ func (s *Store) createTopics(ctx context.Context) error {
 // Subscriber returns a watermill-sql subscriber on the store's queue tables
 // for consumerGroup, exactly-once within the group.
 func (s *Store) Subscriber(consumerGroup string) (message.Subscriber, error) {
-	sub, err := wsql.NewSubscriber(wsql.BeginnerFromPgx(s.pool), wsql.SubscriberConfig{
-		ConsumerGroup:    consumerGroup,
-		ResendInterval:   50 * time.Millisecond,
-		BackoffManager:   s.wake.SettlingBackoff(20*time.Millisecond, 200*time.Millisecond, time.Millisecond), // 20 ms: what other instances commit
-		SchemaAdapter:    s.schema,
-		OffsetsAdapter:   s.offsets,
-		InitializeSchema: false,
-	}, s.wlog)
-	if err != nil {
-		return nil, fmt.Errorf("creating subscriber: %w", err)
-	}
-	return sub, nil
+	return store.NewPerTopic(func(topic string, closing <-chan struct{}) (message.Subscriber, error) {
+		sub, err := wsql.NewSubscriber(wsql.BeginnerFromPgx(s.pool), wsql.SubscriberConfig{
+			ConsumerGroup:    consumerGroup,
+			ResendInterval:   50 * time.Millisecond,
+			BackoffManager:   s.wake.SettlingBackoff(topic, s.cfg.QueuePoll, 200*time.Millisecond, time.Millisecond).Until(closing),
+			SchemaAdapter:    s.schema,
+			OffsetsAdapter:   s.offsets,
+			InitializeSchema: false,
+		}, s.wlog)
+		if err != nil {
+			return nil, fmt.Errorf("creating subscriber: %w", err)
+		}
+		return sub, nil
+	}), nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/carebridge/carebridge/store"
 	"github.com/carebridge/carebridge/store/postgres"
@@ -46,4 +47,15 @@ func BenchmarkAcceptInbound(b *testing.B) {
 	}
 	defer s.Close()
 	storetest.BenchmarkAcceptInbound(b, s)
+}
+
+// TestCommitWakes: with an hour between polls, only the wake of a commit's
+// own topics delivers its events in time.
+func TestCommitWakes(t *testing.T) {
+	s, err := postgres.Open(context.Background(), postgres.Config{URL: storetest.PostgresSchema(t), Topics: storetest.Topics(), QueuePoll: time.Hour})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	storetest.CommitWakes(t, s)
 }

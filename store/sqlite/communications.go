@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
-
 	"github.com/carebridge/carebridge/store"
 )
 
@@ -103,7 +101,7 @@ func (s *Store) publishIn(tx *sql.Tx, events []store.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	pub, err := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+	pub, err := s.txPublisher(tx)
 	if err != nil {
 		return fmt.Errorf("creating publisher: %w", err)
 	}

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
-
 	"github.com/carebridge/carebridge/store"
 )
 
@@ -78,7 +76,7 @@ func (s *Store) SetDeliveries(ctx context.Context, updates []store.DeliveryUpdat
 		}
 	}
 	if len(events) > 0 {
-		pub, perr := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+		pub, perr := s.txPublisher(tx)
 		if perr != nil {
 			err = fmt.Errorf("creating publisher: %w", perr)
 			return err
@@ -224,7 +222,7 @@ func (s *Store) PublishEvents(ctx context.Context, events []store.Event) (err er
 			_ = tx.Rollback()
 		}
 	}()
-	pub, err := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+	pub, err := s.txPublisher(tx)
 	if err != nil {
 		return fmt.Errorf("creating publisher: %w", err)
 	}

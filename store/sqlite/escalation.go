@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
-
 	"github.com/carebridge/carebridge/store"
 )
 
@@ -60,7 +58,7 @@ func (s *Store) AdvanceEscalation(ctx context.Context, communicationID string, s
 		return false, nil
 	}
 	if len(events) > 0 {
-		pub, perr := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+		pub, perr := s.txPublisher(tx)
 		if perr != nil {
 			err = fmt.Errorf("creating publisher: %w", perr)
 			return false, err

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
-
 	"github.com/carebridge/carebridge/store"
 )
 
@@ -92,7 +90,7 @@ func (s *Store) acceptInbound(ctx context.Context, batch []store.Accept) (_ []st
 	}
 
 	if events.Len() > 0 {
-		pub, err := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+		pub, err := s.txPublisher(tx)
 		if err != nil {
 			return nil, fmt.Errorf("creating publisher: %w", err)
 		}

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
-
 	"github.com/carebridge/carebridge/store"
 )
 
@@ -72,7 +70,7 @@ func (s *Store) storeMapped(ctx context.Context, m store.Mapped) (_ bool, err er
 	var events store.EventsByTopic
 	events.Add(m.Events)
 	if events.Len() > 0 {
-		pub, err := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+		pub, err := s.txPublisher(tx)
 		if err != nil {
 			return false, fmt.Errorf("creating publisher: %w", err)
 		}

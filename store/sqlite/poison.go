@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"time"
 
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/carebridge/carebridge/store"
@@ -102,7 +101,7 @@ func (s *Store) replayPoison(ctx context.Context, id, handler string) (err error
 	if err := json.Unmarshal([]byte(md), &msg.Metadata); err != nil {
 		return err
 	}
-	pub, err := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+	pub, err := s.txPublisher(tx)
 	if err != nil {
 		return fmt.Errorf("creating publisher: %w", err)
 	}

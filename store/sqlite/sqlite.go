@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -62,6 +63,10 @@ type Config struct {
 	ReadOnly bool
 	// ReadConns is the size of the read pool; 0 means max(4, GOMAXPROCS).
 	ReadConns int
+	// QueuePoll is how often an idle subscriber looks for what other
+	// processes (carebridge replay) committed; this process's commits wake
+	// it at once. 0 means 20 ms.
+	QueuePoll time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -70,6 +75,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReadConns <= 0 {
 		c.ReadConns = max(4, runtime.GOMAXPROCS(0))
+	}
+	if c.QueuePoll <= 0 {
+		c.QueuePoll = 20 * time.Millisecond
 	}
 }
 
@@ -110,16 +118,46 @@ type Store struct {
 	offsets OffsetsAdapter
 	groups  groupLocks
 	wake    store.Waker // this process's subscribers, told of each commit that publishes
+
+	// published holds the topics the open write transaction published on
+	// (txPublisher). There is one write connection, so one write
+	// transaction at a time: a rolled-back one's topics are only woken
+	// in vain by the next commit.
+	publishedMu sync.Mutex
+	published   []string
 }
 
 // commit commits a write transaction that published events and wakes the
-// subscribers waiting for them.
+// subscribers of the topics it published on.
 func (s *Store) commit(tx *sql.Tx) error {
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	s.wake.Wake()
+	s.publishedMu.Lock()
+	topics := s.published
+	s.published = nil
+	s.publishedMu.Unlock()
+	s.wake.Wake(topics...)
 	return nil
+}
+
+// PublishedOn notes a topic the open write transaction published on.
+func (s *Store) PublishedOn(topic string) {
+	s.publishedMu.Lock()
+	if !slices.Contains(s.published, topic) {
+		s.published = append(s.published, topic)
+	}
+	s.publishedMu.Unlock()
+}
+
+// txPublisher publishes in the write transaction tx; commit wakes the
+// topics it published on.
+func (s *Store) txPublisher(tx *sql.Tx) (message.Publisher, error) {
+	pub, err := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.wlog)
+	if err != nil {
+		return nil, err
+	}
+	return store.RecordingPublisher{Publisher: pub, Rec: s}, nil
 }
 
 var _ store.Store = (*Store)(nil)
@@ -533,18 +571,20 @@ func (s *Store) Subscriber(consumerGroup string) (message.Subscriber, error) {
 	if s.write == nil {
 		return nil, fmt.Errorf("creating subscriber: %w", ErrReadOnly)
 	}
-	sub, err := wsql.NewSubscriber(&subscriberDB{s: s, group: consumerGroup}, wsql.SubscriberConfig{
-		ConsumerGroup:    consumerGroup,
-		ResendInterval:   50 * time.Millisecond,
-		BackoffManager:   s.wake.Backoff(20*time.Millisecond, 200*time.Millisecond), // 20 ms: what other processes (carebridge replay) commit
-		SchemaAdapter:    s.schema,
-		OffsetsAdapter:   s.offsets,
-		InitializeSchema: false,
-	}, s.wlog)
-	if err != nil {
-		return nil, fmt.Errorf("creating subscriber: %w", err)
-	}
-	return sub, nil
+	return store.NewPerTopic(func(topic string, closing <-chan struct{}) (message.Subscriber, error) {
+		sub, err := wsql.NewSubscriber(&subscriberDB{s: s, group: consumerGroup}, wsql.SubscriberConfig{
+			ConsumerGroup:    consumerGroup,
+			ResendInterval:   50 * time.Millisecond,
+			BackoffManager:   s.wake.Backoff(topic, s.cfg.QueuePoll, 200*time.Millisecond).Until(closing),
+			SchemaAdapter:    s.schema,
+			OffsetsAdapter:   s.offsets,
+			InitializeSchema: false,
+		}, s.wlog)
+		if err != nil {
+			return nil, fmt.Errorf("creating subscriber: %w", err)
+		}
+		return sub, nil
+	}), nil
 }
 
 // groupLocks gives subscribers of one consumer group turns on a topic, the

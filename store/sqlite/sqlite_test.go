@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/carebridge/carebridge/store"
 	"github.com/carebridge/carebridge/store/sqlite"
@@ -46,4 +47,15 @@ func BenchmarkAcceptInbound(b *testing.B) {
 	}
 	defer s.Close()
 	storetest.BenchmarkAcceptInbound(b, s)
+}
+
+// TestCommitWakes: with an hour between polls, only the wake of a commit's
+// own topics delivers its events in time.
+func TestCommitWakes(t *testing.T) {
+	s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "carebridge.db"), Topics: storetest.Topics(), QueuePoll: time.Hour})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	storetest.CommitWakes(t, s)
 }

@@ -31,7 +31,7 @@ func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription, eve
 		err = s.publishIn(tx, events)
 	}
 	if err == nil {
-		err = tx.Commit()
+		err = s.commit(tx)
 	}
 	if err != nil {
 		return fmt.Errorf("storing subscription %s: %w", sub.ID, err)
@@ -108,7 +108,7 @@ func (s *Store) DeleteSubscription(ctx context.Context, id string, events ...sto
 	if err = s.publishIn(tx, events); err != nil {
 		return fmt.Errorf("deleting subscription %s: %w", id, err)
 	}
-	return tx.Commit()
+	return s.commit(tx)
 }
 
 // QueueNotices queues notices of a Communication. See store.Subscriptions.
@@ -150,7 +150,7 @@ func (s *Store) QueueNotices(ctx context.Context, communicationID string, subscr
 			return fmt.Errorf("queueing subscription notices: %w", err)
 		}
 	}
-	return tx.Commit()
+	return s.commit(tx)
 }
 
 const noticeColumns = `subscription_id, communication_id, event_no, state, attempts, first_at, next_at, last_error`
