@@ -41,5 +41,5 @@ data="$work/data"
 for _ in $(seq 100); do curl -sf http://127.0.0.1:28082/readyz >/dev/null && break; sleep 0.1; done
 for op in $OPS; do
 	"$work/api" load --op "$op" --fhir-url http://127.0.0.1:28082/fhir --client-id bench --key "$work/bench.pem" \
-		--conns "$CONNS" --duration "$DURATION" --rows "$ROWS"
+		--conns "$CONNS" --duration "$DURATION" --rows "$ROWS" --database-url "$db"
 done
