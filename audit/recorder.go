@@ -2,33 +2,32 @@ package audit
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill/message"
-
-	"github.com/carebridge/carebridge/store"
 )
 
-// EventPublisher publishes events in one transaction of their own
-// (store.Deliveries has it).
-type EventPublisher interface {
-	PublishEvents(ctx context.Context, events []store.Event) error
+// EntryAppender appends entries to an audit chain in one transaction,
+// skipping those stored already (*Log has it).
+type EntryAppender interface {
+	AppendEntries(ctx context.Context, entries []Entry) (int, error)
 }
 
-// Recorder hands audit entries to the audit stage: it publishes them on
-// the audit topic, as many as are waiting in one transaction (group
-// commit: while one batch commits, the next gathers), and Record returns
-// once its entries are committed. There is no goroutine while nothing
-// waits. It is safe for concurrent use.
+// Recorder appends audit entries to this process's chain as they come, as
+// many as are waiting in one transaction (group commit: while one batch
+// commits, the next gathers), and Record returns once its entries are
+// committed. There is no goroutine while nothing waits. It is safe for
+// concurrent use.
+//
+// It is how the server's own API audits: one transaction per batch. Work
+// that must commit its audit entries atomically with its own writes (the
+// pipeline stages) publishes them on the audit topic instead, for the
+// audit stage.
 type Recorder struct {
-	pub            EventPublisher
-	topic          string
-	correlationKey string
+	log EntryAppender
 
 	mu      sync.Mutex
 	pending []*recording
@@ -44,18 +43,17 @@ type recording struct {
 // maxRecorderBatch caps the entries of one transaction.
 const maxRecorderBatch = 4 * MaxBatch
 
-// NewRecorder returns a Recorder publishing on topic; correlationKey is the
-// metadata key that carries an entry's correlation id.
-func NewRecorder(pub EventPublisher, topic, correlationKey string) (*Recorder, error) {
-	if pub == nil || topic == "" {
-		return nil, errors.New("audit: a recorder needs a publisher and a topic")
+// NewRecorder returns a Recorder that appends to log.
+func NewRecorder(log EntryAppender) (*Recorder, error) {
+	if log == nil {
+		return nil, errors.New("audit: a recorder needs a log")
 	}
-	r := &Recorder{pub: pub, topic: topic, correlationKey: correlationKey}
+	r := &Recorder{log: log}
 	r.idle = sync.NewCond(&r.mu)
 	return r, nil
 }
 
-// Record publishes entries (each given a fresh id) and waits until they
+// Record appends entries (each given a fresh id) and waits until they
 // are committed, or ctx ends; an entry that is not committed is not lost
 // to its caller, who gets the error.
 func (r *Recorder) Record(ctx context.Context, entries ...Entry) error {
@@ -110,53 +108,35 @@ func (r *Recorder) flush() {
 			return
 		}
 		r.mu.Unlock()
-		err := r.publish(batch)
-		for _, rec := range batch {
-			rec.done <- err
-		}
+		r.append(batch)
 	}
 }
 
-func (r *Recorder) publish(batch []*recording) error {
-	var events []store.Event
-	var chunk []Entry
-	corr := ""
-	emit := func() error {
-		if len(chunk) == 0 {
-			return nil
-		}
-		b, err := json.Marshal(chunk)
-		if err != nil {
-			return fmt.Errorf("encoding audit entries: %w", err)
-		}
-		m := message.NewMessage(watermill.NewUUID(), b)
-		if r.correlationKey != "" && corr != "" {
-			m.Metadata.Set(r.correlationKey, corr)
-		}
-		events = append(events, store.Event{Topic: r.topic, Message: m})
-		chunk, corr = nil, ""
-		return nil
-	}
-	for _, rec := range batch {
-		for _, e := range rec.entries {
-			if len(chunk) == MaxBatch {
-				if err := emit(); err != nil {
-					return err
-				}
-			}
-			if corr == "" {
-				corr = e.Correlation
-			}
-			chunk = append(chunk, e)
-		}
-	}
-	if err := emit(); err != nil {
-		return err
-	}
+// append appends a batch in one transaction. A record that cannot be
+// linked (ErrInvalid: no retry makes it fit) fails only its own Record
+// call: the batch is then appended recording by recording.
+func (r *Recorder) append(batch []*recording) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := r.pub.PublishEvents(ctx, events); err != nil {
-		return fmt.Errorf("recording audit entries: %w", err)
+	var all []Entry
+	for _, rec := range batch {
+		all = append(all, rec.entries...)
 	}
-	return nil
+	_, err := r.log.AppendEntries(ctx, all)
+	if err == nil || !errors.Is(err, ErrInvalid) || len(batch) == 1 {
+		if err != nil {
+			err = fmt.Errorf("recording audit entries: %w", err)
+		}
+		for _, rec := range batch {
+			rec.done <- err
+		}
+		return
+	}
+	for _, rec := range batch {
+		_, err := r.log.AppendEntries(ctx, rec.entries)
+		if err != nil {
+			err = fmt.Errorf("recording audit entries: %w", err)
+		}
+		rec.done <- err
+	}
 }

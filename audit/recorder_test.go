@@ -3,48 +3,50 @@ package audit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/carebridge/carebridge/store"
 )
 
-// slowPublisher commits after a pause, as a database would, and keeps
-// what it committed.
-type slowPublisher struct {
+// slowAppender commits after a pause, as a database would, and keeps what
+// it committed. An entry with action "bad" makes the whole call fail as a
+// record that cannot be linked would.
+type slowAppender struct {
 	mu      sync.Mutex
 	calls   int
 	entries map[string]int
 	fail    error
 }
 
-func (p *slowPublisher) PublishEvents(_ context.Context, events []store.Event) error {
+func (a *slowAppender) AppendEntries(_ context.Context, entries []Entry) (int, error) {
 	time.Sleep(2 * time.Millisecond)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.calls++
-	if p.fail != nil {
-		return p.fail
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.calls++
+	if a.fail != nil {
+		return 0, a.fail
 	}
-	for _, ev := range events {
-		es, err := DecodeEntries(ev.Message.Payload)
-		if err != nil {
-			return err
-		}
-		if ev.Message.Metadata.Get("correlation_id") == "" {
-			return errors.New("no correlation id")
-		}
-		for _, e := range es {
-			p.entries[e.ID]++
+	for _, e := range entries {
+		if e.Action == "bad" {
+			return 0, fmt.Errorf("%w: entry %s", ErrInvalid, e.ID)
 		}
 	}
-	return nil
+	for _, e := range entries {
+		a.entries[e.ID]++
+	}
+	return len(entries), nil
+}
+
+func (a *slowAppender) committed() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.entries)
 }
 
 func TestRecorderGroupsConcurrentEntries(t *testing.T) {
-	pub := &slowPublisher{entries: map[string]int{}}
-	r, err := NewRecorder(pub, "audit.recorded", "correlation_id")
+	log := &slowAppender{entries: map[string]int{}}
+	r, err := NewRecorder(log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,21 +54,16 @@ func TestRecorderGroupsConcurrentEntries(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, callers)
 	for i := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e := Entry{At: time.Now(), Action: "rest.read", Actor: Actor{Kind: ActorClient, ID: "ehr"}, Correlation: "req-" + string(rune('a'+i%26))}
+		wg.Go(func() {
+			e := Entry{At: time.Now(), Action: "rest.read", Actor: Actor{Kind: ActorClient, ID: "ehr"}, Correlation: fmt.Sprintf("req-%d", i)}
 			if err := r.Record(context.Background(), e); err != nil {
 				errs <- err
 				return
 			}
-			pub.mu.Lock()
-			n := len(pub.entries)
-			pub.mu.Unlock()
-			if n == 0 {
+			if log.committed() == 0 {
 				errs <- errors.New("Record returned before its entry was committed")
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)
@@ -74,28 +71,61 @@ func TestRecorderGroupsConcurrentEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Wait()
-	if len(pub.entries) != callers {
-		t.Fatalf("%d entries committed, want %d", len(pub.entries), callers)
+	if len(log.entries) != callers {
+		t.Fatalf("%d entries committed, want %d", len(log.entries), callers)
 	}
-	for id, n := range pub.entries {
+	for id, n := range log.entries {
 		if n != 1 {
 			t.Fatalf("entry %s committed %d times", id, n)
 		}
 	}
-	if pub.calls >= callers/2 {
-		t.Fatalf("%d transactions for %d concurrent entries: not grouped", pub.calls, callers)
+	if log.calls >= callers/2 {
+		t.Fatalf("%d transactions for %d concurrent entries: not grouped", log.calls, callers)
 	}
-	t.Logf("%d entries in %d transactions", callers, pub.calls)
+	t.Logf("%d entries in %d transactions", callers, log.calls)
 }
 
 func TestRecorderReportsFailure(t *testing.T) {
-	pub := &slowPublisher{entries: map[string]int{}, fail: errors.New("database down")}
-	r, _ := NewRecorder(pub, "audit.recorded", "correlation_id")
+	r, _ := NewRecorder(&slowAppender{entries: map[string]int{}, fail: errors.New("database down")})
 	err := r.Record(context.Background(), Entry{At: time.Now(), Action: "rest.read"})
 	if err == nil {
 		t.Fatal("a failed commit was reported as recorded")
 	}
 	if err := r.Record(context.Background(), Entry{Action: "rest.read"}); err == nil {
 		t.Fatal("an entry without a time was accepted")
+	}
+	if _, err := NewRecorder(nil); err == nil {
+		t.Fatal("a recorder without a log was made")
+	}
+}
+
+// TestRecorderIsolatesAnInvalidEntry: an entry that can never be appended
+// fails its own Record call only; the others batched with it are appended.
+func TestRecorderIsolatesAnInvalidEntry(t *testing.T) {
+	log := &slowAppender{entries: map[string]int{}}
+	r, _ := NewRecorder(log)
+	const callers = 40
+	var wg sync.WaitGroup
+	results := make([]error, callers)
+	for i := range callers {
+		wg.Go(func() {
+			action := "rest.read"
+			if i == 7 {
+				action = "bad"
+			}
+			results[i] = r.Record(context.Background(), Entry{At: time.Now(), Action: action})
+		})
+	}
+	wg.Wait()
+	for i, err := range results {
+		if i == 7 && !errors.Is(err, ErrInvalid) {
+			t.Errorf("the invalid entry: %v, want ErrInvalid", err)
+		}
+		if i != 7 && err != nil {
+			t.Errorf("entry %d, batched with the invalid one: %v", i, err)
+		}
+	}
+	if n := log.committed(); n != callers-1 {
+		t.Errorf("%d entries committed, want %d", n, callers-1)
 	}
 }

@@ -73,10 +73,10 @@ func newUsers(st store.Store, keys *secure.KeyRing, sessions sessionFlags) (*acc
 }
 
 // newFHIRAPI wires the FHIR REST API: the token service over the store's
-// clients, the login service users, the audit recorder, the handlers.
-// The recorder must be waited for after the HTTP server stops,
-// before the store closes.
-func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, node, base string, log *slog.Logger, users *access.Users, rules subscriptionRules, hooks *bridge.RestHook) (http.Handler, *audit.Recorder, error) {
+// clients, the login service users, the audit recorder (appending to
+// trail, this process's chain), the handlers. The recorder must be waited
+// for after the HTTP server stops, before the store closes.
+func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, trail *audit.Log, node, base string, log *slog.Logger, users *access.Users, rules subscriptionRules, hooks *bridge.RestHook) (http.Handler, *audit.Recorder, error) {
 	root := strings.TrimSuffix(base, "/fhir")
 	if root == base {
 		return nil, nil, fmt.Errorf("--public-url %q: want carebridge's FHIR base URL, ending in /fhir", base)
@@ -87,7 +87,7 @@ func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, node,
 	if err != nil {
 		return nil, nil, err
 	}
-	rec, err := audit.NewRecorder(st, bridge.TopicAuditRecorded, inbound.CorrelationIDKey)
+	rec, err := audit.NewRecorder(trail)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -301,7 +301,7 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 	}
 	inboxAPI := pipeline.inboxAPI(st, keys, inboxReaders{users}, closing)
 	httpMux.Handle("/api/", inboxAPI.Handler())
-	fhirAPI, apiAudit, err := newFHIRAPI(st, keys, in, pipeline.node, fhirBase(cfg.publicURL, httpScheme, httpLn.Addr()), log, users, subscriptionRules{allowPrivate: cfg.hooksPrivate}, pipeline.hooks)
+	fhirAPI, apiAudit, err := newFHIRAPI(st, keys, in, trail, pipeline.node, fhirBase(cfg.publicURL, httpScheme, httpLn.Addr()), log, users, subscriptionRules{allowPrivate: cfg.hooksPrivate}, pipeline.hooks)
 	if err != nil {
 		mllpLn.Close()
 		httpLn.Close()
