@@ -111,12 +111,17 @@ func (b *WakeBackoff) HandleError(logger watermill.LoggerAdapter, noMsg bool, er
 		b.setNext(b.settle)
 	case <-t.C:
 	case <-b.closing:
+		// The subscriber sleeps this long unless its own Close comes
+		// first, which it is about to: no query loop meanwhile.
+		return b.poll
 	}
 	return 0
 }
 
 // Until ends every wait once closing is closed, so that a subscriber
-// being closed is not held for the rest of its poll interval.
+// being closed is not held for the rest of its poll interval; the wait
+// then returned is the poll, for the subscriber's own sleep, which its
+// Close ends.
 func (b *WakeBackoff) Until(closing <-chan struct{}) *WakeBackoff {
 	b.closing = closing
 	return b

@@ -120,3 +120,23 @@ func TestWakeIsPerTopic(t *testing.T) {
 		t.Fatal("Wake did not end the hl7.received wait")
 	}
 }
+
+// TestBackoffUntilClosing: a subscriber being closed stops waiting for a
+// wake at once, and is told to sleep (its own Close ends the sleep), not
+// to query again.
+func TestBackoffUntilClosing(t *testing.T) {
+	var w Waker
+	closing := make(chan struct{})
+	b := w.Backoff("hl7.received", time.Hour, time.Second).Until(closing)
+	got := make(chan time.Duration)
+	go func() { got <- b.HandleError(watermill.NopLogger{}, true, nil) }()
+	close(closing)
+	select {
+	case d := <-got:
+		if d != time.Hour {
+			t.Errorf("after closing: sleep %v, want the poll interval", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("closing did not end the wait")
+	}
+}
