@@ -261,3 +261,31 @@ func TestAppendEntriesSkipsStored(t *testing.T) {
 		})
 	}
 }
+
+// TestRecorderRelinksAfterAnotherWriter: when another writer took the
+// chain's next position, the recorder's append reloads the head and links
+// again instead of failing the requests it was recording.
+func TestRecorderRelinksAfterAnotherWriter(t *testing.T) {
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			b := open(t)
+			kr := keyRing(t)
+			ctx := context.Background()
+			rec, err := audit.NewRecorder(newLog(t, b.st, kr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			entry := audit.Entry{At: start, Actor: audit.Actor{Kind: audit.ActorClient, ID: "ehr"}, Action: "rest.read"}
+			if err := rec.Record(ctx, entry); err != nil {
+				t.Fatalf("first Record: %v", err)
+			}
+			fill(t, newLog(t, b.st, kr), 1, 1) // the other writer, on the same chain
+			if err := rec.Record(ctx, entry); err != nil {
+				t.Fatalf("Record after another writer appended: %v", err)
+			}
+			if rep, err := audit.Verify(ctx, b.st, kr.SigningPublicKey); err != nil || rep.Records != 3 {
+				t.Fatalf("verify = %+v, %v; want 3 records", rep, err)
+			}
+		})
+	}
+}

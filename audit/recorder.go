@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+
+	"github.com/carebridge/carebridge/store"
 )
 
 // EntryAppender appends entries to an audit chain in one transaction,
@@ -123,6 +125,11 @@ func (r *Recorder) append(batch []*recording) {
 		all = append(all, rec.entries...)
 	}
 	_, err := r.log.AppendEntries(ctx, all)
+	if errors.Is(err, store.ErrConflict) {
+		// Another writer took the chain's next position (two processes
+		// given one --node): the log has reloaded its head; link again.
+		_, err = r.log.AppendEntries(ctx, all)
+	}
 	if err == nil || !errors.Is(err, ErrInvalid) || len(batch) == 1 {
 		if err != nil {
 			err = fmt.Errorf("recording audit entries: %w", err)
