@@ -3,11 +3,13 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 )
 
@@ -193,6 +195,26 @@ func (p *PerTopic) Subscribe(ctx context.Context, topic string) (<-chan *message
 	}
 	p.subs = append(p.subs, sub)
 	return msgs, nil
+}
+
+// QueueSubscriber is a backend's Subscriber for consumerGroup: a PerTopic
+// of watermill-sql subscribers on db, each waiting with backoff(topic).
+func QueueSubscriber(db wsql.Beginner, consumerGroup string, schema wsql.SchemaAdapter, offsets wsql.OffsetsAdapter,
+	log watermill.LoggerAdapter, backoff func(topic string) *WakeBackoff) *PerTopic {
+	return NewPerTopic(func(topic string, closing <-chan struct{}) (message.Subscriber, error) {
+		sub, err := wsql.NewSubscriber(db, wsql.SubscriberConfig{
+			ConsumerGroup:    consumerGroup,
+			ResendInterval:   50 * time.Millisecond,
+			BackoffManager:   backoff(topic).Until(closing),
+			SchemaAdapter:    schema,
+			OffsetsAdapter:   offsets,
+			InitializeSchema: false,
+		}, log)
+		if err != nil {
+			return nil, fmt.Errorf("creating subscriber: %w", err)
+		}
+		return sub, nil
+	})
 }
 
 // Close closes every subscriber made.

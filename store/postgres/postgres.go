@@ -345,18 +345,7 @@ func (s *Store) createTopics(ctx context.Context) error {
 // Subscriber returns a watermill-sql subscriber on the store's queue tables
 // for consumerGroup, exactly-once within the group.
 func (s *Store) Subscriber(consumerGroup string) (message.Subscriber, error) {
-	return store.NewPerTopic(func(topic string, closing <-chan struct{}) (message.Subscriber, error) {
-		sub, err := wsql.NewSubscriber(wsql.BeginnerFromPgx(s.pool), wsql.SubscriberConfig{
-			ConsumerGroup:    consumerGroup,
-			ResendInterval:   50 * time.Millisecond,
-			BackoffManager:   s.wake.SettlingBackoff(topic, s.cfg.QueuePoll, 200*time.Millisecond, time.Millisecond).Until(closing),
-			SchemaAdapter:    s.schema,
-			OffsetsAdapter:   s.offsets,
-			InitializeSchema: false,
-		}, s.wlog)
-		if err != nil {
-			return nil, fmt.Errorf("creating subscriber: %w", err)
-		}
-		return sub, nil
+	return store.QueueSubscriber(wsql.BeginnerFromPgx(s.pool), consumerGroup, s.schema, s.offsets, s.wlog, func(topic string) *store.WakeBackoff {
+		return s.wake.SettlingBackoff(topic, s.cfg.QueuePoll, 200*time.Millisecond, time.Millisecond)
 	}), nil
 }

@@ -571,19 +571,8 @@ func (s *Store) Subscriber(consumerGroup string) (message.Subscriber, error) {
 	if s.write == nil {
 		return nil, fmt.Errorf("creating subscriber: %w", ErrReadOnly)
 	}
-	return store.NewPerTopic(func(topic string, closing <-chan struct{}) (message.Subscriber, error) {
-		sub, err := wsql.NewSubscriber(&subscriberDB{s: s, group: consumerGroup}, wsql.SubscriberConfig{
-			ConsumerGroup:    consumerGroup,
-			ResendInterval:   50 * time.Millisecond,
-			BackoffManager:   s.wake.Backoff(topic, s.cfg.QueuePoll, 200*time.Millisecond).Until(closing),
-			SchemaAdapter:    s.schema,
-			OffsetsAdapter:   s.offsets,
-			InitializeSchema: false,
-		}, s.wlog)
-		if err != nil {
-			return nil, fmt.Errorf("creating subscriber: %w", err)
-		}
-		return sub, nil
+	return store.QueueSubscriber(&subscriberDB{s: s, group: consumerGroup}, consumerGroup, s.schema, s.offsets, s.wlog, func(topic string) *store.WakeBackoff {
+		return s.wake.Backoff(topic, s.cfg.QueuePoll, 200*time.Millisecond)
 	}), nil
 }
 
