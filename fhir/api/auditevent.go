@@ -361,19 +361,13 @@ func parseAuditEventSearch(params url.Values, lenient bool, base, device string)
 				bad(full, fhir.CodeNotSupported, "_sort takes date or -date (the default)")
 			}
 		case "_summary":
-			switch v := last(values); {
-			case modifier == "" && v == "count":
-				s.CountOnly = true
-			case modifier == "" && v == "false":
-			default:
+			var ok bool
+			if s.CountOnly, ok = summaryParam(values); !ok || modifier != "" {
 				bad(full, fhir.CodeNotSupported, "_summary takes count or false")
 			}
 		case "_total":
-			switch v := last(values); {
-			case modifier == "" && v == "none":
-				s.NoTotal = true
-			case modifier == "" && (v == "accurate" || v == "estimate"):
-			default:
+			var ok bool
+			if s.NoTotal, ok = totalParam(values); !ok || modifier != "" {
 				bad(full, fhir.CodeValue, "_total takes none, estimate or accurate")
 			}
 		default:

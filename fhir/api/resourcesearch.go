@@ -211,19 +211,13 @@ func parseResourceSearch(typ string, params url.Values, lenient bool, base strin
 				bad(full, fhir.CodeNotSupported, "_sort takes _id")
 			}
 		case name == "_summary" && modifier == "":
-			switch last(values) {
-			case "count":
-				s.CountOnly = true
-			case "false":
-			default:
+			var ok bool
+			if s.CountOnly, ok = summaryParam(values); !ok {
 				bad(full, fhir.CodeNotSupported, "_summary takes count or false")
 			}
 		case name == "_total" && modifier == "":
-			switch last(values) {
-			case "none":
-				s.NoTotal = true
-			case "accurate", "estimate":
-			default:
+			var ok bool
+			if s.NoTotal, ok = totalParam(values); !ok {
 				bad(full, fhir.CodeValue, "_total takes none, estimate or accurate")
 			}
 		default:

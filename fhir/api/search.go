@@ -134,6 +134,30 @@ func offsetParam(values []string) (int, bool) {
 	return n, err == nil && n >= 0 && n <= maxOffset
 }
 
+// summaryParam reads _summary: true for count, false for false (the
+// default); ok false for anything else.
+func summaryParam(values []string) (countOnly, ok bool) {
+	switch last(values) {
+	case "count":
+		return true, true
+	case "false":
+		return false, true
+	}
+	return false, false
+}
+
+// totalParam reads _total: true for none, false for estimate or accurate
+// (every total is accurate); ok false for anything else.
+func totalParam(values []string) (none, ok bool) {
+	switch last(values) {
+	case "none":
+		return true, true
+	case "accurate", "estimate":
+		return false, true
+	}
+	return false, false
+}
+
 // parseCommunicationSearch reads the parameters of a Communication search.
 // base is the FHIR base URL, so that absolute references to this server
 // are understood. Every problem is returned, not only the first; with
@@ -267,19 +291,13 @@ func parseCommunicationSearch(params url.Values, lenient bool, base string) (com
 				bad(full, fhir.CodeNotSupported, "_sort takes one of sent, -sent, priority, -priority, _id")
 			}
 		case name == "_summary" && modifier == "":
-			switch last(values) {
-			case "count":
-				s.CountOnly = true
-			case "false":
-			default:
+			var ok bool
+			if s.CountOnly, ok = summaryParam(values); !ok {
 				bad(full, fhir.CodeNotSupported, "_summary takes count or false")
 			}
 		case name == "_total" && modifier == "":
-			switch last(values) {
-			case "none":
-				s.NoTotal = true
-			case "accurate", "estimate":
-			default:
+			var ok bool
+			if s.NoTotal, ok = totalParam(values); !ok {
 				bad(full, fhir.CodeValue, "_total takes none, estimate or accurate")
 			}
 		case name == "_include" && modifier == "":
