@@ -93,18 +93,11 @@ func (q FiledAuditQuery) SQL(d SQLDialect) (where, order string, args []any, err
 		}
 	}
 	conds = append(conds, tokenConds("SELECT 1 FROM audit_filed_token t WHERE t.id = f.id AND t.param = ", q.Tokens, arg)...)
-	for _, b := range q.At {
-		switch b.Op {
-		case GE, GT, LE, LT:
-		default:
-			return "", "", nil, fmt.Errorf("unknown time comparator %q", b.Op)
-		}
-		conds = append(conds, "f.recorded "+string(b.Op)+" "+arg(d.Time(b.At)))
+	at, err := timeConds("f.recorded", q.At, func(t time.Time) string { return arg(d.Time(t)) })
+	if err != nil {
+		return "", "", nil, err
 	}
-	where = "TRUE"
-	if len(conds) > 0 {
-		where = strings.Join(conds, " AND ")
-	}
+	where = allOf(append(conds, at...))
 	order = "f.recorded DESC, f.id DESC"
 	if q.Oldest {
 		order = "f.recorded, f.id"

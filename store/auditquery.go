@@ -1,9 +1,9 @@
 package store
 
 import (
-	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // SQL is the WHERE clause (without the keyword; "TRUE" when q constrains
@@ -55,18 +55,11 @@ func (q AuditQuery) SQL(d SQLDialect) (where, order string, args []any, err erro
 		// As IN, not EXISTS: the planner starts from the entities' rows.
 		conds = append(conds, "(a.chain, a.seq) IN (SELECT e.chain, e.seq FROM audit_entity e WHERE e.entity IN ("+list(q.Entities)+"))")
 	}
-	for _, b := range q.At {
-		switch b.Op {
-		case GE, GT, LE, LT:
-		default:
-			return "", "", nil, fmt.Errorf("unknown time comparator %q", b.Op)
-		}
-		conds = append(conds, "a.at "+string(b.Op)+" "+arg(d.Time(b.At)))
+	at, err := timeConds("a.at", q.At, func(t time.Time) string { return arg(d.Time(t)) })
+	if err != nil {
+		return "", "", nil, err
 	}
-	where = "TRUE"
-	if len(conds) > 0 {
-		where = strings.Join(conds, " AND ")
-	}
+	where = allOf(append(conds, at...))
 	order = "a.at DESC, a.chain DESC, a.seq DESC"
 	if q.Oldest {
 		order = "a.at, a.chain, a.seq"

@@ -220,10 +220,7 @@ func (q CommunicationQuery) SQL(d SQLDialect) (where, order string, args []any) 
 			conds = append(conds, "c.received IS NOT NULL")
 		}
 	}
-	where = "TRUE"
-	if len(conds) > 0 {
-		where = strings.Join(conds, " AND ")
-	}
+	where = allOf(conds)
 	id := "c.id"
 	if inbox {
 		id = "d.communication_id"

@@ -1,6 +1,33 @@
 package store
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// timeConds are the conditions of bounds on a time column, at writing a
+// time's placeholder; an unknown comparator is an error, not SQL.
+func timeConds(col string, bounds []TimeBound, at func(time.Time) string) ([]string, error) {
+	var conds []string
+	for _, b := range bounds {
+		switch b.Op {
+		case GE, GT, LE, LT:
+		default:
+			return nil, fmt.Errorf("unknown time comparator %q", b.Op)
+		}
+		conds = append(conds, col+" "+string(b.Op)+" "+at(b.At))
+	}
+	return conds, nil
+}
+
+// allOf is the conjunction of conds; TRUE when there are none.
+func allOf(conds []string) string {
+	if len(conds) == 0 {
+		return "TRUE"
+	}
+	return strings.Join(conds, " AND ")
+}
 
 // The SQL conditions the searches share, written with arg (which adds an
 // argument and returns its placeholder) and list (a comma list of
