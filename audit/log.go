@@ -74,45 +74,70 @@ func NewLog(st Store, signer Signer, cfg LogConfig) (*Log, error) {
 func (l *Log) Append(ctx context.Context, records ...Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := l.load(ctx); err != nil {
+	p, err := l.link(ctx, records, l.st.AuditHead)
+	if err != nil || len(p.linked) == 0 {
 		return err
 	}
-	prev := l.head
-	linked := make([]Record, 0, len(records))
-	rows := make([]store.AuditRecord, 0, len(records))
-	for _, r := range records {
-		r.Chain = l.cfg.Chain
-		lr, err := Link(prev, r)
-		if err != nil {
-			return fmt.Errorf("appending audit record %q: %w", r.Action, err)
-		}
-		linked = append(linked, lr)
-		prev = &linked[len(linked)-1]
-		rows = append(rows, toRow(lr))
-	}
-	if len(linked) == 0 {
-		return nil
-	}
-	var cps []store.AuditCheckpoint
-	last := linked[len(linked)-1]
-	due := l.unsigned+len(linked) >= l.cfg.CheckpointEvery || last.At.Sub(l.lastCheck) >= l.cfg.CheckpointAfter
-	if due {
-		id, key, _ := l.signer.SigningKey()
-		cps = append(cps, checkpointRow(SignCheckpoint(last, last.At, id, key)))
-	}
-	if err := l.st.AppendAudit(ctx, rows, cps); err != nil {
+	if err := l.st.AppendAudit(ctx, p.rows, p.checkpoints); err != nil {
 		if errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrEntryStored) {
 			l.loaded = false // another writer on this chain: reload before the next append
 		}
 		return fmt.Errorf("appending to audit chain %q: %w", l.cfg.Chain, err)
 	}
+	l.advance(p)
+	return nil
+}
+
+// linked is records linked onto the chain's head, not yet stored.
+type linked struct {
+	linked      []Record
+	rows        []store.AuditRecord
+	checkpoints []store.AuditCheckpoint // the signed checkpoint, when one is due
+}
+
+// link links records onto the head, loading it with head first if need
+// be, and signs a checkpoint of the last when one is due. l.mu must be
+// held.
+func (l *Log) link(ctx context.Context, records []Record, head store.AuditHeadFunc) (linked, error) {
+	if err := l.load(ctx, head); err != nil {
+		return linked{}, err
+	}
+	prev := l.head
+	p := linked{linked: make([]Record, 0, len(records)), rows: make([]store.AuditRecord, 0, len(records))}
+	for _, r := range records {
+		r.Chain = l.cfg.Chain
+		lr, err := Link(prev, r)
+		if err != nil {
+			return linked{}, fmt.Errorf("appending audit record %q: %w", r.Action, err)
+		}
+		p.linked = append(p.linked, lr)
+		prev = &p.linked[len(p.linked)-1]
+		p.rows = append(p.rows, toRow(lr))
+	}
+	if len(p.linked) == 0 {
+		return p, nil
+	}
+	last := p.linked[len(p.linked)-1]
+	if l.unsigned+len(p.linked) >= l.cfg.CheckpointEvery || last.At.Sub(l.lastCheck) >= l.cfg.CheckpointAfter {
+		id, key, _ := l.signer.SigningKey()
+		p.checkpoints = append(p.checkpoints, checkpointRow(SignCheckpoint(last, last.At, id, key)))
+	}
+	return p, nil
+}
+
+// advance makes p's last record the head, once p is stored. l.mu must be
+// held.
+func (l *Log) advance(p linked) {
+	if len(p.linked) == 0 {
+		return
+	}
+	last := p.linked[len(p.linked)-1]
 	l.head = &last
-	if due {
+	if len(p.checkpoints) > 0 {
 		l.unsigned, l.lastCheck = 0, last.At
 	} else {
-		l.unsigned += len(linked)
+		l.unsigned += len(p.linked)
 	}
-	return nil
 }
 
 // Checkpoint signs the chain's last record if records were appended since
@@ -176,11 +201,11 @@ func (l *Log) AppendEntries(ctx context.Context, entries []Entry) (appended int,
 	return len(records), nil
 }
 
-func (l *Log) load(ctx context.Context) error {
+func (l *Log) load(ctx context.Context, head store.AuditHeadFunc) error {
 	if l.loaded {
 		return nil
 	}
-	row, err := l.st.AuditHead(ctx, l.cfg.Chain)
+	row, err := head(ctx, l.cfg.Chain)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		l.head = nil

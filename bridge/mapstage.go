@@ -268,12 +268,6 @@ func (s *MapStage) communicationRow(c *fhir.Communication, body []byte) (store.C
 	return row, nil
 }
 
-// AuditEvent is the audit.recorded event of entries (each given a fresh
-// id), for publishing in the transaction of what they record.
-func AuditEvent(corr string, entries ...audit.Entry) (store.Event, error) {
-	return auditEvent(corr, entries...)
-}
-
 // CreatedEvent is the communication.created event that has the deliver
 // stage deliver a stored Communication to row.Recipients.
 func CreatedEvent(row store.CommunicationRow, corr string) (store.Event, error) {

@@ -50,12 +50,17 @@ func EarlierInBatch(batch []Accept, candidates []int, since time.Time) (int, boo
 type EventsByTopic struct {
 	topics []string
 	msgs   map[string][]*message.Message
+	audit  int // audit appends given, which Publish refuses
 }
 
 func (e *EventsByTopic) Add(events []Event) {
 	for _, ev := range events {
 		if e.msgs == nil {
 			e.msgs = map[string][]*message.Message{}
+		}
+		if ev.Audit != nil {
+			e.audit++
+			continue
 		}
 		if _, ok := e.msgs[ev.Topic]; !ok {
 			e.topics = append(e.topics, ev.Topic)
@@ -65,6 +70,10 @@ func (e *EventsByTopic) Add(events []Event) {
 }
 
 func (e *EventsByTopic) Publish(pub message.Publisher) error {
+	if e.audit > 0 {
+		// The writes that take audit appenders link them themselves.
+		return fmt.Errorf("%d audit appends given to a write that does not take them", e.audit)
+	}
 	for _, t := range e.topics {
 		if err := pub.Publish(t, e.msgs[t]...); err != nil {
 			return fmt.Errorf("publishing %d events on %s: %w", len(e.msgs[t]), t, err)

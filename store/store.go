@@ -75,11 +75,47 @@ func (m *InboundMessage) Key() DedupeKey {
 	return DedupeKey{m.SendingApplication, m.SendingFacility, m.ControlID}
 }
 
-// Event is a Watermill message to publish on Topic in the same transaction
-// that stores the inbound message it belongs to.
+// Event is what a write does in its own transaction besides storing: a
+// Watermill message to publish on Topic, or, with Audit set instead,
+// records appended to the audit trail. Audit events are taken by the
+// writes of the FHIR API's resources (Communications, Subscriptions,
+// filed AuditEvents); the pipeline's writes take messages only.
 type Event struct {
 	Topic   string
 	Message *message.Message
+	Audit   AuditAppender
+}
+
+// AuditAppender links audit records onto a chain inside a write's
+// transaction, so that the write and its audit record commit together
+// without a queue between them (package audit's Writers).
+//
+// The store calls LinkAudit once, as the last step of the transaction
+// before its commit: from then on the appender holds the chain, so the
+// transaction must wait on nothing but its own inserts. head reads a
+// chain's last record (or ErrNotFound) in the transaction itself, so that
+// linking needs no second connection. The store then calls
+// AuditDone exactly once with how the transaction ended (nil: committed),
+// whether LinkAudit succeeded or not. A transaction that fails before its
+// last step calls neither, and the appender may be given to another.
+type AuditAppender interface {
+	LinkAudit(ctx context.Context, head AuditHeadFunc) ([]AuditRecord, []AuditCheckpoint, error)
+	AuditDone(err error)
+}
+
+// AuditHeadFunc reads the last record of chain, or ErrNotFound.
+type AuditHeadFunc func(ctx context.Context, chain string) (AuditRecord, error)
+
+// AuditAppenders returns the audit appenders among events, and the rest.
+func AuditAppenders(events []Event) (appenders []AuditAppender, rest []Event) {
+	for _, e := range events {
+		if e.Audit != nil {
+			appenders = append(appenders, e.Audit)
+		} else {
+			rest = append(rest, e)
+		}
+	}
+	return appenders, rest
 }
 
 // Accept is one inbound message to store, with the events that queue its next step.

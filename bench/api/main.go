@@ -252,7 +252,13 @@ func auditCatchUp(ctx context.Context, dbURL string) (int64, error) {
 	}
 	defer conn.Close(ctx)
 	queue, offsets := pgx.Identifier{"watermill_" + bridge.TopicAuditRecorded}.Sanitize(), pgx.Identifier{"watermill_offsets_" + bridge.TopicAuditRecorded}.Sanitize()
-	q := `SELECT (SELECT coalesce(max("offset"), 0) FROM ` + queue + `) - coalesce((SELECT max(offset_acked) FROM ` + offsets + `), 0)`
+	// What the stage's next reads would return (watermill-sql's own
+	// condition, without its visibility bound): rows after the last one it
+	// acked, in transaction order, which is how the queue is read (offsets
+	// alone are no measure). Before its first ack it has no offsets row.
+	group := ` FROM ` + offsets + ` WHERE consumer_group = '` + bridge.GroupAudit + `'`
+	q := `SELECT count(*) FROM ` + queue + ` WHERE (transaction_id, "offset") >
+		(coalesce((SELECT last_processed_transaction_id` + group + `), '0'::xid8), coalesce((SELECT offset_acked` + group + `), 0))`
 	var first int64 = -1
 	deadline := time.Now().Add(10 * time.Minute)
 	for {

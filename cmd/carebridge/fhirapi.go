@@ -72,11 +72,18 @@ func newUsers(st store.Store, keys *secure.KeyRing, sessions sessionFlags) (*acc
 	return users, nil
 }
 
+// apiAuditChains is how many audit chains the API's writes append to in
+// their own transactions: how many of them may commit at once. A write
+// holds one only for its last statement and its commit.
+const apiAuditChains = 8
+
 // newFHIRAPI wires the FHIR REST API: the token service over the store's
-// clients, the login service users, the audit recorder (appending to
-// trail, this process's chain), the handlers. The recorder must be waited
-// for after the HTTP server stops, before the store closes.
-func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, trail *audit.Log, node, base string, log *slog.Logger, users *access.Users, rules subscriptionRules, hooks *bridge.RestHook) (http.Handler, *audit.Recorder, error) {
+// clients, the login service users, the audit recorder of reads and
+// refusals (appending to trail, this process's chain), writes' audit
+// records (appended to writers' chains in the writes' own transactions),
+// the handlers. The recorder must be waited for after the HTTP server
+// stops, before the store closes.
+func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, trail *audit.Log, writers *audit.Writers, node, base string, log *slog.Logger, users *access.Users, rules subscriptionRules, hooks *bridge.RestHook) (http.Handler, *audit.Recorder, error) {
 	root := strings.TrimSuffix(base, "/fhir")
 	if root == base {
 		return nil, nil, fmt.Errorf("--public-url %q: want carebridge's FHIR base URL, ending in /fhir", base)
@@ -97,7 +104,7 @@ func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, trail
 	}
 	gin.SetMode(gin.ReleaseMode)
 	srv, err := api.New(api.Config{Store: st, Keys: keys, Tokens: tokens, Audit: rec, HL7: hl7Acceptor{in}, BaseURL: root, Log: log,
-		Writes: st, Sealer: keys, Validator: v, Events: pipelineEvents{},
+		Writes: st, Sealer: keys, Validator: v, Events: pipelineEvents{writers},
 		AuditEvents: st, AuditImport: st, Source: audit.Source{Site: node}, Users: users,
 		Subscriptions: notifyingSubscriptions{st, hooks}, SubscriptionRules: rules})
 	if err != nil {
@@ -117,8 +124,9 @@ func (a hl7Acceptor) AcceptHL7(ctx context.Context, peer string, msg []byte) ([]
 	return res.ACK, nil
 }
 
-// pipelineEvents are the bridge's events an API write publishes.
-type pipelineEvents struct{}
+// pipelineEvents are the bridge's events an API write publishes, and its
+// audit records, appended in its transaction to one of writers' chains.
+type pipelineEvents struct{ writers *audit.Writers }
 
 func (pipelineEvents) Created(row store.CommunicationRow, corr string) (store.Event, error) {
 	return bridge.CreatedEvent(row, corr)
@@ -128,8 +136,8 @@ func (pipelineEvents) Recalled(row store.CommunicationRow, corr string) (store.E
 	return bridge.RecalledEvent(row, corr)
 }
 
-func (pipelineEvents) Audited(corr string, entries ...audit.Entry) (store.Event, error) {
-	return bridge.AuditEvent(corr, entries...)
+func (e pipelineEvents) Audited(_ string, entries ...audit.Entry) (store.Event, error) {
+	return store.Event{Audit: e.writers.Entries(entries...)}, nil
 }
 
 // subscriptionRules are the pipeline's rules for the Subscriptions the

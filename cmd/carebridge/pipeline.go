@@ -254,18 +254,26 @@ func readDevTokens(path string) (map[string]string, error) {
 	return tokens, nil
 }
 
-// runCheckpoints signs the audit chain's tail every trail.Every() until ctx
-// ends, and once more on the way out.
-func runCheckpoints(ctx context.Context, trail *audit.Log, log *slog.Logger) {
-	t := time.NewTicker(trail.Every())
+// checkpointer is an audit chain (or pool of them) to sign periodically.
+type checkpointer interface {
+	Checkpoint(ctx context.Context, now time.Time) error
+	Every() time.Duration
+}
+
+// runCheckpoints signs the tails of chains every chains[0].Every() until
+// ctx ends, and once more then.
+func runCheckpoints(ctx context.Context, log *slog.Logger, chains ...checkpointer) {
+	t := time.NewTicker(chains[0].Every())
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 		}
-		if err := trail.Checkpoint(context.WithoutCancel(ctx), time.Now()); err != nil {
-			log.Error("signing the audit chain", "error", err)
+		for _, c := range chains {
+			if err := c.Checkpoint(context.WithoutCancel(ctx), time.Now()); err != nil {
+				log.Error("signing the audit chain", "error", err)
+			}
 		}
 		if ctx.Err() != nil {
 			return

@@ -301,7 +301,13 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 	}
 	inboxAPI := pipeline.inboxAPI(st, keys, inboxReaders{users}, closing)
 	httpMux.Handle("/api/", inboxAPI.Handler())
-	fhirAPI, apiAudit, err := newFHIRAPI(st, keys, in, trail, pipeline.node, fhirBase(cfg.publicURL, httpScheme, httpLn.Addr()), log, users, subscriptionRules{allowPrivate: cfg.hooksPrivate}, pipeline.hooks)
+	apiChains, err := audit.NewWriters(st, keys, audit.LogConfig{Chain: pipeline.node}, apiAuditChains)
+	if err != nil {
+		mllpLn.Close()
+		httpLn.Close()
+		return err
+	}
+	fhirAPI, apiAudit, err := newFHIRAPI(st, keys, in, trail, apiChains, pipeline.node, fhirBase(cfg.publicURL, httpScheme, httpLn.Addr()), log, users, subscriptionRules{allowPrivate: cfg.hooksPrivate}, pipeline.hooks)
 	if err != nil {
 		mllpLn.Close()
 		httpLn.Close()
@@ -343,7 +349,7 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 		return nil
 	})
 	g.Go(func() error {
-		runCheckpoints(gctx, trail, log)
+		runCheckpoints(gctx, log, trail, apiChains)
 		return nil
 	})
 	g.Go(func() error {

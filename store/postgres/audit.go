@@ -19,28 +19,7 @@ const auditColumns = `chain, seq, at, actor_kind, actor_id, actor_address, actio
 func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord, checkpoints []store.AuditCheckpoint) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
-		var chains, entityOf []string // the audit_entity rows, one statement for all
-		var seqs []int64
-		for _, r := range records {
-			entities := r.Entities
-			if entities == nil {
-				entities = []string{}
-			}
-			b.Queue(`INSERT INTO audit (`+auditColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-				r.Chain, int64(r.Seq), r.At, r.ActorKind, r.ActorID, r.ActorAddress, r.Action, int16(r.Outcome),
-				r.Correlation, entities, r.EntryID, r.Patient, r.Prev, r.Hash, r.EventID)
-			for _, e := range store.AuditEntities(r) {
-				chains, seqs, entityOf = append(chains, r.Chain), append(seqs, int64(r.Seq)), append(entityOf, e)
-			}
-		}
-		if len(entityOf) > 0 {
-			b.Queue(`INSERT INTO audit_entity (chain, seq, entity) SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])
-				ON CONFLICT DO NOTHING`, chains, seqs, entityOf)
-		}
-		for _, c := range checkpoints {
-			b.Queue(`INSERT INTO audit_checkpoint (chain, seq, hash, at, key_id, signature) VALUES ($1, $2, $3, $4, $5, $6)`,
-				c.Chain, int64(c.Seq), c.Hash, c.At, c.KeyID, c.Signature)
-		}
+		queueAudit(b, records, checkpoints)
 		return tx.SendBatch(ctx, b).Close()
 	})
 	var pgErr *pgconn.PgError
@@ -56,9 +35,44 @@ func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord, ch
 	return nil
 }
 
+// queueAudit queues the inserts of records, their entities and
+// checkpoints.
+func queueAudit(b *pgx.Batch, records []store.AuditRecord, checkpoints []store.AuditCheckpoint) {
+	var chains, entityOf []string // the audit_entity rows, one statement for all
+	var seqs []int64
+	for _, r := range records {
+		entities := r.Entities
+		if entities == nil {
+			entities = []string{}
+		}
+		b.Queue(`INSERT INTO audit (`+auditColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+			r.Chain, int64(r.Seq), r.At, r.ActorKind, r.ActorID, r.ActorAddress, r.Action, int16(r.Outcome),
+			r.Correlation, entities, r.EntryID, r.Patient, r.Prev, r.Hash, r.EventID)
+		for _, e := range store.AuditEntities(r) {
+			chains, seqs, entityOf = append(chains, r.Chain), append(seqs, int64(r.Seq)), append(entityOf, e)
+		}
+	}
+	if len(entityOf) > 0 {
+		b.Queue(`INSERT INTO audit_entity (chain, seq, entity) SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])
+			ON CONFLICT DO NOTHING`, chains, seqs, entityOf)
+	}
+	for _, c := range checkpoints {
+		b.Queue(`INSERT INTO audit_checkpoint (chain, seq, hash, at, key_id, signature) VALUES ($1, $2, $3, $4, $5, $6)`,
+			c.Chain, int64(c.Seq), c.Hash, c.At, c.KeyID, c.Signature)
+	}
+}
+
 // AuditHead returns the last record of chain. See store.Audit.
 func (s *Store) AuditHead(ctx context.Context, chain string) (store.AuditRecord, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+auditColumns+` FROM audit WHERE chain = $1 ORDER BY seq DESC LIMIT 1`, chain)
+	return auditHead(ctx, s.pool, chain)
+}
+
+// auditHead reads the last record of chain with q (the pool, or a
+// transaction).
+func auditHead(ctx context.Context, q interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}, chain string) (store.AuditRecord, error) {
+	rows, err := q.Query(ctx, `SELECT `+auditColumns+` FROM audit WHERE chain = $1 ORDER BY seq DESC LIMIT 1`, chain)
 	if err != nil {
 		return store.AuditRecord{}, fmt.Errorf("reading the head of audit chain %q: %w", chain, err)
 	}

@@ -39,7 +39,7 @@ func (s *Store) FileAuditEvent(ctx context.Context, row store.FiledAuditEvent, e
 				return fmt.Errorf("writing the tokens: %w", err)
 			}
 		}
-		return s.publishIn(tx, events)
+		return s.publishIn(ctx, tx, events)
 	})
 	if err != nil {
 		return fmt.Errorf("filing AuditEvent/%s: %w", row.ID, err)

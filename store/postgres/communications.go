@@ -83,18 +83,43 @@ func queueInsertCommunication(b *pgx.Batch, inboundID string, c store.Communicat
 		c.Sent, nonNil(c.Sealed), c.Sender, timeOrNull(c.Received), updatedAt(c), params, systems, codes)
 }
 
-// publishIn publishes events in tx.
-func (s *Store) publishIn(tx pgx.Tx, events []store.Event) error {
-	if len(events) == 0 {
+// publishIn publishes events in tx, an inTx transaction, and appends its
+// audit events' records last (see store.AuditAppender).
+func (s *Store) publishIn(ctx context.Context, tx pgx.Tx, events []store.Event) error {
+	appenders, events := store.AuditAppenders(events)
+	if len(events) > 0 {
+		pub, err := s.txPublisher(tx)
+		if err != nil {
+			return fmt.Errorf("creating publisher: %w", err)
+		}
+		var byTopic store.EventsByTopic
+		byTopic.Add(events)
+		if err := byTopic.Publish(pub); err != nil {
+			return err
+		}
+	}
+	if len(appenders) == 0 {
 		return nil
 	}
-	pub, err := s.txPublisher(tx)
-	if err != nil {
-		return fmt.Errorf("creating publisher: %w", err)
+	wt, ok := tx.(*wakeTx)
+	if !ok {
+		return errors.New("appending audit records: not in an inTx transaction")
 	}
-	var byTopic store.EventsByTopic
-	byTopic.Add(events)
-	return byTopic.Publish(pub)
+	b := &pgx.Batch{}
+	for _, a := range appenders {
+		wt.appenders = append(wt.appenders, a) // AuditDone is owed from here on
+		records, checkpoints, err := a.LinkAudit(ctx, func(ctx context.Context, chain string) (store.AuditRecord, error) {
+			return auditHead(ctx, tx, chain)
+		})
+		if err != nil {
+			return fmt.Errorf("linking audit records: %w", err)
+		}
+		queueAudit(b, records, checkpoints)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("appending audit records: %w", err)
+	}
+	return nil
 }
 
 // isUniqueViolation reports a unique_violation.
@@ -136,7 +161,7 @@ func (s *Store) createAs(ctx context.Context, row store.CommunicationRow, by sto
 		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return err
 		}
-		return s.publishIn(tx, events)
+		return s.publishIn(ctx, tx, events)
 	})
 	if err != nil {
 		return fmt.Errorf("creating Communication/%s: %w", row.ID, err)
@@ -200,7 +225,7 @@ func (s *Store) UpdateCommunication(ctx context.Context, row store.Communication
 		if err := res.Close(); err != nil {
 			return err
 		}
-		return s.publishIn(tx, events)
+		return s.publishIn(ctx, tx, events)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("updating Communication/%s: %w", row.ID, err)

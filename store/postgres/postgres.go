@@ -84,9 +84,25 @@ type Store struct {
 // inTx runs fn in a transaction that publishes events and, once it has
 // committed, wakes the subscribers of the topics it published on (see
 // txPublisher).
-func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) (err error) {
 	var wt *wakeTx
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	defer func() {
+		if wt == nil {
+			return
+		}
+		ended := err
+		p := recover()
+		if p != nil {
+			ended = fmt.Errorf("transaction abandoned: panic: %v", p)
+		}
+		for _, a := range wt.appenders {
+			a.AuditDone(ended)
+		}
+		if p != nil {
+			panic(p)
+		}
+	}()
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		wt = &wakeTx{Tx: tx}
 		return fn(wt)
 	})
@@ -97,10 +113,12 @@ func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return nil
 }
 
-// wakeTx is inTx's transaction: it keeps the topics published in it.
+// wakeTx is inTx's transaction: it keeps the topics published in it, and
+// the audit appenders whose AuditDone its end owes.
 type wakeTx struct {
 	pgx.Tx
-	topics []string
+	topics    []string
+	appenders []store.AuditAppender
 }
 
 func (t *wakeTx) PublishedOn(topic string) {

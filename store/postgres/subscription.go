@@ -21,7 +21,7 @@ func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription, eve
 		if err != nil {
 			return err
 		}
-		return s.publishIn(tx, events)
+		return s.publishIn(ctx, tx, events)
 	})
 	if err != nil {
 		return fmt.Errorf("storing subscription %s: %w", sub.ID, err)
@@ -76,7 +76,7 @@ func (s *Store) DeleteSubscription(ctx context.Context, id string, events ...sto
 		if _, err = tx.Exec(ctx, `DELETE FROM subscription_notice WHERE subscription_id = $1`, id); err != nil {
 			return err
 		}
-		return s.publishIn(tx, events)
+		return s.publishIn(ctx, tx, events)
 	})
 	if err != nil {
 		return fmt.Errorf("deleting subscription %s: %w", id, err)

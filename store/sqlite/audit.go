@@ -37,6 +37,14 @@ func (s *Store) appendAudit(ctx context.Context, records []store.AuditRecord, ch
 			_ = tx.Rollback()
 		}
 	}()
+	if err := s.insertAudit(ctx, tx, records, checkpoints); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// insertAudit inserts records, their entities and checkpoints in tx.
+func (s *Store) insertAudit(ctx context.Context, tx *sql.Tx, records []store.AuditRecord, checkpoints []store.AuditCheckpoint) error {
 	for _, r := range records {
 		entities, err := json.Marshal(r.Entities)
 		if err != nil {
@@ -58,13 +66,13 @@ func (s *Store) appendAudit(ctx context.Context, records []store.AuditRecord, ch
 		}
 	}
 	for _, c := range checkpoints {
-		_, err = tx.ExecContext(ctx, `INSERT INTO audit_checkpoint (chain, seq, hash, at, key_id, signature) VALUES (?, ?, ?, ?, ?, ?)`,
+		_, err := tx.ExecContext(ctx, `INSERT INTO audit_checkpoint (chain, seq, hash, at, key_id, signature) VALUES (?, ?, ?, ?, ?, ?)`,
 			c.Chain, int64(c.Seq), c.Hash, c.At.UnixMicro(), c.KeyID, c.Signature)
 		if err != nil {
 			return uniqueConflict(err)
 		}
 	}
-	return tx.Commit()
+	return nil
 }
 
 // uniqueConflict turns a primary key violation into store.ErrConflict, and
@@ -81,7 +89,15 @@ func uniqueConflict(err error) error {
 
 // AuditHead returns the last record of chain. See store.Audit.
 func (s *Store) AuditHead(ctx context.Context, chain string) (store.AuditRecord, error) {
-	row := s.read.QueryRowContext(ctx, `SELECT `+auditColumns+` FROM audit WHERE chain = ? ORDER BY seq DESC LIMIT 1`, chain)
+	return auditHead(ctx, s.read, chain)
+}
+
+// auditHead reads the last record of chain with q (the read pool, or the
+// write transaction).
+func auditHead(ctx context.Context, q interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}, chain string) (store.AuditRecord, error) {
+	row := q.QueryRowContext(ctx, `SELECT `+auditColumns+` FROM audit WHERE chain = ? ORDER BY seq DESC LIMIT 1`, chain)
 	r, err := scanAudit(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.AuditRecord{}, fmt.Errorf("reading the head of audit chain %q: %w", chain, store.ErrNotFound)

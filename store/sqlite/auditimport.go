@@ -51,7 +51,7 @@ func (s *Store) fileAuditEvent(ctx context.Context, row store.FiledAuditEvent, e
 			return fmt.Errorf("writing the %s tokens: %w", t.Param, err)
 		}
 	}
-	if err := s.publishIn(tx, events); err != nil {
+	if err := s.publishIn(ctx, tx, events); err != nil {
 		return err
 	}
 	if err := s.commit(tx); err != nil {

@@ -96,18 +96,41 @@ func (s *Store) queueIn(ctx context.Context, tx *sql.Tx, id string, recipients [
 	return nil
 }
 
-// publishIn publishes events in tx.
-func (s *Store) publishIn(tx *sql.Tx, events []store.Event) error {
-	if len(events) == 0 {
-		return nil
+// publishIn publishes events in the write transaction tx and appends its
+// audit events' records; it must be the last step before commit, which
+// owes their AuditDone (see store.AuditAppender).
+func (s *Store) publishIn(ctx context.Context, tx *sql.Tx, events []store.Event) error {
+	appenders, events := store.AuditAppenders(events)
+	if len(events) > 0 {
+		pub, err := s.txPublisher(tx)
+		if err != nil {
+			return fmt.Errorf("creating publisher: %w", err)
+		}
+		var byTopic store.EventsByTopic
+		byTopic.Add(events)
+		if err := byTopic.Publish(pub); err != nil {
+			return err
+		}
 	}
-	pub, err := s.txPublisher(tx)
-	if err != nil {
-		return fmt.Errorf("creating publisher: %w", err)
+	for i, a := range appenders {
+		records, checkpoints, err := a.LinkAudit(ctx, func(ctx context.Context, chain string) (store.AuditRecord, error) {
+			return auditHead(ctx, tx, chain)
+		})
+		if err == nil {
+			err = s.insertAudit(ctx, tx, records, checkpoints)
+		}
+		if err != nil {
+			err = fmt.Errorf("appending audit records: %w", err)
+			for _, a := range appenders[:i+1] {
+				a.AuditDone(err)
+			}
+			return err
+		}
 	}
-	var byTopic store.EventsByTopic
-	byTopic.Add(events)
-	return byTopic.Publish(pub)
+	s.publishedMu.Lock()
+	s.pendingAudit = append(s.pendingAudit, appenders...)
+	s.publishedMu.Unlock()
+	return nil
 }
 
 // CreateCommunication stores a new Communication as version 1, with no
@@ -157,7 +180,7 @@ func (s *Store) createCommunication(ctx context.Context, row store.Communication
 	if err := s.queueIn(ctx, tx, row.ID, row.Recipients, updatedAt(row)); err != nil {
 		return err
 	}
-	if err := s.publishIn(tx, events); err != nil {
+	if err := s.publishIn(ctx, tx, events); err != nil {
 		return err
 	}
 	if err := s.commit(tx); err != nil {
@@ -238,7 +261,7 @@ func (s *Store) updateCommunication(ctx context.Context, row store.Communication
 			return 0, fmt.Errorf("ending the escalation of a recalled Communication: %w", err)
 		}
 	}
-	if err := s.publishIn(tx, events); err != nil {
+	if err := s.publishIn(ctx, tx, events); err != nil {
 		return 0, err
 	}
 	if err := s.commit(tx); err != nil {

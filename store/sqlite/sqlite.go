@@ -125,12 +125,25 @@ type Store struct {
 	// in vain by the next commit.
 	publishedMu sync.Mutex
 	published   []string
+	// pendingAudit are the audit appenders of the open write transaction,
+	// whose AuditDone its commit owes.
+	pendingAudit []store.AuditAppender
 }
 
 // commit commits a write transaction that published events and wakes the
 // subscribers of the topics it published on.
 func (s *Store) commit(tx *sql.Tx) error {
-	if err := tx.Commit(); err != nil {
+	// Taken before the commit hands the connection to the next write,
+	// whose publishIn may add its own.
+	s.publishedMu.Lock()
+	pending := s.pendingAudit
+	s.pendingAudit = nil
+	s.publishedMu.Unlock()
+	err := tx.Commit()
+	for _, a := range pending {
+		a.AuditDone(err)
+	}
+	if err != nil {
 		return err
 	}
 	s.publishedMu.Lock()

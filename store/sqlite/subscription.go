@@ -28,7 +28,7 @@ func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription, eve
 		reason = excluded.reason, owner = excluded.owner`,
 		sub.ID, sub.Criteria, sub.Endpoint, sub.Header, sub.Active, sub.Created.UnixMicro(), sub.Reason, sub.Owner)
 	if err == nil {
-		err = s.publishIn(tx, events)
+		err = s.publishIn(ctx, tx, events)
 	}
 	if err == nil {
 		err = s.commit(tx)
@@ -105,7 +105,7 @@ func (s *Store) DeleteSubscription(ctx context.Context, id string, events ...sto
 	if _, err = tx.ExecContext(ctx, `DELETE FROM subscription_notice WHERE subscription_id = ?`, id); err != nil {
 		return fmt.Errorf("deleting subscription %s: %w", id, err)
 	}
-	if err = s.publishIn(tx, events); err != nil {
+	if err = s.publishIn(ctx, tx, events); err != nil {
 		return fmt.Errorf("deleting subscription %s: %w", id, err)
 	}
 	return s.commit(tx)

@@ -119,3 +119,103 @@ func testAuditEntryOnce(t *testing.T, st store.Store) {
 		t.Error("the empty entry id counts as stored")
 	}
 }
+
+// fakeAppender links fixed records and notes how its transaction ended.
+type fakeAppender struct {
+	records      []store.AuditRecord
+	linkErr      error
+	linked, done int
+	ended        error
+	head         uint64 // the chain's head as read in the transaction
+}
+
+func (a *fakeAppender) LinkAudit(ctx context.Context, head store.AuditHeadFunc) ([]store.AuditRecord, []store.AuditCheckpoint, error) {
+	a.linked++
+	if a.linkErr != nil {
+		return nil, nil, a.linkErr
+	}
+	// The head, read in the transaction, is the one before these records.
+	h, err := head(ctx, "w")
+	if errors.Is(err, store.ErrNotFound) {
+		h.Seq, err = 0, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	a.head = h.Seq
+	return a.records, nil, nil
+}
+
+func (a *fakeAppender) AuditDone(err error) { a.done++; a.ended = err }
+
+// testAuditInWrites: a write given an audit appender stores its records
+// in its own transaction, and tells the appender how that ended. A write
+// that fails stores neither itself nor the records; one that fails before
+// its last step never asks for them; a write that cannot take them
+// refuses.
+func testAuditInWrites(t *testing.T, st store.Store) {
+	ctx := context.Background()
+	head := func() uint64 {
+		t.Helper()
+		r, err := st.AuditHead(ctx, "w")
+		if errors.Is(err, store.ErrNotFound) {
+			return 0
+		}
+		if err != nil {
+			t.Fatalf("AuditHead: %v", err)
+		}
+		return r.Seq
+	}
+	ok := &fakeAppender{records: []store.AuditRecord{auditRecord("w", 1)}}
+	if err := st.CreateCommunication(ctx, apiRow("audited"), textEvent("created"), store.Event{Audit: ok}); err != nil {
+		t.Fatalf("CreateCommunication with an audit record: %v", err)
+	}
+	if ok.linked != 1 || ok.done != 1 || ok.ended != nil || ok.head != 0 || head() != 1 {
+		t.Fatalf("after a committed write: linked %d, done %d (%v), head %d then %d; want 1, 1 (nil), 0 then 1", ok.linked, ok.done, ok.ended, ok.head, head())
+	}
+
+	again := &fakeAppender{records: []store.AuditRecord{auditRecord("w", 2)}}
+	if err := st.CreateCommunication(ctx, apiRow("audited"), store.Event{Audit: again}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("creating an existing id: %v, want ErrConflict", err)
+	}
+	if again.linked != 0 || again.done != 0 || head() != 1 {
+		t.Fatalf("a write that failed before its last step: linked %d, done %d, head %d; want 0, 0, 1", again.linked, again.done, head())
+	}
+
+	for name, a := range map[string]*fakeAppender{
+		"taken": {records: []store.AuditRecord{auditRecord("w", 1)}}, // the chain position is stored already
+		"link":  {linkErr: errors.New("no chain")},
+	} {
+		err := st.CreateCommunication(ctx, apiRow("refused-"+name), store.Event{Audit: a})
+		if err == nil {
+			t.Fatalf("%s: the write committed", name)
+		}
+		if a.done != 1 || a.ended == nil {
+			t.Errorf("%s: done %d with %v, want once with the write's error", name, a.done, a.ended)
+		}
+		if _, err := st.GetCommunication(ctx, "api-refused-"+name); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s: the Communication of a failed write: %v, want ErrNotFound", name, err)
+		}
+	}
+
+	v2 := apiRow("audited")
+	v2.Status = "completed"
+	up := &fakeAppender{records: []store.AuditRecord{auditRecord("w", 2)}}
+	if _, err := st.UpdateCommunication(ctx, v2, 1, store.Event{Audit: up}); err != nil || up.done != 1 || up.ended != nil || up.head != 1 || head() != 2 {
+		t.Fatalf("UpdateCommunication: %v; done %d (%v), head %d then %d; want committed, head 1 then 2", err, up.done, up.ended, up.head, head())
+	}
+	sub := &fakeAppender{records: []store.AuditRecord{auditRecord("w", 3)}}
+	s := store.Subscription{ID: "audited", Criteria: "Communication?status=in-progress", Endpoint: "https://ehr.example/hook",
+		Active: true, Created: time.Date(2026, 11, 3, 14, 30, 0, 0, time.UTC)}
+	if err := st.PutSubscription(ctx, s, store.Event{Audit: sub}); err != nil || sub.done != 1 || sub.head != 2 || head() != 3 {
+		t.Fatalf("PutSubscription: %v; done %d, head %d then %d; want committed, head 2 then 3", err, sub.done, sub.head, head())
+	}
+
+	inbound := &fakeAppender{records: []store.AuditRecord{auditRecord("w", 4)}}
+	if err := st.SetDelivery(ctx, "api-audited", "Practitioner/a", "delivered", time.Now(), store.Event{Audit: inbound}); err == nil {
+		t.Errorf("SetDelivery took an audit appender")
+	}
+	if inbound.linked != 0 || head() != 3 {
+		t.Errorf("a write that does not take audit appenders linked %d, head %d", inbound.linked, head())
+	}
+}

@@ -86,6 +86,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"AuditRoundTrip", testAuditRoundTrip},
 		{"AuditConflict", testAuditConflict},
 		{"AuditEntryOnce", testAuditEntryOnce},
+		{"AuditInWrites", testAuditInWrites},
 		{"MappedOnce", testMappedOnce},
 		{"PoisonReplay", testPoisonReplay},
 		{"Deliveries", testDeliveries},
