@@ -271,7 +271,7 @@ func TestRecorderRelinksAfterAnotherWriter(t *testing.T) {
 			b := open(t)
 			kr := keyRing(t)
 			ctx := context.Background()
-			rec, err := audit.NewRecorder(newLog(t, b.st, kr))
+			rec, err := audit.NewRecorder(newLog(t, b.st, kr), 1)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -24,17 +24,19 @@ type EntryAppender interface {
 // committed. There is no goroutine while nothing waits. It is safe for
 // concurrent use.
 //
-// It is how the server's own API audits: one transaction per batch. Work
-// that must commit its audit entries atomically with its own writes (the
-// pipeline stages) publishes them on the audit topic instead, for the
-// audit stage.
+// It is how the API audits what writes nothing (reads, searches,
+// refusals): one transaction per batch. Work that must commit its audit
+// entries atomically with its own writes appends them in its own
+// transaction (the API's writes, through Writers) or publishes them on the
+// audit topic for the audit stage (the pipeline stages).
 type Recorder struct {
-	log EntryAppender
+	log      EntryAppender
+	parallel int
 
-	mu      sync.Mutex
-	pending []*recording
-	busy    bool
-	idle    *sync.Cond
+	mu       sync.Mutex
+	pending  []*recording
+	flushing int // flush goroutines running, at most parallel
+	idle     *sync.Cond
 }
 
 type recording struct {
@@ -45,12 +47,15 @@ type recording struct {
 // maxRecorderBatch caps the entries of one transaction.
 const maxRecorderBatch = 4 * MaxBatch
 
-// NewRecorder returns a Recorder that appends to log.
-func NewRecorder(log EntryAppender) (*Recorder, error) {
+// NewRecorder returns a Recorder that appends to log, with up to parallel
+// transactions at once (at least 1). More than one needs a log that
+// appends concurrently, such as Writers, whose chains let a batch commit
+// while the one before still waits for its commit to be flushed.
+func NewRecorder(log EntryAppender, parallel int) (*Recorder, error) {
 	if log == nil {
 		return nil, errors.New("audit: a recorder needs a log")
 	}
-	r := &Recorder{log: log}
+	r := &Recorder{log: log, parallel: max(parallel, 1)}
 	r.idle = sync.NewCond(&r.mu)
 	return r, nil
 }
@@ -71,8 +76,8 @@ func (r *Recorder) Record(ctx context.Context, entries ...Entry) error {
 	rec := &recording{entries: entries, done: make(chan error, 1)}
 	r.mu.Lock()
 	r.pending = append(r.pending, rec)
-	if !r.busy {
-		r.busy = true
+	if r.flushing < r.parallel {
+		r.flushing++
 		go r.flush()
 	}
 	r.mu.Unlock()
@@ -87,7 +92,7 @@ func (r *Recorder) Record(ctx context.Context, entries ...Entry) error {
 // Wait returns once everything recorded so far is committed (or failed).
 func (r *Recorder) Wait() {
 	r.mu.Lock()
-	for r.busy {
+	for r.flushing > 0 {
 		r.idle.Wait()
 	}
 	r.mu.Unlock()
@@ -104,8 +109,10 @@ func (r *Recorder) flush() {
 			r.pending = r.pending[1:]
 		}
 		if len(batch) == 0 {
-			r.busy = false
-			r.idle.Broadcast()
+			r.flushing--
+			if r.flushing == 0 {
+				r.idle.Broadcast()
+			}
 			r.mu.Unlock()
 			return
 		}

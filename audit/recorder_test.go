@@ -17,12 +17,19 @@ type slowAppender struct {
 	calls   int
 	entries map[string]int
 	fail    error
+
+	active, maxActive int // calls under way, now and at most
 }
 
 func (a *slowAppender) AppendEntries(_ context.Context, entries []Entry) (int, error) {
+	a.mu.Lock()
+	a.active++
+	a.maxActive = max(a.maxActive, a.active)
+	a.mu.Unlock()
 	time.Sleep(2 * time.Millisecond)
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.active--
 	a.calls++
 	if a.fail != nil {
 		return 0, a.fail
@@ -44,9 +51,20 @@ func (a *slowAppender) committed() int {
 	return len(a.entries)
 }
 
+// TestRecorderGroupsConcurrentEntries: concurrent entries share
+// transactions, each is committed once before its Record returns, and no
+// more transactions run at once than the recorder was given.
 func TestRecorderGroupsConcurrentEntries(t *testing.T) {
+	for _, parallel := range []int{1, 2} {
+		t.Run(fmt.Sprintf("parallel %d", parallel), func(t *testing.T) {
+			testRecorderGroups(t, parallel)
+		})
+	}
+}
+
+func testRecorderGroups(t *testing.T, parallel int) {
 	log := &slowAppender{entries: map[string]int{}}
-	r, err := NewRecorder(log)
+	r, err := NewRecorder(log, parallel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,11 +100,14 @@ func TestRecorderGroupsConcurrentEntries(t *testing.T) {
 	if log.calls >= callers/2 {
 		t.Fatalf("%d transactions for %d concurrent entries: not grouped", log.calls, callers)
 	}
+	if log.maxActive != parallel {
+		t.Fatalf("%d transactions at once at most, want %d", log.maxActive, parallel)
+	}
 	t.Logf("%d entries in %d transactions", callers, log.calls)
 }
 
 func TestRecorderReportsFailure(t *testing.T) {
-	r, _ := NewRecorder(&slowAppender{entries: map[string]int{}, fail: errors.New("database down")})
+	r, _ := NewRecorder(&slowAppender{entries: map[string]int{}, fail: errors.New("database down")}, 1)
 	err := r.Record(context.Background(), Entry{At: time.Now(), Action: "rest.read"})
 	if err == nil {
 		t.Fatal("a failed commit was reported as recorded")
@@ -94,7 +115,7 @@ func TestRecorderReportsFailure(t *testing.T) {
 	if err := r.Record(context.Background(), Entry{Action: "rest.read"}); err == nil {
 		t.Fatal("an entry without a time was accepted")
 	}
-	if _, err := NewRecorder(nil); err == nil {
+	if _, err := NewRecorder(nil, 1); err == nil {
 		t.Fatal("a recorder without a log was made")
 	}
 }
@@ -103,7 +124,7 @@ func TestRecorderReportsFailure(t *testing.T) {
 // fails its own Record call only; the others batched with it are appended.
 func TestRecorderIsolatesAnInvalidEntry(t *testing.T) {
 	log := &slowAppender{entries: map[string]int{}}
-	r, _ := NewRecorder(log)
+	r, _ := NewRecorder(log, 1)
 	const callers = 40
 	var wg sync.WaitGroup
 	results := make([]error, callers)

@@ -48,6 +48,20 @@ func (w *Writers) Entries(entries ...Entry) store.AuditAppender {
 	return &appender{w: w, entries: entries}
 }
 
+// AppendEntries appends entries in a transaction of their own to a free
+// chain (see Log.AppendEntries): a Recorder with several transactions at
+// once appends this way.
+func (w *Writers) AppendEntries(ctx context.Context, entries []Entry) (int, error) {
+	var l *Log
+	select {
+	case l = <-w.free:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("waiting for a free audit chain: %w", ctx.Err())
+	}
+	defer func() { w.free <- l }()
+	return l.AppendEntries(ctx, entries)
+}
+
 // Checkpoint signs each chain's last record if records were appended
 // since its last checkpoint; a chain in a write's hands is signed once the
 // write has ended. Call it every Every (serve does).

@@ -21,8 +21,9 @@ func communication(id string) store.CommunicationRow {
 // TestWritersAppendInWrites: concurrent writes, each appending its audit
 // record to one of the pool's chains in its own transaction, leave chains
 // that verify, with one record per committed write and none for a failed
-// one; a chain another writer moved costs one failed write, after which
-// it links onto the moved head; checkpoints sign every chain's tail.
+// one; a recorder's own transactions share the chains; a chain another
+// writer moved costs one failed write, after which it links onto the
+// moved head; checkpoints sign every chain's tail.
 func TestWritersAppendInWrites(t *testing.T) {
 	for name, open := range backends(t) {
 		t.Run(name, func(t *testing.T) {
@@ -37,6 +38,10 @@ func TestWritersAppendInWrites(t *testing.T) {
 				return audit.Entry{At: start.Add(time.Duration(i) * time.Millisecond), Actor: audit.Actor{Kind: audit.ActorClient, ID: "ehr"},
 					Action: "rest.create", Entities: []string{fmt.Sprintf("Communication/c%d", i)}, Patient: "Patient/p1"}
 			}
+			rec, err := audit.NewRecorder(w, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
 			const workers, each = 8, 12
 			var wg sync.WaitGroup
 			var mu sync.Mutex
@@ -50,6 +55,11 @@ func TestWritersAppendInWrites(t *testing.T) {
 							id = fmt.Sprintf("c%d", i-1) // exists: fails before its audit record is linked
 						}
 						err := b.st.CreateCommunication(ctx, communication(id), store.Event{Audit: w.Entries(entry(i))})
+						read := entry(i)
+						read.Action = "rest.read"
+						if err := rec.Record(ctx, read); err != nil { // beside the writes, in transactions of its own
+							t.Errorf("Record: %v", err)
+						}
 						mu.Lock()
 						switch {
 						case err == nil:
@@ -64,12 +74,14 @@ func TestWritersAppendInWrites(t *testing.T) {
 				})
 			}
 			wg.Wait()
+			rec.Wait()
+			reads := workers * each
 			if committed != workers*each*3/4 || refused != workers*each/4 {
 				t.Fatalf("%d committed, %d refused; want %d and %d", committed, refused, workers*each*3/4, workers*each/4)
 			}
 			rep, err := audit.Verify(ctx, b.st, kr.SigningPublicKey)
-			if err != nil || rep.Records != committed || rep.Chains != 3 || rep.Checkpoints == 0 {
-				t.Fatalf("verify = %+v, %v; want %d records on 3 chains, signed", rep, err, committed)
+			if err != nil || rep.Records != committed+reads || rep.Chains != 3 || rep.Checkpoints == 0 {
+				t.Fatalf("verify = %+v, %v; want %d records on 3 chains, signed", rep, err, committed+reads)
 			}
 
 			// Another writer moves every chain: each chain's next write
@@ -99,7 +111,7 @@ func TestWritersAppendInWrites(t *testing.T) {
 				t.Fatal(err)
 			}
 			rep, err = audit.Verify(ctx, b.st, kr.SigningPublicKey)
-			if want := committed + 3 + 3; err != nil || rep.Records != want {
+			if want := committed + reads + 3 + 3; err != nil || rep.Records != want {
 				t.Fatalf("verify = %+v, %v; want %d records", rep, err, want)
 			}
 			cps, err := b.st.AuditCheckpoints(ctx)

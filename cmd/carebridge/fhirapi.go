@@ -77,13 +77,17 @@ func newUsers(st store.Store, keys *secure.KeyRing, sessions sessionFlags) (*acc
 // holds one only for its last statement and its commit.
 const apiAuditChains = 8
 
+// apiAuditParallel is how many transactions the recorder of reads and
+// refusals runs at once, each on one of those chains: while one batch
+// waits for its commit, the next gathers and commits beside it.
+const apiAuditParallel = 2
+
 // newFHIRAPI wires the FHIR REST API: the token service over the store's
-// clients, the login service users, the audit recorder of reads and
-// refusals (appending to trail, this process's chain), writes' audit
-// records (appended to writers' chains in the writes' own transactions),
-// the handlers. The recorder must be waited for after the HTTP server
-// stops, before the store closes.
-func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, trail *audit.Log, writers *audit.Writers, node, base string, log *slog.Logger, users *access.Users, rules subscriptionRules, hooks *bridge.RestHook) (http.Handler, *audit.Recorder, error) {
+// clients, the login service users, the audit records on writers' chains
+// (a write's in its own transaction; reads' and refusals' through the
+// recorder, in transactions of their own), the handlers. The recorder
+// must be waited for after the HTTP server stops, before the store closes.
+func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, writers *audit.Writers, node, base string, log *slog.Logger, users *access.Users, rules subscriptionRules, hooks *bridge.RestHook) (http.Handler, *audit.Recorder, error) {
 	root := strings.TrimSuffix(base, "/fhir")
 	if root == base {
 		return nil, nil, fmt.Errorf("--public-url %q: want carebridge's FHIR base URL, ending in /fhir", base)
@@ -94,7 +98,7 @@ func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, trail
 	if err != nil {
 		return nil, nil, err
 	}
-	rec, err := audit.NewRecorder(trail)
+	rec, err := audit.NewRecorder(writers, apiAuditParallel)
 	if err != nil {
 		return nil, nil, err
 	}

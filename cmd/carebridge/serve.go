@@ -307,7 +307,7 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 		httpLn.Close()
 		return err
 	}
-	fhirAPI, apiAudit, err := newFHIRAPI(st, keys, in, trail, apiChains, pipeline.node, fhirBase(cfg.publicURL, httpScheme, httpLn.Addr()), log, users, subscriptionRules{allowPrivate: cfg.hooksPrivate}, pipeline.hooks)
+	fhirAPI, apiAudit, err := newFHIRAPI(st, keys, in, apiChains, pipeline.node, fhirBase(cfg.publicURL, httpScheme, httpLn.Addr()), log, users, subscriptionRules{allowPrivate: cfg.hooksPrivate}, pipeline.hooks)
 	if err != nil {
 		mllpLn.Close()
 		httpLn.Close()
