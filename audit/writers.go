@@ -17,8 +17,13 @@ import (
 // A chain is one sequence: its next record needs the one before it, so a
 // write holds the chain it took from linking its records until its
 // commit. A pool of them lets that many writes commit at once; a write
-// that finds every chain taken waits for one. The chains are named after
-// the configured chain: "<chain>.w1" to "<chain>.wN".
+// that finds every chain taken waits for one. The configured chain is
+// the chains' prefix: "node.w" names them "node.w1" to "node.wN".
+//
+// A write waits for a chain while holding its database connection, so
+// nothing may hold one of the pool's chains while it waits for a
+// connection: a Recorder appending through AppendEntries does, and needs
+// a pool of its own.
 type Writers struct {
 	free chan *Log
 	logs []*Log
@@ -31,7 +36,7 @@ func NewWriters(st Store, signer Signer, cfg LogConfig, n int) (*Writers, error)
 	w := &Writers{free: make(chan *Log, n)}
 	for i := 1; i <= n; i++ {
 		c := cfg
-		c.Chain = fmt.Sprintf("%s.w%d", cfg.Chain, i)
+		c.Chain = fmt.Sprintf("%s%d", cfg.Chain, i)
 		l, err := NewLog(st, signer, c)
 		if err != nil {
 			return nil, err
@@ -50,7 +55,7 @@ func (w *Writers) Entries(entries ...Entry) store.AuditAppender {
 
 // AppendEntries appends entries in a transaction of their own to a free
 // chain (see Log.AppendEntries): a Recorder with several transactions at
-// once appends this way.
+// once appends this way, on a pool of its own (see Writers).
 func (w *Writers) AppendEntries(ctx context.Context, entries []Entry) (int, error) {
 	var l *Log
 	select {

@@ -21,7 +21,8 @@ func communication(id string) store.CommunicationRow {
 // TestWritersAppendInWrites: concurrent writes, each appending its audit
 // record to one of the pool's chains in its own transaction, leave chains
 // that verify, with one record per committed write and none for a failed
-// one; a recorder's own transactions share the chains; a chain another
+// one; a recorder's transactions beside them, on chains of their own,
+// verify too; a chain another
 // writer moved costs one failed write, after which it links onto the
 // moved head; checkpoints sign every chain's tail.
 func TestWritersAppendInWrites(t *testing.T) {
@@ -30,7 +31,11 @@ func TestWritersAppendInWrites(t *testing.T) {
 			b := open(t)
 			kr := keyRing(t)
 			ctx := context.Background()
-			w, err := audit.NewWriters(b.st, kr, audit.LogConfig{Chain: "node-a", CheckpointEvery: 5, CheckpointAfter: time.Hour}, 3)
+			w, err := audit.NewWriters(b.st, kr, audit.LogConfig{Chain: "node-a.w", CheckpointEvery: 5, CheckpointAfter: time.Hour}, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			readChains, err := audit.NewWriters(b.st, kr, audit.LogConfig{Chain: "node-a.r", CheckpointEvery: 5, CheckpointAfter: time.Hour}, 2)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -38,7 +43,7 @@ func TestWritersAppendInWrites(t *testing.T) {
 				return audit.Entry{At: start.Add(time.Duration(i) * time.Millisecond), Actor: audit.Actor{Kind: audit.ActorClient, ID: "ehr"},
 					Action: "rest.create", Entities: []string{fmt.Sprintf("Communication/c%d", i)}, Patient: "Patient/p1"}
 			}
-			rec, err := audit.NewRecorder(w, 2)
+			rec, err := audit.NewRecorder(readChains, 2)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -80,8 +85,8 @@ func TestWritersAppendInWrites(t *testing.T) {
 				t.Fatalf("%d committed, %d refused; want %d and %d", committed, refused, workers*each*3/4, workers*each/4)
 			}
 			rep, err := audit.Verify(ctx, b.st, kr.SigningPublicKey)
-			if err != nil || rep.Records != committed+reads || rep.Chains != 3 || rep.Checkpoints == 0 {
-				t.Fatalf("verify = %+v, %v; want %d records on 3 chains, signed", rep, err, committed+reads)
+			if err != nil || rep.Records != committed+reads || rep.Chains != 3+2 || rep.Checkpoints == 0 {
+				t.Fatalf("verify = %+v, %v; want %d records on 5 chains, signed", rep, err, committed+reads)
 			}
 
 			// Another writer moves every chain: each chain's next write

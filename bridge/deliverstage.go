@@ -61,13 +61,17 @@ func (s *DeliverStage) Handle(msg *message.Message) error {
 		}
 		return s.Inbox.Announce(ctx, ev.CommunicationID, ev.Recipients)
 	}
-	// The map stage queued the deliveries with the Communication; one
-	// stored before it did has them queued here.
-	if ds, err := s.Store.DeliveriesOf(ctx, ev.CommunicationID); err != nil {
-		return err
-	} else if len(ds) == 0 {
-		if err := s.Store.QueueDeliveries(ctx, ev.CommunicationID, ev.Recipients, s.Now().UTC()); err != nil {
+	// Writes queue the deliveries with the Communication; one stored
+	// before they did has them queued here. The stage's turn comes after
+	// every busy request's (it is one consumer among many connections), so
+	// what it need not ask the database, it does not.
+	if !ev.Queued {
+		if ds, err := s.Store.DeliveriesOf(ctx, ev.CommunicationID); err != nil {
 			return err
+		} else if len(ds) == 0 {
+			if err := s.Store.QueueDeliveries(ctx, ev.CommunicationID, ev.Recipients, s.Now().UTC()); err != nil {
+				return err
+			}
 		}
 	}
 	if s.Inbox != nil {
@@ -76,12 +80,17 @@ func (s *DeliverStage) Handle(msg *message.Message) error {
 		}
 	}
 	if s.Hooks != nil {
-		c, err := s.Store.GetCommunication(ctx, ev.CommunicationID)
-		if err != nil {
+		// The Communication is read only when some EHR subscribed.
+		if active, err := s.Hooks.Active(ctx); err != nil {
 			return err
-		}
-		if err := s.Hooks.Queue(ctx, c); err != nil {
-			return err
+		} else if active {
+			c, err := s.Store.GetCommunication(ctx, ev.CommunicationID)
+			if err != nil {
+				return err
+			}
+			if err := s.Hooks.Queue(ctx, c); err != nil {
+				return err
+			}
 		}
 	}
 	if s.Push == nil {

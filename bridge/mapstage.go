@@ -44,6 +44,10 @@ type CommunicationCreated struct {
 	// Recalled: the sender withdrew the message (entered-in-error), and
 	// the deliver stage only has the recipients' sessions take it away.
 	Recalled bool `json:"recalled,omitempty"`
+	// Queued: the write that published the event queued the deliveries
+	// with the Communication (every write does now); without it, the
+	// deliver stage looks and queues those missing.
+	Queued bool `json:"queued,omitempty"`
 }
 
 // MapStore is what the map stage needs of storage.
@@ -213,7 +217,7 @@ func (s *MapStage) mapped(m store.InboundMessage, raw []byte, corr string) (stor
 		if d > 0 && s.deadline(row.Priority) > 0 {
 			out.Escalations = append(out.Escalations, store.Escalation{CommunicationID: row.ID, Unit: res.Event.Location.Unit, DueAt: now.Add(d), Every: d})
 		}
-		created, err := json.Marshal(CommunicationCreated{CommunicationID: row.ID, InboundID: m.ID, Priority: row.Priority, Recipients: row.Recipients})
+		created, err := json.Marshal(CommunicationCreated{CommunicationID: row.ID, InboundID: m.ID, Priority: row.Priority, Recipients: row.Recipients, Queued: true})
 		if err != nil {
 			return out, err
 		}
@@ -269,9 +273,10 @@ func (s *MapStage) communicationRow(c *fhir.Communication, body []byte) (store.C
 }
 
 // CreatedEvent is the communication.created event that has the deliver
-// stage deliver a stored Communication to row.Recipients.
+// stage deliver a stored Communication to row.Recipients, published by a
+// write that queued their deliveries with it.
 func CreatedEvent(row store.CommunicationRow, corr string) (store.Event, error) {
-	b, err := json.Marshal(CommunicationCreated{CommunicationID: row.ID, Priority: row.Priority, Recipients: row.Recipients})
+	b, err := json.Marshal(CommunicationCreated{CommunicationID: row.ID, Priority: row.Priority, Recipients: row.Recipients, Queued: true})
 	if err != nil {
 		return store.Event{}, err
 	}

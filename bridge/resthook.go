@@ -207,6 +207,21 @@ func (h *RestHook) subscriptions(ctx context.Context) ([]store.Subscription, map
 	return h.subs, h.parsed, nil
 }
 
+// Active reports whether any subscription is active (as of the cached
+// list Queue matches against): without one, Queue has nothing to match.
+func (h *RestHook) Active(ctx context.Context) (bool, error) {
+	subs, parsed, err := h.subscriptions(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, s := range subs {
+		if _, ok := parsed[s.ID]; ok && s.Active {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // Queue queues a notice of c for every active subscription it matches.
 func (h *RestHook) Queue(ctx context.Context, c store.CommunicationRow) error {
 	subs, parsed, err := h.subscriptions(ctx)

@@ -157,7 +157,7 @@ func load(args []string) error {
 	duration := fs.Duration("duration", 15*time.Second, "how long to load")
 	rows := fs.Int("rows", 1_000_000, "the seeded Communications (read picks among them)")
 	recipients := fs.Int("recipients", 1000, "the seeded recipients (search picks among them)")
-	dbURL := fs.String("database-url", "", "the server's PostgreSQL database: when given, wait for the audit stage to catch up and count that time too")
+	dbURL := fs.String("database-url", "", "the server's PostgreSQL database: when given, wait for the audit and deliver stages to catch up and count that time too")
 	fs.Parse(args)
 	pemBytes, err := os.ReadFile(*keyFile)
 	if err != nil {
@@ -230,53 +230,60 @@ func load(args []string) error {
 	if *dbURL == "" {
 		return nil
 	}
-	// Every request is audited, but the audit stage appends to the
-	// hash chain after the response: a rate it cannot keep up with only
-	// moves work to later. The sustained rate counts that work.
+	// What the server still owes once the load stops moves work to later,
+	// not away: reads' audit records reach the chain before the answer,
+	// but the pipeline's audit stage and the deliver stage (a create's
+	// announcement to its recipients) follow the queue. The sustained rate
+	// counts the time until both have caught up.
 	lagAt := time.Now()
-	behind, err := auditCatchUp(ctx, *dbURL)
+	conn, err := pgx.Connect(ctx, *dbURL)
 	if err != nil {
-		return err
+		return fmt.Errorf("connecting to watch the queues: %w", err)
 	}
-	fmt.Printf("        audit: %d batches behind at the end, caught up %.1f s later: sustained %.0f req/s\n", behind,
-		time.Since(lagAt).Seconds(), float64(n.Load())/(duration.Seconds()+time.Since(lagAt).Seconds()))
+	defer conn.Close(ctx)
+	stages := []struct {
+		topic, group string
+		behind       int64
+	}{
+		{topic: bridge.TopicAuditRecorded, group: bridge.GroupAudit},
+		{topic: bridge.TopicCommunicationCreated, group: bridge.GroupDeliver},
+	}
+	for i := range stages {
+		if stages[i].behind, err = backlog(ctx, conn, stages[i].topic, stages[i].group); err != nil {
+			return err
+		}
+	}
+	for _, st := range stages {
+		for behind := st.behind; behind > 0; {
+			if time.Since(lagAt) > 10*time.Minute {
+				return fmt.Errorf("the %s stage is still %d messages behind after 10 minutes", st.group, behind)
+			}
+			time.Sleep(100 * time.Millisecond)
+			if behind, err = backlog(ctx, conn, st.topic, st.group); err != nil {
+				return err
+			}
+		}
+		fmt.Printf("        %s stage: %d messages behind at the end, caught up %.1f s later\n", st.group, st.behind, time.Since(lagAt).Seconds())
+	}
+	fmt.Printf("        sustained %.0f req/s\n", float64(n.Load())/(duration.Seconds()+time.Since(lagAt).Seconds()))
 	return nil
 }
 
-// auditCatchUp waits until the audit stage has consumed every batch on its
-// queue and returns how many it was behind when called.
-func auditCatchUp(ctx context.Context, dbURL string) (int64, error) {
-	conn, err := pgx.Connect(ctx, dbURL)
+// backlog is how many messages on topic consumer group has yet to consume:
+// what its next reads would return (watermill-sql's own condition,
+// without its visibility bound), rows after the last one it acked in
+// transaction order, which is how the queue is read (offsets alone are no
+// measure). Before its first ack it has no offsets row.
+func backlog(ctx context.Context, conn *pgx.Conn, topic, group string) (int64, error) {
+	queue, offsets := pgx.Identifier{"watermill_" + topic}.Sanitize(), pgx.Identifier{"watermill_offsets_" + topic}.Sanitize()
+	where := ` FROM ` + offsets + ` WHERE consumer_group = $1`
+	var n int64
+	err := conn.QueryRow(ctx, `SELECT count(*) FROM `+queue+` WHERE (transaction_id, "offset") >
+		(coalesce((SELECT last_processed_transaction_id`+where+`), '0'::xid8), coalesce((SELECT offset_acked`+where+`), 0))`, group).Scan(&n)
 	if err != nil {
-		return 0, fmt.Errorf("connecting to watch the audit queue: %w", err)
+		return 0, fmt.Errorf("reading the %s queue: %w", topic, err)
 	}
-	defer conn.Close(ctx)
-	queue, offsets := pgx.Identifier{"watermill_" + bridge.TopicAuditRecorded}.Sanitize(), pgx.Identifier{"watermill_offsets_" + bridge.TopicAuditRecorded}.Sanitize()
-	// What the stage's next reads would return (watermill-sql's own
-	// condition, without its visibility bound): rows after the last one it
-	// acked, in transaction order, which is how the queue is read (offsets
-	// alone are no measure). Before its first ack it has no offsets row.
-	group := ` FROM ` + offsets + ` WHERE consumer_group = '` + bridge.GroupAudit + `'`
-	q := `SELECT count(*) FROM ` + queue + ` WHERE (transaction_id, "offset") >
-		(coalesce((SELECT last_processed_transaction_id` + group + `), '0'::xid8), coalesce((SELECT offset_acked` + group + `), 0))`
-	var first int64 = -1
-	deadline := time.Now().Add(10 * time.Minute)
-	for {
-		var behind int64
-		if err := conn.QueryRow(ctx, q).Scan(&behind); err != nil {
-			return 0, fmt.Errorf("reading the audit queue: %w", err)
-		}
-		if first < 0 {
-			first = behind
-		}
-		if behind <= 0 {
-			return first, nil
-		}
-		if time.Now().After(deadline) {
-			return first, fmt.Errorf("the audit stage is still %d batches behind after 10 minutes", behind)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return n, nil
 }
 
 func request(op, base string, rng *rand.Rand, rows, recipients int) *http.Request {

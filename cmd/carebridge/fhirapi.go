@@ -78,16 +78,42 @@ func newUsers(st store.Store, keys *secure.KeyRing, sessions sessionFlags) (*acc
 const apiAuditChains = 8
 
 // apiAuditParallel is how many transactions the recorder of reads and
-// refusals runs at once, each on one of those chains: while one batch
+// refusals runs at once, each on a chain of its own: while one batch
 // waits for its commit, the next gathers and commits beside it.
 const apiAuditParallel = 2
 
+// apiAudit are the audit chains of this process's API, and what signs
+// their tails.
+type apiAudit struct {
+	writes *audit.Writers // "<node>.w1"…: appended in the writes' transactions
+	reads  *audit.Writers // "<node>.r1"…: the recorder's
+}
+
+func newAPIAudit(st store.Store, keys *secure.KeyRing, node string) (apiAudit, error) {
+	w, err := audit.NewWriters(st, keys, audit.LogConfig{Chain: node + ".w"}, apiAuditChains)
+	if err != nil {
+		return apiAudit{}, err
+	}
+	r, err := audit.NewWriters(st, keys, audit.LogConfig{Chain: node + ".r"}, apiAuditParallel)
+	if err != nil {
+		return apiAudit{}, err
+	}
+	return apiAudit{writes: w, reads: r}, nil
+}
+
+// Checkpoint signs both pools' tails.
+func (a apiAudit) Checkpoint(ctx context.Context, now time.Time) error {
+	return errors.Join(a.writes.Checkpoint(ctx, now), a.reads.Checkpoint(ctx, now))
+}
+
+func (a apiAudit) Every() time.Duration { return a.writes.Every() }
+
 // newFHIRAPI wires the FHIR REST API: the token service over the store's
-// clients, the login service users, the audit records on writers' chains
-// (a write's in its own transaction; reads' and refusals' through the
+// clients, the login service users, the audit records on chains (a
+// write's in its own transaction; reads' and refusals' through the
 // recorder, in transactions of their own), the handlers. The recorder
 // must be waited for after the HTTP server stops, before the store closes.
-func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, writers *audit.Writers, node, base string, log *slog.Logger, users *access.Users, rules subscriptionRules, hooks *bridge.RestHook) (http.Handler, *audit.Recorder, error) {
+func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, chains apiAudit, node, base string, log *slog.Logger, users *access.Users, rules subscriptionRules, hooks *bridge.RestHook) (http.Handler, *audit.Recorder, error) {
 	root := strings.TrimSuffix(base, "/fhir")
 	if root == base {
 		return nil, nil, fmt.Errorf("--public-url %q: want carebridge's FHIR base URL, ending in /fhir", base)
@@ -98,7 +124,7 @@ func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, write
 	if err != nil {
 		return nil, nil, err
 	}
-	rec, err := audit.NewRecorder(writers, apiAuditParallel)
+	rec, err := audit.NewRecorder(chains.reads, apiAuditParallel)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -108,7 +134,7 @@ func newFHIRAPI(st store.Store, keys *secure.KeyRing, in *inbound.Service, write
 	}
 	gin.SetMode(gin.ReleaseMode)
 	srv, err := api.New(api.Config{Store: st, Keys: keys, Tokens: tokens, Audit: rec, HL7: hl7Acceptor{in}, BaseURL: root, Log: log,
-		Writes: st, Sealer: keys, Validator: v, Events: pipelineEvents{writers},
+		Writes: st, Sealer: keys, Validator: v, Events: pipelineEvents{chains.writes},
 		AuditEvents: st, AuditImport: st, Source: audit.Source{Site: node}, Users: users,
 		Subscriptions: notifyingSubscriptions{st, hooks}, SubscriptionRules: rules})
 	if err != nil {

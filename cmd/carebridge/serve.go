@@ -301,7 +301,7 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 	}
 	inboxAPI := pipeline.inboxAPI(st, keys, inboxReaders{users}, closing)
 	httpMux.Handle("/api/", inboxAPI.Handler())
-	apiChains, err := audit.NewWriters(st, keys, audit.LogConfig{Chain: pipeline.node}, apiAuditChains)
+	apiChains, err := newAPIAudit(st, keys, pipeline.node)
 	if err != nil {
 		mllpLn.Close()
 		httpLn.Close()
