@@ -53,8 +53,8 @@ func queueAudit(b *pgx.Batch, records []store.AuditRecord, checkpoints []store.A
 		}
 	}
 	if len(entityOf) > 0 {
-		b.Queue(`INSERT INTO audit_entity (chain, seq, entity) SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])
-			ON CONFLICT DO NOTHING`, chains, seqs, entityOf)
+		b.Queue(`INSERT INTO audit_entity (chain, seq, entity) SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])`,
+			chains, seqs, entityOf)
 	}
 	for _, c := range checkpoints {
 		b.Queue(`INSERT INTO audit_checkpoint (chain, seq, hash, at, key_id, signature) VALUES ($1, $2, $3, $4, $5, $6)`,

@@ -5,7 +5,7 @@ package sqlite
 // prepared on first use inside one would wait for it forever.
 const (
 	sqlInsertAudit       = `INSERT INTO audit (` + auditColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	sqlInsertAuditEntity = `INSERT INTO audit_entity (chain, seq, entity) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`
+	sqlInsertAuditEntity = `INSERT INTO audit_entity (chain, seq, entity) VALUES (?, ?, ?)`
 
 	sqlInsertMapped   = `INSERT INTO mapped (inbound_id, mapped_at, outcome) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`
 	sqlUpsertResource = `INSERT INTO resource (type, id, version, updated_at, sealed) VALUES (?, ?, 1, ?, ?)
