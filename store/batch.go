@@ -82,6 +82,21 @@ func (e *EventsByTopic) Publish(pub message.Publisher) error {
 	return nil
 }
 
+// PublishEvents publishes events, each topic in one call, with the
+// publisher newPub makes (only when there are events to publish).
+func PublishEvents(events []Event, newPub func() (message.Publisher, error)) error {
+	if len(events) == 0 {
+		return nil
+	}
+	pub, err := newPub()
+	if err != nil {
+		return fmt.Errorf("creating publisher: %w", err)
+	}
+	var byTopic EventsByTopic
+	byTopic.Add(events)
+	return byTopic.Publish(pub)
+}
+
 // Len is the number of topics with events.
 func (e *EventsByTopic) Len() int { return len(e.topics) }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -87,16 +88,8 @@ func queueInsertCommunication(b *pgx.Batch, inboundID string, c store.Communicat
 // audit events' records last (see store.AuditAppender).
 func (s *Store) publishIn(ctx context.Context, tx pgx.Tx, events []store.Event) error {
 	appenders, events := store.AuditAppenders(events)
-	if len(events) > 0 {
-		pub, err := s.txPublisher(tx)
-		if err != nil {
-			return fmt.Errorf("creating publisher: %w", err)
-		}
-		var byTopic store.EventsByTopic
-		byTopic.Add(events)
-		if err := byTopic.Publish(pub); err != nil {
-			return err
-		}
+	if err := store.PublishEvents(events, func() (message.Publisher, error) { return s.txPublisher(tx) }); err != nil {
+		return err
 	}
 	if len(appenders) == 0 {
 		return nil

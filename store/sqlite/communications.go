@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
+
 	"github.com/carebridge/carebridge/store"
 )
 
@@ -101,16 +103,8 @@ func (s *Store) queueIn(ctx context.Context, tx *sql.Tx, id string, recipients [
 // owes their AuditDone (see store.AuditAppender).
 func (s *Store) publishIn(ctx context.Context, tx *sql.Tx, events []store.Event) error {
 	appenders, events := store.AuditAppenders(events)
-	if len(events) > 0 {
-		pub, err := s.txPublisher(tx)
-		if err != nil {
-			return fmt.Errorf("creating publisher: %w", err)
-		}
-		var byTopic store.EventsByTopic
-		byTopic.Add(events)
-		if err := byTopic.Publish(pub); err != nil {
-			return err
-		}
+	if err := store.PublishEvents(events, func() (message.Publisher, error) { return s.txPublisher(tx) }); err != nil {
+		return err
 	}
 	for i, a := range appenders {
 		records, checkpoints, err := a.LinkAudit(ctx, func(ctx context.Context, chain string) (store.AuditRecord, error) {
