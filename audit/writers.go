@@ -20,10 +20,11 @@ import (
 // that finds every chain taken waits for one. The configured chain is
 // the chains' prefix: "node.w" names them "node.w1" to "node.wN".
 //
-// A write waits for a chain while holding its database connection, so
-// nothing may hold one of the pool's chains while it waits for a
-// connection: a Recorder appending through AppendEntries does, and needs
-// a pool of its own.
+// A chain is held by whoever took it from the pool, and by no one else.
+// A write waits for one while holding its database connection, so what
+// waits for a connection while holding a chain must leave the others to
+// the writes: Checkpoint takes one chain at a time; a Recorder appending
+// through AppendEntries may take them all, and needs a pool of its own.
 type Writers struct {
 	free chan *Log
 	logs []*Log
@@ -67,13 +68,21 @@ func (w *Writers) AppendEntries(ctx context.Context, entries []Entry) (int, erro
 	return l.AppendEntries(ctx, entries)
 }
 
-// Checkpoint signs each chain's last record if records were appended
-// since its last checkpoint; a chain in a write's hands is signed once the
-// write has ended. Call it every Every (serve does).
+// Checkpoint signs the last record of each free chain that has records
+// since its last checkpoint, taking them from the pool one at a time. A
+// chain in a write's hands is skipped: it is busy, and its writes sign it
+// when a checkpoint is due. Call it every Every (serve does).
 func (w *Writers) Checkpoint(ctx context.Context, now time.Time) error {
 	var errs []error
-	for _, l := range w.logs {
+	for range w.logs { // the pool is first in, first out: each free chain once
+		var l *Log
+		select {
+		case l = <-w.free:
+		default:
+			return errors.Join(errs...)
+		}
 		errs = append(errs, l.Checkpoint(ctx, now))
+		w.free <- l
 	}
 	return errors.Join(errs...)
 }

@@ -140,3 +140,49 @@ func TestWritersAppendInWrites(t *testing.T) {
 		})
 	}
 }
+
+// TestWritersCheckpointPassesABusyChain: a chain in a write's hands does
+// not hold up the periodic checkpoint, which signs the free ones.
+func TestWritersCheckpointPassesABusyChain(t *testing.T) {
+	b := backends(t)["sqlite"](t)
+	kr := keyRing(t)
+	ctx := context.Background()
+	w, err := audit.NewWriters(b.st, kr, audit.LogConfig{Chain: "node-a.w", CheckpointEvery: 1000, CheckpointAfter: time.Hour}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := audit.Entry{At: start, Actor: audit.Actor{Kind: audit.ActorClient, ID: "ehr"}, Action: "rest.create"}
+	for i := range 4 { // two on each chain: the first is signed at once, the second waits for a checkpoint
+		if err := b.st.CreateCommunication(ctx, communication(fmt.Sprintf("c%d", i)), store.Event{Audit: w.Entries(entry)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	busy := w.Entries(entry)
+	if _, _, err := busy.LinkAudit(ctx, b.st.AuditHead); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Checkpoint(ctx, start.Add(time.Minute)) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Checkpoint waited for the busy chain")
+	}
+	busy.AuditDone(errors.New("rolled back"))
+	cps, err := b.st.AuditCheckpoints(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := map[string]uint64{}
+	for _, c := range cps {
+		signed[c.Chain] = max(signed[c.Chain], c.Seq)
+	}
+	// One chain was free and is signed to its head (2); the busy one keeps
+	// its first checkpoint (1).
+	if got := []uint64{signed["node-a.w1"], signed["node-a.w2"]}; got[0]+got[1] != 3 {
+		t.Errorf("last checkpoints %v, want one chain at 2 and the busy one at 1", got)
+	}
+}
