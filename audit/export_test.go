@@ -288,7 +288,7 @@ func TestExportOneInstanceAtATime(t *testing.T) {
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, holder := range []string{"node-a", "node-b"} {
-		x := newExporter(t, b.st, ehr.URL, nil, audit.ExporterConfig{Holder: holder, Lease: 300 * time.Millisecond, Batch: 20, Idle: 5 * time.Millisecond})
+		x := newExporter(t, b.st, ehr.URL, nil, audit.ExporterConfig{Holder: holder, Lease: 2 * time.Second, Batch: 20, Idle: 5 * time.Millisecond})
 		wg.Go(func() { x.Run(ctx) })
 	}
 	deadline := time.Now().Add(20 * time.Second)

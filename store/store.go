@@ -106,16 +106,23 @@ type AuditAppender interface {
 // AuditHeadFunc reads the last record of chain, or ErrNotFound.
 type AuditHeadFunc func(ctx context.Context, chain string) (AuditRecord, error)
 
-// AuditAppenders returns the audit appenders among events, and the rest.
-func AuditAppenders(events []Event) (appenders []AuditAppender, rest []Event) {
+// AuditAppenderOf returns the audit appender among events (nil if none)
+// and the rest. A write takes one: holding a chain while waiting for
+// another could leave two writes each waiting for the other's.
+func AuditAppenderOf(events []Event) (AuditAppender, []Event, error) {
+	var a AuditAppender
+	rest := make([]Event, 0, len(events))
 	for _, e := range events {
-		if e.Audit != nil {
-			appenders = append(appenders, e.Audit)
-		} else {
+		switch {
+		case e.Audit == nil:
 			rest = append(rest, e)
+		case a != nil:
+			return nil, nil, errors.New("a write takes one audit appender")
+		default:
+			a = e.Audit
 		}
 	}
-	return appenders, rest
+	return a, rest, nil
 }
 
 // Accept is one inbound message to store, with the events that queue its next step.

@@ -87,28 +87,29 @@ func queueInsertCommunication(b *pgx.Batch, inboundID string, c store.Communicat
 // publishIn publishes events in tx, an inTx transaction, and appends its
 // audit events' records last (see store.AuditAppender).
 func (s *Store) publishIn(ctx context.Context, tx pgx.Tx, events []store.Event) error {
-	appenders, events := store.AuditAppenders(events)
+	a, events, err := store.AuditAppenderOf(events)
+	if err != nil {
+		return err
+	}
 	if err := store.PublishEvents(events, func() (message.Publisher, error) { return s.txPublisher(tx) }); err != nil {
 		return err
 	}
-	if len(appenders) == 0 {
+	if a == nil {
 		return nil
 	}
 	wt, ok := tx.(*wakeTx)
 	if !ok {
 		return errors.New("appending audit records: not in an inTx transaction")
 	}
-	b := &pgx.Batch{}
-	for _, a := range appenders {
-		wt.appenders = append(wt.appenders, a) // AuditDone is owed from here on
-		records, checkpoints, err := a.LinkAudit(ctx, func(ctx context.Context, chain string) (store.AuditRecord, error) {
-			return auditHead(ctx, tx, chain)
-		})
-		if err != nil {
-			return fmt.Errorf("linking audit records: %w", err)
-		}
-		queueAudit(b, records, checkpoints)
+	wt.appender = a // AuditDone is owed from here on
+	records, checkpoints, err := a.LinkAudit(ctx, func(ctx context.Context, chain string) (store.AuditRecord, error) {
+		return auditHead(ctx, tx, chain)
+	})
+	if err != nil {
+		return fmt.Errorf("linking audit records: %w", err)
 	}
+	b := &pgx.Batch{}
+	queueAudit(b, records, checkpoints)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("appending audit records: %w", err)
 	}

@@ -95,8 +95,8 @@ func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) (err error) {
 		if p != nil {
 			ended = fmt.Errorf("transaction abandoned: panic: %v", p)
 		}
-		for _, a := range wt.appenders {
-			a.AuditDone(ended)
+		if wt.appender != nil {
+			wt.appender.AuditDone(ended)
 		}
 		if p != nil {
 			panic(p)
@@ -114,11 +114,11 @@ func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) (err error) {
 }
 
 // wakeTx is inTx's transaction: it keeps the topics published in it, and
-// the audit appenders whose AuditDone its end owes.
+// the audit appender whose AuditDone its end owes.
 type wakeTx struct {
 	pgx.Tx
-	topics    []string
-	appenders []store.AuditAppender
+	topics   []string
+	appender store.AuditAppender
 }
 
 func (t *wakeTx) PublishedOn(topic string) {

@@ -102,27 +102,29 @@ func (s *Store) queueIn(ctx context.Context, tx *sql.Tx, id string, recipients [
 // audit events' records; it must be the last step before commit, which
 // owes their AuditDone (see store.AuditAppender).
 func (s *Store) publishIn(ctx context.Context, tx *sql.Tx, events []store.Event) error {
-	appenders, events := store.AuditAppenders(events)
+	a, events, err := store.AuditAppenderOf(events)
+	if err != nil {
+		return err
+	}
 	if err := store.PublishEvents(events, func() (message.Publisher, error) { return s.txPublisher(tx) }); err != nil {
 		return err
 	}
-	for i, a := range appenders {
-		records, checkpoints, err := a.LinkAudit(ctx, func(ctx context.Context, chain string) (store.AuditRecord, error) {
-			return auditHead(ctx, tx, chain)
-		})
-		if err == nil {
-			err = s.insertAudit(ctx, tx, records, checkpoints)
-		}
-		if err != nil {
-			err = fmt.Errorf("appending audit records: %w", err)
-			for _, a := range appenders[:i+1] {
-				a.AuditDone(err)
-			}
-			return err
-		}
+	if a == nil {
+		return nil
+	}
+	records, checkpoints, err := a.LinkAudit(ctx, func(ctx context.Context, chain string) (store.AuditRecord, error) {
+		return auditHead(ctx, tx, chain)
+	})
+	if err == nil {
+		err = s.insertAudit(ctx, tx, records, checkpoints)
+	}
+	if err != nil {
+		err = fmt.Errorf("appending audit records: %w", err)
+		a.AuditDone(err)
+		return err
 	}
 	s.publishedMu.Lock()
-	s.pendingAudit = append(s.pendingAudit, appenders...)
+	s.pendingAudit = a
 	s.publishedMu.Unlock()
 	return nil
 }

@@ -125,9 +125,9 @@ type Store struct {
 	// in vain by the next commit.
 	publishedMu sync.Mutex
 	published   []string
-	// pendingAudit are the audit appenders of the open write transaction,
+	// pendingAudit is the audit appender of the open write transaction,
 	// whose AuditDone its commit owes.
-	pendingAudit []store.AuditAppender
+	pendingAudit store.AuditAppender
 }
 
 // commit commits a write transaction that published events and wakes the
@@ -140,8 +140,8 @@ func (s *Store) commit(tx *sql.Tx) error {
 	s.pendingAudit = nil
 	s.publishedMu.Unlock()
 	err := tx.Commit()
-	for _, a := range pending {
-		a.AuditDone(err)
+	if pending != nil {
+		pending.AuditDone(err)
 	}
 	if err != nil {
 		return err

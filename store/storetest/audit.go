@@ -151,8 +151,8 @@ func (a *fakeAppender) AuditDone(err error) { a.done++; a.ended = err }
 // testAuditInWrites: a write given an audit appender stores its records
 // in its own transaction, and tells the appender how that ended. A write
 // that fails stores neither itself nor the records; one that fails before
-// its last step never asks for them; a write that cannot take them
-// refuses.
+// its last step never asks for them; a write that cannot take them, or
+// is given two, refuses.
 func testAuditInWrites(t *testing.T, st store.Store) {
 	ctx := context.Background()
 	head := func() uint64 {
@@ -196,6 +196,14 @@ func testAuditInWrites(t *testing.T, st store.Store) {
 		if _, err := st.GetCommunication(ctx, "api-refused-"+name); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("%s: the Communication of a failed write: %v, want ErrNotFound", name, err)
 		}
+	}
+
+	one, two := &fakeAppender{records: []store.AuditRecord{auditRecord("w", 2)}}, &fakeAppender{records: []store.AuditRecord{auditRecord("w", 3)}}
+	if err := st.CreateCommunication(ctx, apiRow("twice"), store.Event{Audit: one}, store.Event{Audit: two}); err == nil {
+		t.Errorf("a write took two audit appenders")
+	}
+	if one.linked+two.linked != 0 || head() != 1 {
+		t.Errorf("a write given two audit appenders linked %d, head %d; want none, 1", one.linked+two.linked, head())
 	}
 
 	v2 := apiRow("audited")
