@@ -74,8 +74,12 @@ func newUsers(st store.Store, keys *secure.KeyRing, sessions sessionFlags) (*acc
 
 // apiAuditChains is how many audit chains the API's writes append to in
 // their own transactions: how many of them may commit at once. A write
-// holds one only for its last statement and its commit.
-const apiAuditChains = 8
+// holds one only for its last statement and its commit, but a commit can
+// wait long for its WAL flush (after a PostgreSQL checkpoint, full-page
+// images make the WAL heavy): with fewer chains than the pool's 16
+// connections, the chains, not the connections, would then bound how
+// many commits share a flush.
+const apiAuditChains = 16
 
 // apiAuditParallel is how many transactions the recorder of reads and
 // refusals runs at once, each on a chain of its own: while one batch
