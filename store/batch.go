@@ -97,6 +97,17 @@ func PublishEvents(events []Event, newPub func() (message.Publisher, error)) err
 	return byTopic.Publish(pub)
 }
 
+// PublishWrite publishes the message events of a write with the
+// publisher newPub makes, and returns its audit appender (nil if none),
+// which the write links as its last step.
+func PublishWrite(events []Event, newPub func() (message.Publisher, error)) (AuditAppender, error) {
+	a, rest, err := auditAppenderOf(events)
+	if err != nil {
+		return nil, err
+	}
+	return a, PublishEvents(rest, newPub)
+}
+
 // Len is the number of topics with events.
 func (e *EventsByTopic) Len() int { return len(e.topics) }
 

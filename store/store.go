@@ -106,10 +106,10 @@ type AuditAppender interface {
 // AuditHeadFunc reads the last record of chain, or ErrNotFound.
 type AuditHeadFunc func(ctx context.Context, chain string) (AuditRecord, error)
 
-// AuditAppenderOf returns the audit appender among events (nil if none)
+// auditAppenderOf returns the audit appender among events (nil if none)
 // and the rest. A write takes one: holding a chain while waiting for
 // another could leave two writes each waiting for the other's.
-func AuditAppenderOf(events []Event) (AuditAppender, []Event, error) {
+func auditAppenderOf(events []Event) (AuditAppender, []Event, error) {
 	var a AuditAppender
 	rest := make([]Event, 0, len(events))
 	for _, e := range events {

@@ -87,15 +87,9 @@ func queueInsertCommunication(b *pgx.Batch, inboundID string, c store.Communicat
 // publishIn publishes events in tx, an inTx transaction, and appends its
 // audit events' records last (see store.AuditAppender).
 func (s *Store) publishIn(ctx context.Context, tx pgx.Tx, events []store.Event) error {
-	a, events, err := store.AuditAppenderOf(events)
-	if err != nil {
+	a, err := store.PublishWrite(events, func() (message.Publisher, error) { return s.txPublisher(tx) })
+	if err != nil || a == nil {
 		return err
-	}
-	if err := store.PublishEvents(events, func() (message.Publisher, error) { return s.txPublisher(tx) }); err != nil {
-		return err
-	}
-	if a == nil {
-		return nil
 	}
 	wt, ok := tx.(*wakeTx)
 	if !ok {

@@ -102,15 +102,9 @@ func (s *Store) queueIn(ctx context.Context, tx *sql.Tx, id string, recipients [
 // audit events' records; it must be the last step before commit, which
 // owes their AuditDone (see store.AuditAppender).
 func (s *Store) publishIn(ctx context.Context, tx *sql.Tx, events []store.Event) error {
-	a, events, err := store.AuditAppenderOf(events)
-	if err != nil {
+	a, err := store.PublishWrite(events, func() (message.Publisher, error) { return s.txPublisher(tx) })
+	if err != nil || a == nil {
 		return err
-	}
-	if err := store.PublishEvents(events, func() (message.Publisher, error) { return s.txPublisher(tx) }); err != nil {
-		return err
-	}
-	if a == nil {
-		return nil
 	}
 	records, checkpoints, err := a.LinkAudit(ctx, func(ctx context.Context, chain string) (store.AuditRecord, error) {
 		return auditHead(ctx, tx, chain)
