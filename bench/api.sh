@@ -1,38 +1,85 @@
 #!/usr/bin/env bash
-# FHIR API load benchmark (issue 5): a throwaway PostgreSQL schema seeded
-# with ROWS synthetic Communications (sealed with the server's key ring),
-# carebridge serve on it, and bench/api driving it with CONNS connections:
-# read by id, create, and the inbox search (recipient + status, newest
-# first, 20 a page). Loopback only.
+# FHIR API load benchmark (issue 5): a PostgreSQL schema seeded with ROWS
+# synthetic Communications (sealed with the server's key ring), carebridge
+# serve on it, and bench/api driving it with CONNS connections: read by id,
+# create, and the inbox search (recipient + status, newest first, 20 a
+# page). Loopback only.
+#
+# By default it runs on a PostgreSQL cluster of its own, made with initdb in
+# a temporary folder and configured as a production server would be
+# (bench/postgresql.conf: a quarter of the memory as shared_buffers,
+# checkpoints spaced out, compressed full-page images; durability as
+# always). Set DATABASE_URL to run on another server instead, in a
+# throwaway schema.
 #
 #   bench/api.sh                       # 1,000,000 rows, 32 connections, 15 s each
 #   ROWS=100000 DURATION=5s bench/api.sh
+#   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test bench/api.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PG=${CAREBRIDGE_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
 ROWS=${ROWS:-1000000}
 CONNS=${CONNS:-32}
 DURATION=${DURATION:-15s}
 OPS=${OPS:-read search create}
 work=$(mktemp -d)
 schema="cbapi_$$"
+pgbin=$( (pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin 2>/dev/null) | tail -1)
+cluster=""
+# as root, the cluster runs as the postgres user (initdb refuses root)
+pgrun() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
 	kill $(jobs -p) 2>/dev/null || true
 	wait 2>/dev/null || true
-	PGOPTIONS="-c client_min_messages=warning" psql "$PG" -qc "DROP SCHEMA IF EXISTS $schema CASCADE" || true
+	if [ -n "$cluster" ]; then
+		pgrun "$pgbin/pg_ctl" -D "$cluster" -m immediate stop >/dev/null 2>&1 || true
+	elif [ -n "${PG:-}" ]; then
+		PGOPTIONS="-c client_min_messages=warning" psql "$PG" -qc "DROP SCHEMA IF EXISTS $schema CASCADE" || true
+	fi
 	rm -rf "$work"
 }
 trap cleanup EXIT
 
+if [ -n "${DATABASE_URL:-}" ]; then
+	PG=$DATABASE_URL
+elif [ -x "$pgbin/initdb" ]; then
+	cluster="$work/pg"
+	port=${PGPORT_BENCH:-25433}
+	if [ "$(id -u)" = 0 ]; then chown postgres "$work"; fi
+	pgrun "$pgbin/initdb" -D "$cluster" -A trust -U postgres >"$work/initdb.log" 2>&1 ||
+		{ cat "$work/initdb.log"; exit 1; }
+	mem_kb=$(awk '/MemTotal/ {print $2}' /proc/meminfo)
+	{
+		cat bench/postgresql.conf
+		echo "port = $port"
+		echo "unix_socket_directories = '$work'"
+		echo "shared_buffers = $((mem_kb / 4 / 1024))MB"
+		echo "effective_cache_size = $((mem_kb / 2 / 1024))MB"
+	} >>"$cluster/postgresql.conf"
+	pgrun "$pgbin/pg_ctl" -D "$cluster" -l "$work/postgres.log" -w start >/dev/null ||
+		{ cat "$work/postgres.log"; exit 1; }
+	PG="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+else
+	echo "no initdb found (install PostgreSQL's server, or set DATABASE_URL)" >&2
+	exit 1
+fi
+case $PG in *\?*) sep='&' ;; *) sep='?' ;; esac
+
 go build -o "$work/carebridge" ./cmd/carebridge
 go build -o "$work/api" ./bench/api
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(go version | cut -d' ' -f3), $(psql "$PG" -tAc 'SHOW server_version')"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(go version | cut -d' ' -f3), PostgreSQL $(psql "$PG" -tAc 'SHOW server_version') (shared_buffers $(psql "$PG" -tAc 'SHOW shared_buffers'))"
 
 PGOPTIONS="-c client_min_messages=warning" psql "$PG" -qc "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema"
-db="$PG&search_path=$schema"
+db="$PG${sep}search_path=$schema"
 data="$work/data"
 "$work/carebridge" migrate --data-dir "$data" --database-url "$db" >/dev/null
 "$work/api" seed --database-url "$db" --data-dir "$data" --rows "$ROWS"
+if [ -n "$cluster" ]; then
+	# COPY bypasses the shared buffers; a server in service has its hot
+	# tables there, so load them as PostgreSQL's own pg_prewarm does
+	psql "$PG" -qAtc "CREATE EXTENSION pg_prewarm SCHEMA public;
+		SELECT sum(public.pg_prewarm(c.oid)) FROM pg_class c
+		WHERE c.relnamespace = '$schema'::regnamespace AND c.relkind IN ('r', 'i')" >/dev/null
+fi
 "$work/carebridge" keys --ehr-key "$work/bench.pem" >"$work/bench.jwks" 2>/dev/null
 "$work/carebridge" clients add --data-dir "$data" --database-url "$db" --client-id bench --jwks "$work/bench.jwks" \
 	--scope 'system/Communication.cruds' >/dev/null
