@@ -57,7 +57,7 @@ func TestWritersAppendInWrites(t *testing.T) {
 						i := g*each + k
 						id := fmt.Sprintf("c%d", i)
 						if k%4 == 3 {
-							id = fmt.Sprintf("c%d", i-1) // exists: fails before its audit record is linked
+							id = fmt.Sprintf("c%d", i-1) // exists: fails, and so does its audit record
 						}
 						err := b.st.CreateCommunication(ctx, communication(id), store.Event{Audit: w.Entries(entry(i))})
 						read := entry(i)
@@ -87,6 +87,16 @@ func TestWritersAppendInWrites(t *testing.T) {
 			rep, err := audit.Verify(ctx, b.st, kr.SigningPublicKey)
 			if err != nil || rep.Records != committed+reads || rep.Chains != 3+2 || rep.Checkpoints == 0 {
 				t.Fatalf("verify = %+v, %v; want %d records on 5 chains, signed", rep, err, committed+reads)
+			}
+
+			// A write that failed may have left its chain to reload its
+			// head; one committed write on each chain (the pool is first
+			// in, first out) leaves every head known.
+			for i := range 3 {
+				if err := b.st.CreateCommunication(ctx, communication(fmt.Sprintf("settle-%d", i)), store.Event{Audit: w.Entries(entry(900 + i))}); err != nil {
+					t.Fatal(err)
+				}
+				committed++
 			}
 
 			// Another writer moves every chain: each chain's next write

@@ -17,11 +17,11 @@ const auditColumns = `chain, seq, at, actor_kind, actor_id, actor_address, actio
 // AppendAudit stores records and checkpoints in one transaction. See
 // store.Audit.
 func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord, checkpoints []store.AuditCheckpoint) error {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		queueAudit(b, records, checkpoints)
-		return tx.SendBatch(ctx, b).Close()
-	})
+	// One batch is one implicit transaction (see inBatch): no BEGIN and
+	// COMMIT round trips.
+	b := &pgx.Batch{}
+	queueAudit(b, records, checkpoints)
+	err := s.pool.SendBatch(ctx, b).Close()
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "audit_entry" {
 		return fmt.Errorf("appending audit records: %w: %v", store.ErrEntryStored, err)

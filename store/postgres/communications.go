@@ -23,6 +23,12 @@ const (
 	sqlInsertCommunication = `INSERT INTO communication (id, inbound_id, identifier, status, priority, category,
 		subject, encounter, recipients, sent, sealed, sender, received, version, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14) ON CONFLICT DO NOTHING`
+	// sqlCreateCommunication is sqlInsertCommunication for a create in one
+	// batch (inBatch): a Communication whose id or identifier exists fails
+	// it, and so the batch.
+	sqlCreateCommunication = `INSERT INTO communication (id, inbound_id, identifier, status, priority, category,
+		subject, encounter, recipients, sent, sealed, sender, received, version, updated_at, created_by)
+		VALUES ($1, '', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13, $14)`
 	// sqlInsertTokens adds tokens given as three arrays (param, system,
 	// code); one given twice is stored once.
 	sqlInsertTokens = `INSERT INTO communication_token (communication_id, param, system, code)
@@ -129,28 +135,18 @@ func (s *Store) PutCommunication(ctx context.Context, row store.CommunicationRow
 }
 
 func (s *Store) createAs(ctx context.Context, row store.CommunicationRow, by store.Method, events []store.Event) error {
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, sqlInsertCommunication,
-			row.ID, "", row.Identifier, row.Status, row.Priority, row.Category, row.Subject, row.Encounter,
-			nonNilStrings(row.Recipients), row.Sent, nonNil(row.Sealed), row.Sender, timeOrNull(row.Received), updatedAt(row))
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return fmt.Errorf("its id or identifier exists: %w", store.ErrConflict)
-		}
-		params, systems, codes := tokenArrays(row.Tokens)
-		var b pgx.Batch
-		b.Queue(sqlInsertTokens, row.ID, params, systems, codes)
-		b.Queue(sqlQueueDeliveries, row.ID, nonNilStrings(row.Recipients), updatedAt(row))
-		if by != "" {
-			b.Queue(`UPDATE communication SET created_by = $2 WHERE id = $1`, row.ID, string(by))
-		}
-		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-			return err
-		}
-		return s.publishIn(ctx, tx, events)
-	})
+	params, systems, codes := tokenArrays(row.Tokens)
+	var b pgx.Batch
+	b.Queue(sqlCreateCommunication,
+		row.ID, row.Identifier, row.Status, row.Priority, row.Category, row.Subject, row.Encounter,
+		nonNilStrings(row.Recipients), row.Sent, nonNil(row.Sealed), row.Sender, timeOrNull(row.Received), updatedAt(row), string(by))
+	b.Queue(sqlInsertTokens, row.ID, params, systems, codes)
+	b.Queue(sqlQueueDeliveries, row.ID, nonNilStrings(row.Recipients), updatedAt(row))
+	err := s.inBatch(ctx, &b, events)
+	switch uniqueConstraint(err) {
+	case "communication_pkey", "communication_identifier_key":
+		err = fmt.Errorf("its id or identifier exists: %w", store.ErrConflict)
+	}
 	if err != nil {
 		return fmt.Errorf("creating Communication/%s: %w", row.ID, err)
 	}
