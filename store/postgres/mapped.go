@@ -10,58 +10,36 @@ import (
 	"github.com/carebridge/carebridge/store"
 )
 
-// errAlreadyMapped ends the transaction of a redelivered message.
-var errAlreadyMapped = errors.New("already mapped")
-
-// StoreMapped stores the map stage's output in one transaction. See
-// store.Mapping.
+// StoreMapped stores the map stage's output as one batch (see inBatch).
+// See store.Mapping.
 func (s *Store) StoreMapped(ctx context.Context, m store.Mapped) (bool, error) {
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO mapped (inbound_id, mapped_at, outcome) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-			m.InboundID, m.MappedAt, nonNil(m.Outcome))
-		if err != nil {
-			return err
+	b := &pgx.Batch{}
+	// A redelivered message was mapped before: this insert fails, and with
+	// it the batch.
+	b.Queue(`INSERT INTO mapped (inbound_id, mapped_at, outcome) VALUES ($1, $2, $3)`, m.InboundID, m.MappedAt, nonNil(m.Outcome))
+	for _, r := range m.Resources {
+		b.Queue(`INSERT INTO resource (type, id, version, updated_at, sealed) VALUES ($1, $2, 1, $3, $4)
+			ON CONFLICT (type, id) DO UPDATE SET version = resource.version + 1, updated_at = excluded.updated_at, sealed = excluded.sealed`,
+			r.Type, r.ID, m.MappedAt, r.Sealed)
+		queueIndexResource(b, r)
+	}
+	for _, c := range m.Communications {
+		recipients := c.Recipients
+		if recipients == nil {
+			recipients = []string{}
 		}
-		if tag.RowsAffected() == 0 {
-			return errAlreadyMapped
+		queueInsertCommunication(b, m.InboundID, c)
+		for _, r := range recipients {
+			b.Queue(`INSERT INTO delivery (communication_id, recipient, state, rank, updated_at)
+				VALUES ($1, $2, 'queued', 0, $3) ON CONFLICT DO NOTHING`, c.ID, r, m.MappedAt)
 		}
-		b := &pgx.Batch{}
-		for _, r := range m.Resources {
-			b.Queue(`INSERT INTO resource (type, id, version, updated_at, sealed) VALUES ($1, $2, 1, $3, $4)
-				ON CONFLICT (type, id) DO UPDATE SET version = resource.version + 1, updated_at = excluded.updated_at, sealed = excluded.sealed`,
-				r.Type, r.ID, m.MappedAt, r.Sealed)
-			queueIndexResource(b, r)
-		}
-		for _, c := range m.Communications {
-			recipients := c.Recipients
-			if recipients == nil {
-				recipients = []string{}
-			}
-			queueInsertCommunication(b, m.InboundID, c)
-			for _, r := range recipients {
-				b.Queue(`INSERT INTO delivery (communication_id, recipient, state, rank, updated_at)
-					VALUES ($1, $2, 'queued', 0, $3) ON CONFLICT DO NOTHING`, c.ID, r, m.MappedAt)
-			}
-		}
-		for _, e := range m.Escalations {
-			b.Queue(`INSERT INTO escalation (communication_id, unit, every_us, step, due_at) VALUES ($1, $2, $3, 0, $4) ON CONFLICT DO NOTHING`,
-				e.CommunicationID, e.Unit, e.Every.Microseconds(), e.DueAt)
-		}
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return err
-		}
-		var events store.EventsByTopic
-		events.Add(m.Events)
-		if events.Len() > 0 {
-			pub, err := s.txPublisher(tx)
-			if err != nil {
-				return fmt.Errorf("creating publisher: %w", err)
-			}
-			return events.Publish(pub)
-		}
-		return nil
-	})
-	if errors.Is(err, errAlreadyMapped) {
+	}
+	for _, e := range m.Escalations {
+		b.Queue(`INSERT INTO escalation (communication_id, unit, every_us, step, due_at) VALUES ($1, $2, $3, 0, $4) ON CONFLICT DO NOTHING`,
+			e.CommunicationID, e.Unit, e.Every.Microseconds(), e.DueAt)
+	}
+	err := s.inBatch(ctx, b, m.Events)
+	if uniqueConstraint(err) == "mapped_pkey" {
 		return false, nil
 	}
 	if err != nil {
