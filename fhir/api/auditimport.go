@@ -216,7 +216,7 @@ func (s *Server) searchAuditHits(ctx context.Context, sr auditEventSearch) (tota
 	ps := pageSpec{Count: sr.Count, CountOnly: sr.CountOnly, NoTotal: sr.NoTotal}
 	if filedN == 0 {
 		sized := func(n int) store.AuditQuery { q := sr.Query; q.Limit = n; return q }
-		total, rows, more, err := searchPage(ctx, ps, sized, s.cfg.AuditEvents.CountAudit, s.cfg.AuditEvents.SearchAudit)
+		total, rows, more, err := searchPage(ctx, ps, sr.Query.Offset, sized, s.cfg.AuditEvents.CountAudit, s.cfg.AuditEvents.SearchAudit)
 		if err != nil {
 			return nil, nil, false, err
 		}

@@ -170,7 +170,7 @@ func (s *Server) searchCommunications(c *gin.Context) {
 	}
 	out := searchBundle{ResourceType: "Bundle", Type: "searchset"}
 	sized := func(n int) store.CommunicationQuery { q := sr.Query; q.Limit = n; return q }
-	total, rows, more, err := searchPage(ctx, pageSpec{Count: sr.Count, CountOnly: sr.CountOnly, NoTotal: sr.NoTotal}, sized,
+	total, rows, more, err := searchPage(ctx, pageSpec{Count: sr.Count, CountOnly: sr.CountOnly, NoTotal: sr.NoTotal}, sr.Query.Offset, sized,
 		s.cfg.Store.CountCommunications, s.cfg.Store.SearchCommunications)
 	if err != nil {
 		s.internal(c, "searching Communications", err)
@@ -316,25 +316,32 @@ type pageSpec struct {
 
 // searchPage runs a search's count and page: the total (unless none is
 // asked for), the page's rows, and whether more follow. sized is the
-// query with its limit set; it asks for one row more than a page, which
-// tells whether a next page exists.
-func searchPage[Q, R any](ctx context.Context, ps pageSpec, sized func(limit int) Q,
+// query with its limit and offset set; it asks for one row more than a
+// page, which tells whether a next page exists. The page comes first: a
+// last page that holds rows, or a first page that holds all, tells the
+// total without counting (an inbox seldom fills a page), and a count
+// costs more than the page (every match, not 21 of them).
+func searchPage[Q, R any](ctx context.Context, ps pageSpec, offset int, sized func(limit int) Q,
 	count func(context.Context, Q) (int, error), search func(context.Context, Q) ([]R, error)) (total *int, rows []R, more bool, err error) {
-	if !ps.NoTotal || ps.CountOnly {
+	if !ps.CountOnly {
+		if rows, err = search(ctx, sized(ps.Count+1)); err != nil {
+			return nil, nil, false, err
+		}
+		if more = len(rows) > ps.Count; more {
+			rows = rows[:ps.Count]
+		}
+	}
+	switch {
+	case ps.NoTotal && !ps.CountOnly:
+	case !ps.CountOnly && !more && (offset == 0 || len(rows) > 0):
+		n := offset + len(rows)
+		total = &n
+	default:
 		n, err := count(ctx, sized(0))
 		if err != nil {
 			return nil, nil, false, fmt.Errorf("counting: %w", err)
 		}
 		total = &n
-	}
-	if ps.CountOnly {
-		return total, nil, false, nil
-	}
-	if rows, err = search(ctx, sized(ps.Count+1)); err != nil {
-		return nil, nil, false, err
-	}
-	if more = len(rows) > ps.Count; more {
-		rows = rows[:ps.Count]
 	}
 	return total, rows, more, nil
 }

@@ -279,7 +279,7 @@ func (s *Server) searchResources(typ string) gin.HandlerFunc {
 		}
 		sized := func(n int) store.ResourceQuery { q := sr.Query; q.Limit = n; return q }
 		ps := pageSpec{Count: sr.Count, CountOnly: sr.CountOnly, NoTotal: sr.NoTotal}
-		total, rows, more, err := searchPage(ctx, ps, sized, s.cfg.Store.CountResources, s.cfg.Store.SearchResources)
+		total, rows, more, err := searchPage(ctx, ps, sr.Query.Offset, sized, s.cfg.Store.CountResources, s.cfg.Store.SearchResources)
 		if err != nil {
 			s.internal(c, "searching "+typ, err)
 			return
