@@ -20,6 +20,7 @@ import (
 	"github.com/carebridge/carebridge/fhir/index"
 	"github.com/carebridge/carebridge/hl7/mllp"
 	"github.com/carebridge/carebridge/inbound"
+	"github.com/carebridge/carebridge/store/postgres"
 )
 
 type serveConfig struct {
@@ -189,6 +190,11 @@ func newLogger(env *environment, level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
+// pipelineConns is the size of the pipeline's own PostgreSQL pool: the
+// front door's four writers, the map stage's two partitions, and the
+// audit and deliver stages, each holding one only while it stores.
+const pipelineConns = 8
+
 func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Logger) error {
 	mllpCfg := mllp.Config{MaxConnections: cfg.maxConns, ShutdownTimeout: cfg.shutdownTimeout, Logger: log}
 	if cfg.allow != "" {
@@ -224,6 +230,18 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 		return err
 	}
 	defer st.Close()
+	// On PostgreSQL the pipeline gets connections of its own: under a
+	// heavy FHIR API load its stages would otherwise queue behind the
+	// API's requests for the pool's, and a STAT result with them.
+	pst := st
+	if pg, ok := st.(*postgres.Store); ok {
+		r, err := pg.Reserve(ctx, pipelineConns)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		pst = r
+	}
 	// Records stored before AuditEvent search get their AuditEvent ids.
 	if n, err := audit.BackfillEventIDs(ctx, st); err != nil {
 		return fmt.Errorf("giving earlier audit records their AuditEvent ids: %w", err)
@@ -249,16 +267,16 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 	if rules.RequiredMSH, err = inbound.ParseFieldList(cfg.requiredMSH); err != nil {
 		return fmt.Errorf("--required-msh: %w", err)
 	}
-	in, err := inbound.New(st, keys, inbound.Config{DedupeWindow: cfg.dedupeWindow, Writers: writers, Rules: &rules, Logger: log, AuditTopic: bridge.TopicAuditRecorded})
+	in, err := inbound.New(pst, keys, inbound.Config{DedupeWindow: cfg.dedupeWindow, Writers: writers, Rules: &rules, Logger: log, AuditTopic: bridge.TopicAuditRecorded})
 	if err != nil {
 		return err
 	}
-	stopInboxes, err := pipeline.startInboxes(st, keys)
+	stopInboxes, err := pipeline.startInboxes(pst, keys)
 	if err != nil {
 		return err
 	}
 	defer stopInboxes()
-	router, trail, err := pipeline.router(st, keys)
+	router, trail, err := pipeline.router(pst, keys)
 	if err != nil {
 		return err
 	}

@@ -78,7 +78,7 @@ type Store struct {
 	wlog    watermill.LoggerAdapter
 	schema  wsql.DefaultPostgreSQLSchema
 	offsets wsql.DefaultPostgreSQLOffsetsAdapter
-	wake    store.Waker // this process's subscribers, told of each commit that publishes
+	wake    *store.Waker // this process's subscribers, told of each commit that publishes
 }
 
 // inTx runs fn in a transaction that publishes events and, once it has
@@ -187,11 +187,29 @@ func connect(ctx context.Context, cfg Config) (*Store, error) {
 	return &Store{
 		cfg:  cfg,
 		pool: pool,
+		wake: &store.Waker{},
 		wlog: watermill.NewSlogLogger(cfg.Logger),
 		schema: wsql.DefaultPostgreSQLSchema{
 			GeneratePayloadType: func(string) string { return "BYTEA" },
 		},
 	}, nil
+}
+
+// Reserve returns the store on a pool of conns connections of its own,
+// for work that must not wait behind this store's callers for a
+// connection: serve gives the pipeline's stages one, so that however many
+// requests the FHIR API has in flight, a STAT result still finds a
+// connection. Its commits wake the same subscribers. Close it before
+// this store.
+func (s *Store) Reserve(ctx context.Context, conns int32) (*Store, error) {
+	cfg := s.cfg
+	cfg.MaxConns = conns
+	r, err := connect(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("reserving %d connections: %w", conns, err)
+	}
+	r.wake = s.wake
+	return r, nil
 }
 
 // Pool returns the store's connection pool, for tests and tools.
