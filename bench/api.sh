@@ -75,10 +75,11 @@ data="$work/data"
 "$work/api" seed --database-url "$db" --data-dir "$data" --rows "$ROWS"
 if [ -n "$cluster" ]; then
 	# COPY bypasses the shared buffers; a server in service has its hot
-	# tables there, so load them as PostgreSQL's own pg_prewarm does
+	# tables there, so load them with PostgreSQL's pg_prewarm (contrib)
 	psql "$PG" -qAtc "CREATE EXTENSION pg_prewarm SCHEMA public;
 		SELECT sum(public.pg_prewarm(c.oid)) FROM pg_class c
-		WHERE c.relnamespace = '$schema'::regnamespace AND c.relkind IN ('r', 'i')" >/dev/null
+		WHERE c.relnamespace = '$schema'::regnamespace AND c.relkind IN ('r', 'i')" >/dev/null ||
+		echo "pg_prewarm is not installed: the first reads find the tables cold" >&2
 fi
 "$work/carebridge" keys --ehr-key "$work/bench.pem" >"$work/bench.jwks" 2>/dev/null
 "$work/carebridge" clients add --data-dir "$data" --database-url "$db" --client-id bench --jwks "$work/bench.jwks" \
