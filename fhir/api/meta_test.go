@@ -63,6 +63,9 @@ func FuzzMembers(f *testing.F) {
 		if again, err := members(encodeMembers(got)); err != nil || len(again) != len(got) {
 			t.Fatalf("encodeMembers of %q does not read back: %v", b, err)
 		}
+		if out, err := withMeta(b, "c<1>", 2, time.Unix(0, 0)); err == nil && !json.Valid(out) {
+			t.Fatalf("withMeta of %q is not JSON: %s", b, out)
+		}
 	})
 }
 
@@ -79,6 +82,23 @@ func TestWithMeta(t *testing.T) {
 	for _, bad := range []string{`[]`, `{"status":"x"}`, `{"resourceType":"Communication","meta":[]}`, `{"a":1,}`, `{"a":"x`} {
 		if _, err := withMeta([]byte(bad), "c1", 1, at); err == nil || strings.Contains(err.Error(), bad) {
 			t.Errorf("withMeta(%s): %v, want an error that does not quote it", bad, err)
+		}
+	}
+}
+
+// BenchmarkWithMeta: a stored Communication as a search page opens twenty
+// of them.
+func BenchmarkWithMeta(b *testing.B) {
+	body := []byte(`{"resourceType":"Communication","id":"bench-0000042","meta":{"versionId":"1","lastUpdated":"2026-01-01T00:07:00.000000Z"},` +
+		`"identifier":[{"system":"urn:carebridge:communication-source","value":"BENCH^bench-0000042^rule"}],"status":"in-progress","priority":"urgent",` +
+		`"category":[{"coding":[{"system":"urn:carebridge:communication-category","code":"alert"}]}],"subject":{"reference":"Patient/bench-p00042"},` +
+		`"recipient":[{"reference":"Practitioner/bench-0042"}],"sender":{"reference":"Device/carebridge"},"sent":"2026-01-01T00:07:00Z",` +
+		`"payload":[{"contentString":"Synthetic benchmark message bench-0000042: potassium 6.1 mmol/L, please review."}]}`)
+	at := time.Date(2026, 12, 1, 9, 30, 0, 123456000, time.UTC)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := withMeta(body, "bench-0000042", 2, at); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
