@@ -28,7 +28,7 @@ type storageFlags struct {
 
 func (s *storageFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.dataDir, "data-dir", "./carebridge-data", "directory for the key ring and the embedded SQLite database")
-	fs.StringVar(&s.databaseURL, "database-url", "", "PostgreSQL URL (postgres://user@host:5432/db); empty uses SQLite in --data-dir")
+	fs.StringVar(&s.databaseURL, "database-url", "", "PostgreSQL URL (postgres://user@host:5432/db; serve opens up to 24 connections); empty uses SQLite in --data-dir")
 }
 
 func (s *storageFlags) postgres() bool {
