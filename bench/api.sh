@@ -14,6 +14,7 @@
 #
 #   bench/api.sh                       # 1,000,000 rows, 32 connections, 15 s each
 #   ROWS=100000 DURATION=5s bench/api.sh
+#   OPS="pipeline" bench/api.sh        # HL7 at PIPELINE_RATE/s (20) while the API creates flat out
 #   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test bench/api.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,10 +85,38 @@ fi
 "$work/carebridge" keys --ehr-key "$work/bench.pem" >"$work/bench.jwks" 2>/dev/null
 "$work/carebridge" clients add --data-dir "$data" --database-url "$db" --client-id bench --jwks "$work/bench.jwks" \
 	--scope 'system/Communication.cruds' >/dev/null
-"$work/carebridge" serve --data-dir "$data" --database-url "$db" --mllp-addr 127.0.0.1:22577 --http-addr 127.0.0.1:28082 \
-	--log-level warn >"$work/serve.log" 2>&1 &
-for _ in $(seq 100); do curl -sf http://127.0.0.1:28082/readyz >/dev/null && break; sleep 0.1; done
+serve() {
+	"$work/carebridge" serve --data-dir "$data" --database-url "$db" --mllp-addr 127.0.0.1:22577 --http-addr 127.0.0.1:28082 \
+		--log-level warn "$@" >>"$work/serve.log" 2>&1 &
+	server=$!
+	for _ in $(seq 100); do curl -sf http://127.0.0.1:28082/readyz >/dev/null && break; sleep 0.1; done
+}
+load() {
+	"$work/api" load --fhir-url http://127.0.0.1:28082/fhir --client-id bench --key "$work/bench.pem" \
+		--conns "$CONNS" --rows "$ROWS" "$@"
+}
+serve
 for op in $OPS; do
-	"$work/api" load --op "$op" --fhir-url http://127.0.0.1:28082/fhir --client-id bench --key "$work/bench.pem" \
-		--conns "$CONNS" --duration "$DURATION" --rows "$ROWS" --database-url "$db"
+	[ "$op" = pipeline ] && continue
+	load --op "$op" --duration "$DURATION" --database-url "$db"
 done
+case " $OPS " in *" pipeline "*)
+	# The pipeline beside a loaded API: HL7 messages at PIPELINE_RATE/s
+	# through bench/latency (five clinicians' inbox streams open, as in
+	# bench/latency.sh) while the API creates flat out for 30 s.
+	rate=${PIPELINE_RATE:-20}
+	go build -o "$work/latency" ./bench/latency
+	"$work/latency" --print-message | "$work/carebridge" map --summary --rules bench/latency/rules.yaml - 2>/dev/null |
+		grep -o '<Practitioner/[^>]*>' | tr -d '<>' | awk '{printf "bench-token-%02d-0123456789 %s\n", NR, $1}' >"$work/tokens"
+	chmod 600 "$work/tokens"
+	kill -TERM "$server" && wait "$server" || true
+	serve --rules bench/latency/rules.yaml --inbox-dev-tokens "$work/tokens"
+	load --op create --duration 30s >"$work/beside.log" &
+	loader=$!
+	sleep 3
+	printf 'pipeline beside creates: '
+	"$work/latency" --addr 127.0.0.1:22577 --http 127.0.0.1:28082 --tokens "$work/tokens" --rate "$rate" --messages $((rate * 20)) --wait 120s
+	wait "$loader"
+	sed 's/^/        /' "$work/beside.log"
+	;;
+esac
