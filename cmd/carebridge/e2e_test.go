@@ -34,6 +34,16 @@ var (
 	binaryErr  error
 )
 
+// TestMain removes the built binary's folder after the tests: 80 MB a
+// run, left in the system's temporary folder before.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binaryPath != "" {
+		os.RemoveAll(filepath.Dir(binaryPath))
+	}
+	os.Exit(code)
+}
+
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	binaryOnce.Do(func() {
