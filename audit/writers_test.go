@@ -129,14 +129,7 @@ func TestWritersAppendInWrites(t *testing.T) {
 			if want := committed + reads + 3 + 3; err != nil || rep.Records != want {
 				t.Fatalf("verify = %+v, %v; want %d records", rep, err, want)
 			}
-			cps, err := b.st.AuditCheckpoints(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			last := map[string]uint64{}
-			for _, c := range cps {
-				last[c.Chain] = max(last[c.Chain], c.Seq)
-			}
+			last := signedTo(t, b.st)
 			for i := 1; i <= 3; i++ {
 				chain := fmt.Sprintf("node-a.w%d", i)
 				head, err := b.st.AuditHead(ctx, chain)
@@ -182,7 +175,20 @@ func TestWritersCheckpointPassesABusyChain(t *testing.T) {
 		t.Fatal("Checkpoint waited for the busy chain")
 	}
 	busy.AuditDone(errors.New("rolled back"))
-	cps, err := b.st.AuditCheckpoints(ctx)
+	signed := signedTo(t, b.st)
+	// One chain was free and is signed to its head (2); the busy one keeps
+	// its first checkpoint (1).
+	if got := []uint64{signed["node-a.w1"], signed["node-a.w2"]}; got[0]+got[1] != 3 {
+		t.Errorf("last checkpoints %v, want one chain at 2 and the busy one at 1", got)
+	}
+}
+
+// signedTo is, for each chain, the last position a checkpoint signs.
+func signedTo(t *testing.T, st interface {
+	AuditCheckpoints(context.Context) ([]store.AuditCheckpoint, error)
+}) map[string]uint64 {
+	t.Helper()
+	cps, err := st.AuditCheckpoints(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,9 +196,5 @@ func TestWritersCheckpointPassesABusyChain(t *testing.T) {
 	for _, c := range cps {
 		signed[c.Chain] = max(signed[c.Chain], c.Seq)
 	}
-	// One chain was free and is signed to its head (2); the busy one keeps
-	// its first checkpoint (1).
-	if got := []uint64{signed["node-a.w1"], signed["node-a.w2"]}; got[0]+got[1] != 3 {
-		t.Errorf("last checkpoints %v, want one chain at 2 and the busy one at 1", got)
-	}
+	return signed
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/carebridge/carebridge/store"
 )
@@ -22,14 +21,12 @@ func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord, ch
 	b := &pgx.Batch{}
 	queueAudit(b, records, checkpoints)
 	err := s.pool.SendBatch(ctx, b).Close()
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "audit_entry" {
+	switch {
+	case uniqueConstraint(err) == "audit_entry":
 		return fmt.Errorf("appending audit records: %w: %v", store.ErrEntryStored, err)
-	}
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
+	case isUniqueViolation(err):
 		return fmt.Errorf("appending audit records: %w: %v", store.ErrConflict, err)
-	}
-	if err != nil {
+	case err != nil:
 		return fmt.Errorf("appending audit records: %w", err)
 	}
 	return nil

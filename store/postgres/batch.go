@@ -2,14 +2,12 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/carebridge/carebridge/store"
 )
@@ -88,13 +86,3 @@ func (p *batchPublisher) Publish(topic string, msgs ...*message.Message) error {
 }
 
 func (p *batchPublisher) Close() error { return nil }
-
-// uniqueConstraint is the constraint a unique violation broke, or "" for
-// any other error.
-func uniqueConstraint(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-		return pgErr.ConstraintName
-	}
-	return ""
-}

@@ -122,6 +122,16 @@ func isUniqueViolation(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }
 
+// uniqueConstraint is the constraint a unique violation broke, or "" for
+// any other error.
+func uniqueConstraint(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return pgErr.ConstraintName
+	}
+	return ""
+}
+
 // CreateCommunication stores a new Communication as version 1, with no
 // inbound message. row.Version is ignored. See store.CommunicationWrites.
 func (s *Store) CreateCommunication(ctx context.Context, row store.CommunicationRow, events ...store.Event) error {
