@@ -3,7 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"github.com/carebridge/carebridge/hl7/hl7test"
+	"errors"
 	"io"
 	"io/fs"
 	"net"
@@ -11,12 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/carebridge/carebridge/hl7"
+	"github.com/carebridge/carebridge/hl7/hl7test"
 	"github.com/carebridge/carebridge/hl7/mllp"
 )
 
@@ -183,5 +185,51 @@ func TestHealthEndpoints(t *testing.T) {
 	stop()
 	if _, err := http.Get("http://" + httpAddr + "/healthz"); err == nil {
 		t.Error("HTTP still answers after shutdown")
+	}
+}
+
+func TestDebugAddrServesTheProfilerOnLoopbackOnly(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, _, stop := inProcessServer(t, t.TempDir(), "--debug-addr", addr)
+	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "heap profile") {
+		t.Fatalf("GET /debug/pprof/heap = %d %.200s", resp.StatusCode, body)
+	}
+	stop()
+	if _, err := http.Get("http://" + addr + "/debug/pprof/"); err == nil {
+		t.Error("the profiler still answers after shutdown")
+	}
+
+	_, stderr, err := runCLI(t, "", "serve", "--data-dir", t.TempDir(), "--debug-addr", "0.0.0.0:6060")
+	if !errors.Is(err, errUsage) || !strings.Contains(stderr, "--debug-addr 0.0.0.0:6060 is not a loopback address") {
+		t.Fatalf("profiler on every interface: %v %s", err, stderr)
+	}
+}
+
+func gcPercent() uint64 {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+func TestServeRaisesTheGCTargetWhileItRuns(t *testing.T) {
+	before := gcPercent()
+	_, _, stop := inProcessServer(t, t.TempDir())
+	if got := gcPercent(); got != serveGCPercent {
+		t.Errorf("GOGC while serving = %d, want %d", got, serveGCPercent)
+	}
+	stop()
+	if got := gcPercent(); got != before {
+		t.Errorf("GOGC after serve = %d, want %d as before", got, before)
 	}
 }
