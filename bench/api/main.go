@@ -101,7 +101,8 @@ func seed(args []string) error {
 				return err
 			}
 			ident := "BENCH^" + id + "^rule"
-			comms = append(comms, []any{id, "bench", ident, status(i), priority(i), "alert", patient(i), "", []string{r}, sent, sealed, "Device/carebridge", nil, 1, sent})
+			// each as if mapped from its own HL7 message, as the pipeline's are
+			comms = append(comms, []any{id, fmt.Sprintf("bench-in-%07d", i), ident, status(i), priority(i), "alert", patient(i), "", []string{r}, sent, sealed, "Device/carebridge", nil, 1, sent})
 			deliveries = append(deliveries, []any{id, r, "queued", 0, sent})
 			tokens = append(tokens, []any{id, "identifier", fhir.CommunicationSourceSystem, ident}, []any{id, "category", fhir.CommunicationCategorySystem, "alert"})
 		}

@@ -117,7 +117,7 @@ func (s *Store) GetResource(ctx context.Context, typ, id string) (store.SealedRe
 // CommunicationsOf returns the Communications of an inbound message. See
 // store.Mapping.
 func (s *Store) CommunicationsOf(ctx context.Context, inboundID string) ([]store.CommunicationRow, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+communicationColumns+` FROM communication c WHERE c.inbound_id = ? ORDER BY c.id`, inboundID)
+	rows, err := s.read.QueryContext(ctx, `SELECT `+communicationColumns+` FROM communication c WHERE c.inbound_id = ? AND c.inbound_id <> '' ORDER BY c.id`, inboundID)
 	if err != nil {
 		return nil, fmt.Errorf("reading the Communications of %s: %w", inboundID, err)
 	}
