@@ -65,9 +65,10 @@ func (w *Waker) Backoff(topic string, poll, retry time.Duration) *WakeBackoff {
 // little after their commit: PostgreSQL's adapter shows a row only once
 // every older transaction has ended. After a wake that found nothing, the
 // subscriber looks again after settle, then twice that, and so on up to
-// poll, instead of waiting a whole poll.
-func (w *Waker) SettlingBackoff(topic string, poll, retry, settle time.Duration) *WakeBackoff {
-	return &WakeBackoff{w: w, topic: topic, poll: poll, retry: retry, settle: settle}
+// settleMax (or poll, if shorter), instead of waiting a whole poll; then
+// it waits for the next wake or poll again.
+func (w *Waker) SettlingBackoff(topic string, poll, retry, settle, settleMax time.Duration) *WakeBackoff {
+	return &WakeBackoff{w: w, topic: topic, poll: poll, retry: retry, settle: settle, settleMax: min(settleMax, poll)}
 }
 
 // WakeBackoff is a subscriber's BackoffManager; see Waker.Backoff.
@@ -76,6 +77,7 @@ type WakeBackoff struct {
 	topic       string
 	poll, retry time.Duration
 	settle      time.Duration // 0: none
+	settleMax   time.Duration
 	closing     <-chan struct{}
 
 	mu   sync.Mutex
@@ -100,8 +102,8 @@ func (b *WakeBackoff) HandleError(logger watermill.LoggerAdapter, noMsg bool, er
 	wait := b.poll
 	b.mu.Lock()
 	if b.next > 0 {
-		wait, b.next = b.next, min(2*b.next, b.poll)
-		if wait >= b.poll {
+		wait, b.next = b.next, min(2*b.next, b.settleMax)
+		if wait >= b.settleMax {
 			b.next = 0
 		}
 	}

@@ -55,7 +55,7 @@ func TestWakeBackoffPolls(t *testing.T) {
 // read that finds messages ends the sequence.
 func TestSettlingBackoff(t *testing.T) {
 	var w Waker
-	b := w.SettlingBackoff("audit.recorded", time.Hour, time.Second, time.Millisecond)
+	b := w.SettlingBackoff("audit.recorded", time.Hour, time.Second, time.Millisecond, 20*time.Millisecond)
 	log := watermill.NopLogger{}
 	done := make(chan struct{})
 	go func() { b.HandleError(log, true, nil); close(done) }()

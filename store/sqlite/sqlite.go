@@ -65,7 +65,7 @@ type Config struct {
 	ReadConns int
 	// QueuePoll is how often an idle subscriber looks for what other
 	// processes (carebridge replay) committed; this process's commits wake
-	// it at once. 0 means 20 ms.
+	// it at once. 0 means 250 ms (see postgres.Config.QueuePoll).
 	QueuePoll time.Duration
 }
 
@@ -77,7 +77,7 @@ func (c *Config) setDefaults() {
 		c.ReadConns = max(4, runtime.GOMAXPROCS(0))
 	}
 	if c.QueuePoll <= 0 {
-		c.QueuePoll = 20 * time.Millisecond
+		c.QueuePoll = 250 * time.Millisecond
 	}
 }
 
