@@ -21,15 +21,16 @@ type member struct {
 }
 
 // members reads a JSON object's members in order, each value a slice of
-// b (not copied). It only finds where members start and end, so it is
-// cheap: it runs for every resource an answer carries.
-func members(b []byte) ([]member, error) {
+// b (not copied), appended to dst (which may be a caller's array on its
+// stack). It only finds where members start and end, so it is cheap: it
+// runs for every resource an answer carries.
+func members(dst []member, b []byte) ([]member, error) {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return nil, errors.New("the body is not a JSON object")
 	}
 	i = skipSpace(b, i+1)
-	out := make([]member, 0, 16)
+	out := dst[:0]
 	if i < len(b) && b[i] == '}' {
 		if skipSpace(b, i+1) != len(b) {
 			return nil, errors.New("the body holds more than one JSON value")
@@ -268,7 +269,8 @@ func checkDepth(b []byte) error {
 // meta.lastUpdated set (other meta members kept), members in order with
 // resourceType, id and meta first.
 func withMeta(body []byte, id string, version int, updated time.Time) ([]byte, error) {
-	ms, err := members(body)
+	var top, inMeta [16]member // a Communication has fewer: no allocation
+	ms, err := members(top[:0], body)
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +281,7 @@ func withMeta(body []byte, id string, version int, updated time.Time) ([]byte, e
 		case "resourceType":
 			rt = m.value
 		case "meta":
-			if meta, err = members(m.value); err != nil {
+			if meta, err = members(inMeta[:0], m.value); err != nil {
 				return nil, errors.New("meta is not a JSON object")
 			}
 		}
@@ -317,14 +319,14 @@ func withMeta(body []byte, id string, version int, updated time.Time) ([]byte, e
 // withoutVersionMeta drops meta.versionId and meta.lastUpdated from a body
 // a client sent (the server sets them) and an empty meta with them.
 func withoutVersionMeta(body []byte) ([]byte, error) {
-	ms, err := members(body)
+	ms, err := members(nil, body)
 	if err != nil {
 		return nil, err
 	}
 	out := ms[:0]
 	for _, m := range ms {
 		if m.key == "meta" {
-			meta, err := members(m.value)
+			meta, err := members(nil, m.value)
 			if err != nil {
 				return nil, errors.New("meta is not a JSON object")
 			}
@@ -367,7 +369,7 @@ func redact(body []byte, keep []string) ([]byte, error) {
 	if keep == nil {
 		return body, nil
 	}
-	ms, err := members(body)
+	ms, err := members(nil, body)
 	if err != nil {
 		return nil, err
 	}
@@ -377,7 +379,7 @@ func redact(body []byte, keep []string) ([]byte, error) {
 			continue
 		}
 		if m.key == "meta" {
-			meta, err := members(m.value)
+			meta, err := members(nil, m.value)
 			if err != nil {
 				return nil, err
 			}

@@ -262,7 +262,7 @@ func appendRef(refs []threadRef, ref string) json.RawMessage {
 
 // withMembers is body with members replaced (those it has) or added.
 func withMembers(body []byte, set []member) ([]byte, error) {
-	ms, err := members(body)
+	ms, err := members(nil, body)
 	if err != nil {
 		return nil, err
 	}

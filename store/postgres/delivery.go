@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/carebridge/carebridge/store"
 )
@@ -121,6 +122,31 @@ func scanCommunication(row pgx.Row, extra ...any) (store.CommunicationRow, error
 		c.Received = received.UTC()
 	}
 	return c, err
+}
+
+// collectCommunications reads rows of communicationColumns into a slice
+// made for limit rows. It scans each into its place in the slice, with
+// one set of destinations for all, where scanCommunication's value and
+// destinations cost allocations for every row of a search page.
+func collectCommunications(rows pgx.Rows, limit int) ([]store.CommunicationRow, error) {
+	defer rows.Close()
+	out := make([]store.CommunicationRow, 0, limit)
+	var c store.CommunicationRow
+	var received pgtype.Timestamptz
+	dest := []any{&c.ID, &c.Identifier, &c.Status, &c.Priority, &c.Category, &c.Subject, &c.Encounter,
+		&c.Recipients, &c.Sent, &c.Sealed, &c.Sender, &received, &c.Version, &c.Updated}
+	for rows.Next() {
+		c = store.CommunicationRow{}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		c.Sent, c.Updated = c.Sent.UTC(), c.Updated.UTC()
+		if received.Valid {
+			c.Received = received.Time.UTC()
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
 }
 
 // Inbox returns a recipient's newest Communications, those recalled

@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/carebridge/carebridge/store"
 )
 
@@ -38,9 +36,7 @@ func (s *Store) SearchCommunications(ctx context.Context, q store.CommunicationQ
 	if err != nil {
 		return nil, fmt.Errorf("searching Communications: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.CommunicationRow, error) {
-		return scanCommunication(row)
-	})
+	out, err := collectCommunications(rows, limit)
 	if err != nil {
 		return nil, fmt.Errorf("searching Communications: %w", err)
 	}
