@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -33,34 +32,12 @@ func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord, ch
 	return nil
 }
 
-// sqlInsertAuditRows inserts many records in one statement, one array
-// per column. A record's entities are a slice [first:last] of one flat
-// array, as SQL arrays cannot be ragged.
-const sqlInsertAuditRows = `INSERT INTO audit (` + auditColumns + `)
-	SELECT u.chain, u.seq, u.at, u.actor_kind, u.actor_id, u.actor_address, u.action, u.outcome, u.correlation,
-		COALESCE(($10::text[])[u.first:u.last], '{}'), u.entry_id, u.patient, u.prev, u.hash, u.event_id
-	FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[],
-		$8::smallint[], $9::text[], $11::int[], $12::int[], $13::text[], $14::text[], $15::bytea[], $16::bytea[], $17::text[])
-		AS u(chain, seq, at, actor_kind, actor_id, actor_address, action, outcome, correlation,
-			first, last, entry_id, patient, prev, hash, event_id)`
-
 // queueAudit queues the inserts of records, their entities and
-// checkpoints: one statement for the records, one for their entities.
-// The FHIR API's audit batches hold several records each (about six
-// under read load), and a statement run costs PostgreSQL about as much
-// as the row it inserts.
+// checkpoints.
 func queueAudit(b *pgx.Batch, records []store.AuditRecord, checkpoints []store.AuditCheckpoint) {
 	var chains, entityOf []string // the audit_entity rows, one statement for all
 	var seqs []int64
 	for _, r := range records {
-		for _, e := range store.AuditEntities(r) {
-			chains, seqs, entityOf = append(chains, r.Chain), append(seqs, int64(r.Seq)), append(entityOf, e)
-		}
-	}
-	switch len(records) {
-	case 0:
-	case 1:
-		r := records[0]
 		entities := r.Entities
 		if entities == nil {
 			entities = []string{}
@@ -68,28 +45,9 @@ func queueAudit(b *pgx.Batch, records []store.AuditRecord, checkpoints []store.A
 		b.Queue(`INSERT INTO audit (`+auditColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 			r.Chain, int64(r.Seq), r.At, r.ActorKind, r.ActorID, r.ActorAddress, r.Action, int16(r.Outcome),
 			r.Correlation, entities, r.EntryID, r.Patient, r.Prev, r.Hash, r.EventID)
-	default:
-		n := len(records)
-		var (
-			chain, actorKind, actorID, actorAddress, action = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-			correlation, entryID, patient, eventID          = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-			seq                                             = make([]int64, n)
-			at                                              = make([]time.Time, n)
-			outcome                                         = make([]int16, n)
-			first, last                                     = make([]int32, n), make([]int32, n)
-			prev, hash                                      = make([][]byte, n), make([][]byte, n)
-			entities                                        = []string{}
-		)
-		for i, r := range records {
-			chain[i], seq[i], at[i], actorKind[i], actorID[i], actorAddress[i] = r.Chain, int64(r.Seq), r.At, r.ActorKind, r.ActorID, r.ActorAddress
-			action[i], outcome[i], correlation[i], entryID[i], patient[i] = r.Action, int16(r.Outcome), r.Correlation, r.EntryID, r.Patient
-			prev[i], hash[i], eventID[i] = nonNil(r.Prev), nonNil(r.Hash), r.EventID
-			first[i] = int32(len(entities)) + 1 // SQL arrays count from 1
-			entities = append(entities, r.Entities...)
-			last[i] = int32(len(entities))
+		for _, e := range store.AuditEntities(r) {
+			chains, seqs, entityOf = append(chains, r.Chain), append(seqs, int64(r.Seq)), append(entityOf, e)
 		}
-		b.Queue(sqlInsertAuditRows, chain, seq, at, actorKind, actorID, actorAddress, action, outcome, correlation,
-			entities, first, last, entryID, patient, prev, hash, eventID)
 	}
 	if len(entityOf) > 0 {
 		b.Queue(`INSERT INTO audit_entity (chain, seq, entity) SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])`,
