@@ -125,9 +125,9 @@ func scanCommunication(row pgx.Row, extra ...any) (store.CommunicationRow, error
 }
 
 // collectCommunications reads rows of communicationColumns into a slice
-// made for limit rows. It scans each into its place in the slice, with
-// one set of destinations for all, where scanCommunication's value and
-// destinations cost allocations for every row of a search page.
+// made for limit rows. Every row is scanned into one scratch row through
+// one set of destinations and appended, where scanCommunication's value
+// and destinations cost allocations for every row of a search page.
 func collectCommunications(rows pgx.Rows, limit int) ([]store.CommunicationRow, error) {
 	defer rows.Close()
 	out := make([]store.CommunicationRow, 0, limit)
