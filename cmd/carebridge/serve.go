@@ -320,14 +320,6 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 		return fmt.Errorf("listening for HTTP on %s: %w", cfg.httpAddr, err)
 	}
 
-	var debugLn net.Listener
-	if cfg.debugAddr != "" {
-		if debugLn, err = net.Listen("tcp", cfg.debugAddr); err != nil {
-			mllpLn.Close()
-			httpLn.Close()
-			return fmt.Errorf("listening for the profiler on %s: %w", cfg.debugAddr, err)
-		}
-	}
 	httpScheme := "http"
 	if mllpCfg.TLS != nil {
 		httpScheme = "https"
@@ -369,6 +361,16 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 		httpSrv.TLSConfig = httpTLSConfig(mllpCfg.TLS.Certificates)
 	}
 	httpSrv.RegisterOnShutdown(func() { close(closing) })
+	// Opened after every step that can fail, so that no error path
+	// leaves it open.
+	var debugLn net.Listener
+	if cfg.debugAddr != "" {
+		if debugLn, err = net.Listen("tcp", cfg.debugAddr); err != nil {
+			mllpLn.Close()
+			httpLn.Close()
+			return fmt.Errorf("listening for the profiler on %s: %w", cfg.debugAddr, err)
+		}
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	inCtx, stopInbound := context.WithCancel(context.Background())
