@@ -297,6 +297,12 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 	if err != nil {
 		return err
 	}
+	// Made before the listeners open and the stages start, so that its
+	// failure returns with nothing left running.
+	exporter, err := pipeline.exporter(st)
+	if err != nil {
+		return err
+	}
 
 	handler := mllp.HandlerFunc(func(ctx context.Context, peer net.Addr, msg []byte) ([]byte, error) {
 		res, err := in.Accept(ctx, inbound.Peer{Addr: peer.String(), Transport: transport}, msg)
@@ -407,11 +413,9 @@ func serve(ctx context.Context, env *environment, cfg serveConfig, log *slog.Log
 		pipeline.escalator(st, keys).Run(gctx, 5*time.Second)
 		return nil
 	})
-	if x, err := pipeline.exporter(st); err != nil {
-		return err
-	} else if x != nil {
+	if exporter != nil {
 		g.Go(func() error {
-			if err := x.Run(gctx); err != nil {
+			if err := exporter.Run(gctx); err != nil {
 				return fmt.Errorf("audit export: %w", err)
 			}
 			return nil
