@@ -12,6 +12,12 @@
 # always). Set DATABASE_URL to run on another server instead, in a
 # throwaway schema.
 #
+# Each load also reports the CPU that the server, the cluster (when it is
+# made here) and the load generator took per request, and the ceiling the
+# machine's cores put on the rate with the load generator elsewhere: on a
+# small machine the three share the cores, and these figures say what a
+# rate measured there means for another.
+#
 #   bench/api.sh                       # 1,000,000 rows, 32 connections, 15 s each
 #   ROWS=100000 DURATION=5s bench/api.sh
 #   OPS="pipeline" bench/api.sh        # HL7 at PIPELINE_RATE/s (20) while the API creates flat out
@@ -92,8 +98,12 @@ serve() {
 	for _ in $(seq 100); do curl -sf http://127.0.0.1:28082/readyz >/dev/null && break; sleep 0.1; done
 }
 load() {
+	# the CPU each process takes per request (Linux): the server's, and
+	# the database's when it is the cluster made here
+	local cpu=(--cpu "carebridge=$server")
+	[ -n "$cluster" ] && cpu+=(--cpu "postgres=$(head -1 "$cluster/postmaster.pid")+")
 	"$work/api" load --fhir-url http://127.0.0.1:28082/fhir --client-id bench --key "$work/bench.pem" \
-		--conns "$CONNS" --rows "$ROWS" "$@"
+		--conns "$CONNS" --rows "$ROWS" "${cpu[@]}" "$@"
 }
 serve
 for op in $OPS; do

@@ -159,6 +159,8 @@ func load(args []string) error {
 	rows := fs.Int("rows", 1_000_000, "the seeded Communications (read picks among them)")
 	recipients := fs.Int("recipients", 1000, "the seeded recipients (search picks among them)")
 	dbURL := fs.String("database-url", "", "the server's PostgreSQL database: when given, wait for the audit and deliver stages to catch up and count that time too")
+	var watch cpuFlags
+	fs.Var(&watch, "cpu", "name=PID of a process whose CPU per request to report, name=PID+ with its children (a postmaster's backends); repeatable, Linux only")
 	fs.Parse(args)
 	pemBytes, err := os.ReadFile(*keyFile)
 	if err != nil {
@@ -181,6 +183,7 @@ func load(args []string) error {
 	var errs, n atomic.Int64
 	var firstErr atomic.Value
 	lat := make([][]time.Duration, *conns)
+	cpu0 := sampleCPU(watch)
 	deadline := time.Now().Add(*duration)
 	var wg sync.WaitGroup
 	for w := range *conns {
@@ -229,6 +232,7 @@ func load(args []string) error {
 		fmt.Printf("        first error: %v\n", e)
 	}
 	if *dbURL == "" {
+		reportCPU(watch, cpu0, sampleCPU(watch), n.Load())
 		return nil
 	}
 	// What the server still owes once the load stops moves work to later,
@@ -267,6 +271,9 @@ func load(args []string) error {
 		fmt.Printf("        %s stage: %d messages behind at the end, caught up %.1f s later\n", st.group, st.behind, time.Since(lagAt).Seconds())
 	}
 	fmt.Printf("        sustained %.0f req/s\n", float64(n.Load())/(duration.Seconds()+time.Since(lagAt).Seconds()))
+	// Until the stages caught up: the work a request leaves for later
+	// is part of its cost.
+	reportCPU(watch, cpu0, sampleCPU(watch), n.Load())
 	return nil
 }
 
