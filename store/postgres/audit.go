@@ -32,11 +32,9 @@ func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord, ch
 	return nil
 }
 
-// queueAudit queues the inserts of records, their entities and
-// checkpoints.
+// queueAudit queues the inserts of records and checkpoints. A record's
+// entities and patient are indexed with it (audit_entities).
 func queueAudit(b *pgx.Batch, records []store.AuditRecord, checkpoints []store.AuditCheckpoint) {
-	var chains, entityOf []string // the audit_entity rows, one statement for all
-	var seqs []int64
 	for _, r := range records {
 		entities := r.Entities
 		if entities == nil {
@@ -45,13 +43,6 @@ func queueAudit(b *pgx.Batch, records []store.AuditRecord, checkpoints []store.A
 		b.Queue(`INSERT INTO audit (`+auditColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 			r.Chain, int64(r.Seq), r.At, r.ActorKind, r.ActorID, r.ActorAddress, r.Action, int16(r.Outcome),
 			r.Correlation, entities, r.EntryID, r.Patient, r.Prev, r.Hash, r.EventID)
-		for _, e := range store.AuditEntities(r) {
-			chains, seqs, entityOf = append(chains, r.Chain), append(seqs, int64(r.Seq)), append(entityOf, e)
-		}
-	}
-	if len(entityOf) > 0 {
-		b.Queue(`INSERT INTO audit_entity (chain, seq, entity) SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])`,
-			chains, seqs, entityOf)
 	}
 	for _, c := range checkpoints {
 		b.Queue(`INSERT INTO audit_checkpoint (chain, seq, hash, at, key_id, signature) VALUES ($1, $2, $3, $4, $5, $6)`,

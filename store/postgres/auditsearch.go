@@ -22,7 +22,7 @@ func (s *Store) SearchAudit(ctx context.Context, q store.AuditQuery) ([]store.Au
 	}
 	n := len(args)
 	rows, err := s.pool.Query(ctx, `SELECT `+auditColumns+` FROM audit a WHERE `+where+
-		` ORDER BY `+order+` LIMIT `+dialect.Placeholder(n+1)+` OFFSET `+dialect.Placeholder(n+2), append(args, limit, offset)...)
+		` ORDER BY `+order+` LIMIT `+dialect.Placeholder(n+1)+` OFFSET `+dialect.Placeholder(n+2), append(auditExecMode(args), limit, offset)...)
 	if err != nil {
 		return nil, fmt.Errorf("searching the audit trail: %w", err)
 	}
@@ -40,10 +40,21 @@ func (s *Store) CountAudit(ctx context.Context, q store.AuditQuery) (int, error)
 		return 0, fmt.Errorf("counting audit records: %w", err)
 	}
 	var n int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM audit a WHERE `+where, args...).Scan(&n); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM audit a WHERE `+where, auditExecMode(args)...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("counting audit records: %w", err)
 	}
 	return n, nil
+}
+
+// auditExecMode runs an audit search as an unnamed statement, which
+// PostgreSQL plans for the values it is given each time, never with the
+// generic plan a prepared statement falls back to. A generic plan cannot
+// know how rare an entity or a patient is: it guesses that one in a
+// hundred records has it, and for a newest-first page it then walks the
+// whole trail by time (half a second on a million records) instead of
+// looking up the few records through audit_entities.
+func auditExecMode(args []any) []any {
+	return append([]any{pgx.QueryExecModeCacheDescribe}, args...)
 }
 
 // backfillBatch is how many records one backfill statement updates.

@@ -10,10 +10,15 @@ import (
 )
 
 // dialect is how PostgreSQL takes a search's arguments: $n parameters and
-// times as timestamptz.
+// times as timestamptz. An audit record's entities and patient are found
+// through the GIN index audit_entities (migration 24), on exactly this
+// expression.
 var dialect = store.SQLDialect{
 	Placeholder: func(n int) string { return "$" + strconv.Itoa(n) },
 	Time:        func(t time.Time) any { return t.UTC() },
+	AuditEntityIn: func(ps string) string {
+		return "array_remove(array_append(a.entities, a.patient), '') && ARRAY[" + ps + "]::text[]"
+	},
 }
 
 // SearchCommunications returns a page of matching Communications. See
