@@ -9,9 +9,10 @@
 -- and creates had written 340,000 records, the GIN index took 30 MB where
 -- audit_entity and its hash index took 222 MB: a GIN index keeps each
 -- entity once with a compressed list of the rows that name it. Writing
--- costs about the same: a search's audit statements took 0.37 to 0.45 ms
--- of PostgreSQL's time where they took 0.38 to 0.49 ms, a read's 0.08 to
--- 0.09 ms as before.
+-- costs about the same. In pgbench runs against the two layouts, a
+-- read's record (two entities) was written as fast or faster, a search's
+-- (twenty) 5 to 10 % slower; in the server the difference was within the
+-- noise of the benchmark.
 --
 -- A record without a patient would index '' (many of them, all on one
 -- key): array_remove leaves it out, as store.AuditEntities does.
