@@ -22,12 +22,19 @@
 #   ROWS=100000 DURATION=5s bench/api.sh
 #   OPS="pipeline" bench/api.sh        # HL7 at PIPELINE_RATE/s (20) while the API creates flat out
 #   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test bench/api.sh
+#   RATES="1000 2000" bench/api.sh     # also each operation at a fixed offered rate (open loop)
+#
+# An open loop (RATES) sends requests on a schedule whether or not the
+# server keeps up and measures each from when it was due: the latency a
+# client sees at that rate, where the closed loop's latency is only 32
+# divided by its throughput.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${ROWS:-1000000}
 CONNS=${CONNS:-32}
 DURATION=${DURATION:-15s}
 OPS=${OPS:-read search create}
+RATES=${RATES:-}
 work=$(mktemp -d)
 schema="cbapi_$$"
 pgbin=$( (pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin 2>/dev/null) | tail -1)
@@ -109,6 +116,9 @@ serve
 for op in $OPS; do
 	[ "$op" = pipeline ] && continue
 	load --op "$op" --duration "$DURATION" --database-url "$db"
+	for rate in $RATES; do
+		load --op "$op" --duration "$DURATION" --database-url "$db" --rate "$rate"
+	done
 done
 case " $OPS " in *" pipeline "*)
 	# The pipeline beside a loaded API: HL7 messages at PIPELINE_RATE/s

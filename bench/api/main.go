@@ -159,6 +159,7 @@ func load(args []string) error {
 	rows := fs.Int("rows", 1_000_000, "the seeded Communications (read picks among them)")
 	recipients := fs.Int("recipients", 1000, "the seeded recipients (search picks among them)")
 	dbURL := fs.String("database-url", "", "the server's PostgreSQL database: when given, wait for the audit and deliver stages to catch up and count that time too")
+	rate := fs.Float64("rate", 0, "requests per second to offer on a fixed schedule (open loop), 0 for as fast as the connections go (closed loop); latency is then measured from when each request was due, so a server that falls behind is not flattered by the requests it delayed")
 	var watch cpuFlags
 	fs.Var(&watch, "cpu", "name=PID of a process whose CPU per request to report, name=PID+ with its children (a postmaster's backends); repeatable, Linux only")
 	fs.Parse(args)
@@ -184,17 +185,47 @@ func load(args []string) error {
 	var firstErr atomic.Value
 	lat := make([][]time.Duration, *conns)
 	cpu0 := sampleCPU(watch)
-	deadline := time.Now().Add(*duration)
+	start := time.Now()
+	deadline := start.Add(*duration)
+	// due hands out the time each request is due at: now, in a closed
+	// loop; on the schedule, in an open one.
+	due := func() (time.Time, bool) { t := time.Now(); return t, t.Before(deadline) }
+	if *rate > 0 {
+		schedule := make(chan time.Time, *conns)
+		go func() {
+			defer close(schedule)
+			for i := 0; ; i++ {
+				t := start.Add(time.Duration(float64(i) / *rate * float64(time.Second)))
+				if !t.Before(deadline) {
+					return
+				}
+				// A request is due when scheduled, or when this goroutine
+				// woke to send it if its timer woke it late: the load
+				// generator's lag is not the server's. When the workers
+				// were all busy, the schedule has fallen behind and the
+				// time waited for them counts.
+				if wait := time.Until(t); wait > 0 {
+					time.Sleep(wait)
+					t = time.Now()
+				}
+				schedule <- t
+			}
+		}()
+		due = func() (time.Time, bool) { t, ok := <-schedule; return t, ok }
+	}
 	var wg sync.WaitGroup
 	for w := range *conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
-			for time.Now().Before(deadline) {
+			for {
+				t0, ok := due()
+				if !ok {
+					break
+				}
 				req := request(*op, *base, rng, *rows, *recipients)
 				req.Header.Set("Authorization", "Bearer "+tok)
-				t0 := time.Now()
 				resp, err := hc.Do(req)
 				if err == nil {
 					io.Copy(io.Discard, resp.Body)
@@ -226,8 +257,12 @@ func load(args []string) error {
 	q := func(p float64) time.Duration {
 		return all[min(int(p*float64(len(all))), len(all)-1)].Round(10 * time.Microsecond)
 	}
-	fmt.Printf("%-7s %d conns %v: %d ok, %d errors, %.0f req/s, p50 %v, p99 %v\n", *op, *conns, *duration, n.Load(), errs.Load(),
-		float64(n.Load())/duration.Seconds(), q(0.50), q(0.99))
+	offered := ""
+	if *rate > 0 {
+		offered = fmt.Sprintf(" at %.0f req/s offered", *rate)
+	}
+	fmt.Printf("%-7s %d conns %v%s: %d ok, %d errors, %.0f req/s, p50 %v, p99 %v\n", *op, *conns, *duration, offered, n.Load(), errs.Load(),
+		float64(n.Load())/time.Since(start).Seconds(), q(0.50), q(0.99))
 	if e := firstErr.Load(); e != nil {
 		fmt.Printf("        first error: %v\n", e)
 	}
