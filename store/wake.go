@@ -58,7 +58,7 @@ func (w *Waker) wait(topic string) <-chan struct{} {
 // or poll, whichever is first; after an error, retry (a deadlock is
 // retried at once, as watermill-sql's default does).
 func (w *Waker) Backoff(topic string, poll, retry time.Duration) *WakeBackoff {
-	return &WakeBackoff{w: w, topic: topic, poll: poll, retry: retry}
+	return &WakeBackoff{w: w, topic: topic, poll: poll, retry: retry, armed: w.wait(topic)}
 }
 
 // SettlingBackoff is Backoff for a queue whose rows become visible a
@@ -68,7 +68,7 @@ func (w *Waker) Backoff(topic string, poll, retry time.Duration) *WakeBackoff {
 // settleMax (or poll, if shorter), instead of waiting a whole poll; then
 // it waits for the next wake or poll again.
 func (w *Waker) SettlingBackoff(topic string, poll, retry, settle, settleMax time.Duration) *WakeBackoff {
-	return &WakeBackoff{w: w, topic: topic, poll: poll, retry: retry, settle: settle, settleMax: min(settleMax, poll)}
+	return &WakeBackoff{w: w, topic: topic, poll: poll, retry: retry, settle: settle, settleMax: min(settleMax, poll), armed: w.wait(topic)}
 }
 
 // WakeBackoff is a subscriber's BackoffManager; see Waker.Backoff.
@@ -82,11 +82,20 @@ type WakeBackoff struct {
 
 	mu   sync.Mutex
 	next time.Duration // the next look after a wake; 0: wait for a wake
+	// armed is the topic's wake as the last read began: a commit that
+	// wakes the topic while the read runs closes it, and the wait after
+	// the read ends at once. Taken only once the read had found nothing,
+	// that wake would be lost, and its messages would wait for the poll.
+	armed <-chan struct{}
 }
 
 // HandleError is called by the subscriber after each read: it returns how
 // long to wait before the next, having already waited for a wake.
 func (b *WakeBackoff) HandleError(logger watermill.LoggerAdapter, noMsg bool, err error) time.Duration {
+	b.mu.Lock()
+	armed := b.armed
+	b.mu.Unlock()
+	defer b.arm() // for the next read
 	if err != nil {
 		msg := strings.ToLower(err.Error())
 		if strings.Contains(msg, "deadlock") || strings.Contains(msg, "concurrent update") {
@@ -111,7 +120,7 @@ func (b *WakeBackoff) HandleError(logger watermill.LoggerAdapter, noMsg bool, er
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
-	case <-b.w.wait(b.topic):
+	case <-armed:
 		b.setNext(b.settle)
 	case <-t.C:
 	case <-b.closing:
@@ -129,6 +138,14 @@ func (b *WakeBackoff) HandleError(logger watermill.LoggerAdapter, noMsg bool, er
 func (b *WakeBackoff) Until(closing <-chan struct{}) *WakeBackoff {
 	b.closing = closing
 	return b
+}
+
+// arm takes the topic's wake for the read about to begin.
+func (b *WakeBackoff) arm() {
+	ch := b.w.wait(b.topic)
+	b.mu.Lock()
+	b.armed = ch
+	b.mu.Unlock()
 }
 
 func (b *WakeBackoff) setNext(d time.Duration) {

@@ -39,6 +39,41 @@ func TestWakeBackoff(t *testing.T) {
 	}
 }
 
+// TestWakeDuringAReadIsNotLost: a commit that wakes the topic while the
+// subscriber's read runs (too early for the read to see it) ends the wait
+// after that read at once; the subscriber does not sit out its poll with
+// the commit's messages waiting. The next empty read waits again.
+func TestWakeDuringAReadIsNotLost(t *testing.T) {
+	var w Waker
+	log := watermill.NopLogger{}
+	for _, b := range []*WakeBackoff{
+		w.Backoff("hl7.received", time.Hour, time.Second),
+		w.SettlingBackoff("hl7.received", time.Hour, time.Second, time.Millisecond, 20*time.Millisecond),
+	} {
+		b.HandleError(log, false, nil) // a read found messages; the next begins
+		w.Wake("hl7.received")         // a commit, while that read runs
+		done := make(chan time.Duration, 1)
+		go func() { done <- b.HandleError(log, true, nil) }() // it found nothing
+		select {
+		case d := <-done:
+			if d != 0 {
+				t.Errorf("after a wake during the read: wait %v more, want 0", d)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the wake during the read was lost: the subscriber waits for its poll")
+		}
+		b.HandleError(log, false, nil) // the next read found the commit's messages
+		go func() { done <- b.HandleError(log, true, nil) }()
+		select {
+		case <-done:
+			t.Fatal("with no wake since the read began, an empty read did not wait")
+		case <-time.After(50 * time.Millisecond):
+		}
+		w.Wake("hl7.received")
+		<-done
+	}
+}
+
 func TestWakeBackoffPolls(t *testing.T) {
 	var w Waker
 	start := time.Now()
