@@ -8,11 +8,11 @@ import (
 
 // SQL is the WHERE clause (without the keyword; "TRUE" when q constrains
 // nothing) and ORDER BY clause of q over "audit a", with the WHERE
-// clause's arguments. Entities are matched against a record's entities
-// and its patient, what its AuditEvent lists as entity.what: through the
-// dialect's AuditEntityIn, or else the audit_entity rows that hold them. An empty event id matches no record. Newest first
-// is by time, then chain and sequence number, each descending; oldest
-// first is the reverse. A time bound whose comparator is not one of GE,
+// clause's arguments. Entities and patients are matched against a
+// record's entities and its patient, what its AuditEvent lists as
+// entity.what, by the dialect's AuditEntityIn. An empty event id matches
+// no record. Newest first is by time, then chain and sequence number,
+// each descending; oldest first is the reverse. A time bound whose comparator is not one of GE,
 // GT, LE, LT is an error.
 func (q AuditQuery) SQL(d SQLDialect) (where, order string, args []any, err error) {
 	var conds []string
@@ -45,22 +45,14 @@ func (q AuditQuery) SQL(d SQLDialect) (where, order string, args []any, err erro
 		}
 		conds = append(conds, "a.outcome IN ("+strings.Join(ps, ", ")+")")
 	}
-	entityIn := d.AuditEntityIn
-	if entityIn == nil {
-		// As IN, not EXISTS: the planner starts from the entities' rows.
-		entityIn = func(ps string) string {
-			return "(a.chain, a.seq) IN (SELECT e.chain, e.seq FROM audit_entity e WHERE e.entity IN (" + ps + "))"
-		}
-	}
 	if len(q.Patients) > 0 {
 		// The record's patient, or a Patient it acted on (a refused read
-		// of one names it as an entity only): both are what entityIn
-		// matches.
-		conds = append(conds, entityIn(list(q.Patients)))
+		// of one names it as an entity only): AuditEntityIn matches both.
+		conds = append(conds, d.AuditEntityIn(list(q.Patients)))
 	}
 	in("a.actor_id", q.Actors)
 	if len(q.Entities) > 0 {
-		conds = append(conds, entityIn(list(q.Entities)))
+		conds = append(conds, d.AuditEntityIn(list(q.Entities)))
 	}
 	at, err := timeConds("a.at", q.At, func(t time.Time) string { return arg(d.Time(t)) })
 	if err != nil {
@@ -81,8 +73,8 @@ func (q AuditQuery) Page() (offset, limit int) {
 }
 
 // AuditEntities is what a backend indexes r under for AuditQuery.Entities
-// and Patients (its audit_entity rows, where it keeps them): r's entities
-// and its patient, each once, empty ones left out.
+// and Patients (SQLite's audit_entity rows): r's entities and its
+// patient, each once, empty ones left out.
 func AuditEntities(r AuditRecord) []string {
 	out := make([]string, 0, len(r.Entities)+1)
 	for _, e := range append(r.Entities[:len(r.Entities):len(r.Entities)], r.Patient) {

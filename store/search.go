@@ -119,10 +119,9 @@ type CommunicationSearch interface {
 type SQLDialect struct {
 	Placeholder func(n int) string  // the n-th (1-based) parameter
 	Time        func(time.Time) any // a time as the database keeps it
-	// AuditEntityIn, when set, is the condition that the audit record
-	// "a" has one of the values whose placeholders are listed (comma
-	// separated) among its entities or as its patient, from the audit
-	// table itself. Unset, the record's audit_entity rows are matched.
+	// AuditEntityIn is the condition that the audit record "a" has one
+	// of the values whose placeholders are listed (comma separated)
+	// among its entities or as its patient.
 	AuditEntityIn func(placeholders string) string
 }
 

@@ -9,10 +9,15 @@ import (
 )
 
 // dialect is how SQLite takes a search's arguments: ? parameters and
-// times in Unix microseconds, as they are stored.
+// times in Unix microseconds, as they are stored. An audit record's
+// entities and patient are its audit_entity rows (store.AuditEntities);
+// the IN, not EXISTS, lets the planner start from the entities' rows.
 var dialect = store.SQLDialect{
 	Placeholder: func(int) string { return "?" },
 	Time:        func(t time.Time) any { return t.UnixMicro() },
+	AuditEntityIn: func(ps string) string {
+		return "(a.chain, a.seq) IN (SELECT e.chain, e.seq FROM audit_entity e WHERE e.entity IN (" + ps + "))"
+	},
 }
 
 // SearchCommunications returns a page of matching Communications, read
