@@ -5,7 +5,6 @@ package main
 import (
 	"os"
 	"os/exec"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -57,7 +56,7 @@ func TestProcessCPUCountsChildren(t *testing.T) {
 		t.Fatal(err)
 	}
 	if childCPU < 50*time.Millisecond {
-		t.Fatalf("the busy child %s used %v of CPU in 300 ms", strconv.Itoa(child.Process.Pid), childCPU)
+		t.Fatalf("the busy child %d used %v of CPU in 300 ms", child.Process.Pid, childCPU)
 	}
 	if grew, own := with1-with0, alone1-alone0; grew < own+childCPU/2 {
 		t.Errorf("with children the CPU grew %v, alone %v, the child used %v", grew, own, childCPU)
