@@ -7,13 +7,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -180,7 +178,10 @@ func load(args []string) error {
 	if err != nil {
 		return err
 	}
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: *conns, MaxConnsPerHost: *conns}}
+	tgt, err := parseTarget(*base)
+	if err != nil {
+		return err
+	}
 	var errs, n atomic.Int64
 	var firstErr atomic.Value
 	lat := make([][]time.Duration, *conns)
@@ -219,20 +220,19 @@ func load(args []string) error {
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
+			c := &conn{addr: tgt.host, timeout: 10 * time.Second}
+			defer c.close()
+			var req []byte
 			for {
 				t0, ok := due()
 				if !ok {
 					break
 				}
-				req := request(*op, *base, rng, *rows, *recipients)
-				req.Header.Set("Authorization", "Bearer "+tok)
-				resp, err := hc.Do(req)
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode >= 300 {
-						err = fmt.Errorf("HTTP %d", resp.StatusCode)
-					}
+				method, path, body := request(*op, rng, *rows, *recipients)
+				req = tgt.request(req[:0], method, path, tok, body)
+				code, err := c.do(req)
+				if err == nil && code >= 300 {
+					err = fmt.Errorf("HTTP %d", code)
 				}
 				d := time.Since(t0)
 				if err != nil {
@@ -329,23 +329,19 @@ func backlog(ctx context.Context, conn *pgx.Conn, topic, group string) (int64, e
 	return n, nil
 }
 
-func request(op, base string, rng *rand.Rand, rows, recipients int) *http.Request {
+// request is the next request of op: its method, its path under the FHIR
+// base and, for a create, its body.
+func request(op string, rng *rand.Rand, rows, recipients int) (method, path string, body []byte) {
 	switch op {
 	case "create":
 		i := rng.IntN(1 << 30)
 		body := fmt.Sprintf(`{"resourceType":"Communication","status":"in-progress","priority":"urgent","subject":{"reference":"Patient/bench-p%05d"},`+
 			`"recipient":[{"reference":"%s"}],"sent":"%s","payload":[{"contentString":"Synthetic load message %d"}]}`,
 			i%50000, recipient(i%recipients), time.Now().UTC().Format(time.RFC3339), i)
-		req, _ := http.NewRequest(http.MethodPost, base+"/Communication", bytes.NewReader([]byte(body)))
-		req.Header.Set("Content-Type", "application/fhir+json")
-		req.Header.Set("Prefer", "return=minimal")
-		return req
+		return http.MethodPost, "/Communication", []byte(body)
 	case "search":
-		q := "recipient=" + recipient(rng.IntN(recipients)) + "&status=in-progress&_sort=-sent&_count=20"
-		req, _ := http.NewRequest(http.MethodGet, base+"/Communication?"+q, nil)
-		return req
+		return http.MethodGet, "/Communication?recipient=" + recipient(rng.IntN(recipients)) + "&status=in-progress&_sort=-sent&_count=20", nil
 	default:
-		req, _ := http.NewRequest(http.MethodGet, base+"/Communication/"+commID(rng.IntN(rows)), nil)
-		return req
+		return http.MethodGet, "/Communication/" + commID(rng.IntN(rows)), nil
 	}
 }
