@@ -83,7 +83,7 @@ func (s *Store) SearchFiledAuditEvents(ctx context.Context, q store.FiledAuditQu
 	}
 	n := len(args)
 	rows, err := s.pool.Query(ctx, `SELECT f.id, f.recorded, f.updated_at, f.sealed FROM audit_filed f WHERE `+where+
-		` ORDER BY `+order+` LIMIT `+dialect.Placeholder(n+1)+` OFFSET `+dialect.Placeholder(n+2), append(args, limit, offset)...)
+		` ORDER BY `+order+` LIMIT `+dialect.Placeholder(n+1)+` OFFSET `+dialect.Placeholder(n+2), append(planEachTime(args), limit, offset)...)
 	if err != nil {
 		return nil, fmt.Errorf("searching filed AuditEvents: %w", err)
 	}
@@ -102,7 +102,7 @@ func (s *Store) CountFiledAuditEvents(ctx context.Context, q store.FiledAuditQue
 		return 0, fmt.Errorf("counting filed AuditEvents: %w", err)
 	}
 	var n int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM audit_filed f WHERE `+where, args...).Scan(&n); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM audit_filed f WHERE `+where, planEachTime(args)...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("counting filed AuditEvents: %w", err)
 	}
 	return n, nil

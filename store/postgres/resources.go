@@ -63,7 +63,7 @@ func (s *Store) SearchResources(ctx context.Context, q store.ResourceQuery) ([]s
 	n := len(args)
 	rows, err := s.pool.Query(ctx, `SELECT r.type, r.id, r.sealed FROM resource_index i
 		JOIN resource r ON r.type = i.type AND r.id = i.id WHERE `+where+` ORDER BY `+order+
-		` LIMIT `+dialect.Placeholder(n+1)+` OFFSET `+dialect.Placeholder(n+2), append(args, limit, offset)...)
+		` LIMIT `+dialect.Placeholder(n+1)+` OFFSET `+dialect.Placeholder(n+2), append(planEachTime(args), limit, offset)...)
 	if err != nil {
 		return nil, fmt.Errorf("searching %s: %w", q.Type, err)
 	}
@@ -85,7 +85,7 @@ func (s *Store) CountResources(ctx context.Context, q store.ResourceQuery) (int,
 	}
 	where, _, args := q.SQL(dialect)
 	var n int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM resource_index i WHERE `+where, args...).Scan(&n); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM resource_index i WHERE `+where, planEachTime(args)...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("counting %s: %w", q.Type, err)
 	}
 	return n, nil
