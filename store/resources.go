@@ -202,11 +202,15 @@ func (q ResourceQuery) SQL(d SQLDialect) (where, order string, args []any) {
 				"WHERE c.subject = i.subject AND e.recipient IN ("+list(q.SeenBy)+"))")
 		}
 	}
+	// Undated resources come last either way. Newest first is written
+	// as the index resource_index_subject_date orders it (migration 25),
+	// so that a patient's newest page is read off the index rather than
+	// sorted from all of the patient's resources.
 	switch q.Sort {
 	case ResourceSortByDate:
-		order = "(i.date_lo IS NULL), i.date_lo, i.id"
+		order = "i.date_lo ASC NULLS LAST, i.id"
 	case ResourceSortByDateDesc:
-		order = "(i.date_lo IS NULL), i.date_lo DESC, i.id DESC"
+		order = "i.date_lo DESC NULLS LAST, i.id DESC"
 	default:
 		order = "i.id"
 	}

@@ -1,0 +1,61 @@
+package postgres
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/carebridge/carebridge/store"
+	"github.com/carebridge/carebridge/store/storetest"
+)
+
+// TestPatientNewestFirstIsReadOffItsIndex: a page of one patient's
+// resources newest first comes off resource_index_subject_date in its
+// order, not from sorting every resource the patient has (a patient in
+// a long stay has tens of thousands of Observations). Should the search's
+// ORDER BY drift from the index's, the search would still be right, and
+// slow.
+func TestPatientNewestFirstIsReadOffItsIndex(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, Config{URL: storetest.PostgresSchema(t), MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.pool.Exec(ctx, `INSERT INTO resource_index (type, id, subject, status, date_lo, date_hi)
+		SELECT 'Observation', 'o' || i, CASE WHEN i % 2 = 0 THEN 'Patient/heavy' ELSE 'Patient/p' || i END, 'final',
+			CASE WHEN i % 100 = 0 THEN NULL ELSE timestamptz '2026-01-01' + i * interval '1 minute' END,
+			CASE WHEN i % 100 = 0 THEN NULL ELSE timestamptz '2026-01-01' + i * interval '1 minute' END
+		FROM generate_series(1, 20000) i`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `ANALYZE resource_index`); err != nil {
+		t.Fatal(err)
+	}
+	q := store.ResourceQuery{Type: "Observation", Subject: store.TokenMatch{Any: []string{"Patient/heavy"}}, Sort: store.ResourceSortByDateDesc}
+	where, order, args := q.SQL(dialect)
+	plan := explain(t, s, `EXPLAIN SELECT i.id FROM resource_index i WHERE `+where+` ORDER BY `+order+` LIMIT 21`, args...)
+	if !strings.Contains(plan, "resource_index_subject_date") || strings.Contains(plan, "Sort") {
+		t.Errorf("a patient's newest resources are not read off resource_index_subject_date:\n%s", plan)
+	}
+}
+
+func explain(t *testing.T, s *Store, query string, args ...any) string {
+	t.Helper()
+	rows, err := s.pool.Query(context.Background(), query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, line)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(plan, "\n")
+}
