@@ -40,22 +40,8 @@ func TestAuditEntitySearchUsesItsIndex(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows, err := s.pool.Query(ctx, `EXPLAIN SELECT chain, seq FROM audit a WHERE `+where+` ORDER BY `+order+` LIMIT 21`, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan []string
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, line)
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		if p := strings.Join(plan, "\n"); !strings.Contains(p, "audit_entities") {
+		p := explain(t, s, `EXPLAIN SELECT chain, seq FROM audit a WHERE `+where+` ORDER BY `+order+` LIMIT 21`, args...)
+		if !strings.Contains(p, "audit_entities") {
 			t.Errorf("%+v is not searched through audit_entities:\n%s", q, p)
 		}
 	}
