@@ -84,6 +84,10 @@ func seed(args []string) error {
 	}
 	defer conn.Close(ctx)
 	start := time.Now()
+	progress := "seeded %d of %d Communications (%.0f s)\n"
+	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		progress = "\rseeded %d of %d Communications (%.0f s)"
+	}
 	const chunk = 50_000
 	for from := 0; from < *rows; from += chunk {
 		to := min(from+chunk, *rows)
@@ -125,9 +129,13 @@ func seed(args []string) error {
 		if err := tx.Commit(ctx); err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "\rseeded %d of %d Communications (%.0f s)", to, *rows, time.Since(start).Seconds())
+		// On a terminal the progress line is rewritten in place; in a
+		// log, each is a line of its own.
+		fmt.Fprintf(os.Stderr, progress, to, *rows, time.Since(start).Seconds())
 	}
-	fmt.Fprintln(os.Stderr)
+	if progress[0] == '\r' {
+		fmt.Fprintln(os.Stderr)
+	}
 	_, err = conn.Exec(ctx, "VACUUM ANALYZE communication, delivery, communication_token") // as autovacuum would, given time
 	return err
 }
