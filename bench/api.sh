@@ -24,6 +24,11 @@
 #   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test bench/api.sh
 #   RATES="1000 2000" bench/api.sh     # also each operation at a fixed offered rate (open loop)
 #
+# Each measured load follows WARMUP (2s) of the same requests, uncounted: a
+# server just started answers its first requests slowly (its database
+# connections prepare their statements), which a server in service does
+# not. WARMUP=0 measures that start too.
+#
 # An open loop (RATES) sends requests on a schedule whether or not the
 # server keeps up and measures each from when it was due: the latency a
 # client sees at that rate, where the closed loop's latency is only 32
@@ -35,6 +40,7 @@ CONNS=${CONNS:-32}
 DURATION=${DURATION:-15s}
 OPS=${OPS:-read search create}
 RATES=${RATES:-}
+WARMUP=${WARMUP:-2s}
 work=$(mktemp -d)
 schema="cbapi_$$"
 pgbin=$( (pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin 2>/dev/null) | tail -1)
@@ -110,7 +116,7 @@ load() {
 	local cpu=(--cpu "carebridge=$server")
 	[ -n "$cluster" ] && cpu+=(--cpu "postgres=$(head -1 "$cluster/postmaster.pid")+")
 	"$work/api" load --fhir-url http://127.0.0.1:28082/fhir --client-id bench --key "$work/bench.pem" \
-		--conns "$CONNS" --rows "$ROWS" "${cpu[@]}" "$@"
+		--conns "$CONNS" --rows "$ROWS" --warmup "$WARMUP" "${cpu[@]}" "$@"
 }
 serve
 for op in $OPS; do
