@@ -150,7 +150,7 @@ func (q CommunicationQuery) SQL(d SQLDialect) (where, order string, args []any) 
 	// One recipient: the rows are that recipient's deliveries, joined to
 	// their Communications (see From); status and sent are read from the
 	// delivery's copies, which its inbox index orders.
-	inbox := q.inbox()
+	inbox := q.Inbox()
 	status, sentCol := "c.status", "c.sent"
 	if inbox {
 		status, sentCol = "d.status", "d.sent"
@@ -244,16 +244,16 @@ func (q CommunicationQuery) SQL(d SQLDialect) (where, order string, args []any) 
 	return where, order, args
 }
 
-// inbox reports whether q asks for one recipient's Communications: the
+// Inbox reports whether q asks for one recipient's Communications: the
 // search is then driven by that recipient's deliveries.
-func (q CommunicationQuery) inbox() bool { return len(q.Recipient.Any) == 1 }
+func (q CommunicationQuery) Inbox() bool { return len(q.Recipient.Any) == 1 }
 
 // From is the FROM clause SQL's clauses are written over: "communication
 // c", or for one recipient its deliveries "d" joined to them. For a
 // count (count true) of one recipient's Communications constrained by
 // status and sent only, the deliveries alone, which their index holds.
 func (q CommunicationQuery) From(count bool) string {
-	if !q.inbox() {
+	if !q.Inbox() {
 		return "communication c"
 	}
 	if count && q.ID.Empty() && q.Priority.Empty() && q.Subject.Empty() && q.Encounter.Empty() && q.Sender.Empty() &&
