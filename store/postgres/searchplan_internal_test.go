@@ -40,12 +40,13 @@ func TestPatientNewestFirstIsReadOffItsIndex(t *testing.T) {
 	}
 }
 
-// TestPrioritySearchUsesItsIndex: the open Communications of a rare
-// priority are looked up through communication_priority, not found by
-// reading every Communication; those of a common one come newest first
-// off an index too. Planned for their values (communicationPlan), each
-// gets the index that suits it.
-func TestPrioritySearchUsesItsIndex(t *testing.T) {
+// TestCommunicationSearchesUseTheirIndexes: the open Communications of a
+// rare priority are looked up through communication_priority, and those
+// about an encounter through communication_encounter, not found by
+// reading every Communication. Planned for their values
+// (communicationPlan), a search can use the encounter index, which
+// leaves out those about none.
+func TestCommunicationSearchesUseTheirIndexes(t *testing.T) {
 	ctx := context.Background()
 	s, err := Open(ctx, Config{URL: storetest.PostgresSchema(t), MaxConns: 2})
 	if err != nil {
@@ -55,19 +56,26 @@ func TestPrioritySearchUsesItsIndex(t *testing.T) {
 	if _, err := s.pool.Exec(ctx, `INSERT INTO communication (id, inbound_id, identifier, status, priority, category, subject,
 		encounter, recipients, sent, sealed, updated_at)
 		SELECT 'c' || i, '', 'x^c' || i, 'in-progress', CASE WHEN i % 1000 = 0 THEN 'asap' ELSE 'routine' END, 'alert',
-			'Patient/p' || (i % 500), '', ARRAY['Practitioner/a'], timestamptz '2026-01-01' + i * interval '1 minute', '\x00', now()
+			'Patient/p' || (i % 500), CASE WHEN i % 2000 = 7 THEN 'Encounter/e7' ELSE '' END, ARRAY['Practitioner/a'], timestamptz '2026-01-01' + i * interval '1 minute', '\x00', now()
 		FROM generate_series(1, 20000) i`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.pool.Exec(ctx, `ANALYZE communication`); err != nil {
 		t.Fatal(err)
 	}
-	q := store.CommunicationQuery{Priority: store.TokenMatch{Any: []string{"asap"}}, Status: store.TokenMatch{Any: []string{"in-progress"}},
-		Sort: store.SortBySentDesc}
-	where, order, args := q.SQL(dialect)
-	plan := explain(t, s, `EXPLAIN SELECT c.id FROM `+q.From(false)+` WHERE `+where+` ORDER BY `+order+` LIMIT 21`, args...)
-	if !strings.Contains(plan, "communication_priority") {
-		t.Errorf("a rare priority's Communications are not looked up through communication_priority:\n%s", plan)
+	for _, c := range []struct {
+		q     store.CommunicationQuery
+		index string
+	}{
+		{store.CommunicationQuery{Priority: store.TokenMatch{Any: []string{"asap"}}, Status: store.TokenMatch{Any: []string{"in-progress"}}}, "communication_priority"},
+		{store.CommunicationQuery{Encounter: store.TokenMatch{Any: []string{"Encounter/e7"}}}, "communication_encounter"},
+	} {
+		c.q.Sort = store.SortBySentDesc
+		where, order, args := c.q.SQL(dialect)
+		plan := explain(t, s, `EXPLAIN SELECT c.id FROM `+c.q.From(false)+` WHERE `+where+` ORDER BY `+order+` LIMIT 21`, communicationPlan(c.q, args)...)
+		if !strings.Contains(plan, c.index) {
+			t.Errorf("%+v is not looked up through %s:\n%s", c.q, c.index, plan)
+		}
 	}
 	got, err := s.SearchCommunications(ctx, store.CommunicationQuery{Priority: store.TokenMatch{Any: []string{"asap"}}, Sort: store.SortBySentDesc, Limit: 5})
 	if err != nil || len(got) != 5 || got[0].ID != "c20000" || got[4].ID != "c16000" {

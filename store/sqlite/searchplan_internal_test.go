@@ -27,20 +27,28 @@ func TestPatientNewestFirstIsReadOffItsIndex(t *testing.T) {
 	}
 }
 
-// TestPrioritySearchUsesItsIndex: a priority's Communications are looked
-// up through communication_priority, not found by reading them all.
-func TestPrioritySearchUsesItsIndex(t *testing.T) {
+// TestCommunicationSearchesUseTheirIndexes: a priority's Communications
+// are looked up through communication_priority, an encounter's through
+// communication_encounter, not found by reading them all.
+func TestCommunicationSearchesUseTheirIndexes(t *testing.T) {
 	ctx := context.Background()
 	s, err := Open(ctx, Config{Path: filepath.Join(t.TempDir(), "carebridge.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	q := store.CommunicationQuery{Priority: store.TokenMatch{Any: []string{"asap"}}, Status: store.TokenMatch{Any: []string{"in-progress"}},
-		Sort: store.SortBySentDesc}
-	where, order, args := q.SQL(dialect)
-	if p := queryPlan(t, s, `SELECT c.id FROM `+q.From(false)+` WHERE `+where+` ORDER BY `+order+` LIMIT 21`, args...); !strings.Contains(p, "communication_priority") {
-		t.Errorf("a priority's Communications are not looked up through communication_priority:\n%s", p)
+	for _, c := range []struct {
+		q     store.CommunicationQuery
+		index string
+	}{
+		{store.CommunicationQuery{Priority: store.TokenMatch{Any: []string{"asap"}}, Status: store.TokenMatch{Any: []string{"in-progress"}}}, "communication_priority"},
+		{store.CommunicationQuery{Encounter: store.TokenMatch{Any: []string{"Encounter/e7"}}}, "communication_encounter"},
+	} {
+		c.q.Sort = store.SortBySentDesc
+		where, order, args := c.q.SQL(dialect)
+		if p := queryPlan(t, s, `SELECT c.id FROM `+c.q.From(false)+` WHERE `+where+` ORDER BY `+order+` LIMIT 21`, args...); !strings.Contains(p, c.index) {
+			t.Errorf("%+v is not looked up through %s:\n%s", c.q, c.index, p)
+		}
 	}
 }
 
