@@ -35,7 +35,8 @@ func (s *Store) SearchCommunications(ctx context.Context, q store.CommunicationQ
 	// LIMIT and OFFSET are written out, not parameters: PostgreSQL costs
 	// a generic plan with an unknown LIMIT as if it read a tenth of the
 	// rows, so it planned every search anew (a fifth of its time under
-	// search load); with them known, the cached generic plan wins.
+	// search load); with them known, the inbox's cached generic plan
+	// wins (communicationPlan).
 	rows, err := s.pool.Query(ctx, `SELECT `+communicationColumns+` FROM `+q.From(false)+` WHERE `+where+
 		` ORDER BY `+order+` LIMIT `+strconv.Itoa(limit)+` OFFSET `+strconv.Itoa(offset), communicationPlan(q, args)...)
 	if err != nil {
