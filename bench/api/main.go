@@ -279,7 +279,7 @@ func load(args []string) error {
 // closed loop), or at rate a second on a fixed schedule (an open loop).
 // It returns each worker's latencies, how many requests succeeded and
 // failed, and the first failure.
-func drive(workers []*conn, tgt target, token string, next func(*rand.Rand) (method, path string, body []byte), rate float64, duration time.Duration) (lat [][]time.Duration, ok, failed int64, firstErr string) {
+func drive(workers []*conn, tgt target, token string, next func(*rand.Rand) (method, path string, body []byte), rate float64, duration time.Duration) (lat [][]time.Duration, succeeded, failed int64, firstErr string) {
 	var errs, n atomic.Int64
 	var first atomic.Value
 	lat = make([][]time.Duration, len(workers))

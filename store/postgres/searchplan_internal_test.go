@@ -63,18 +63,11 @@ func TestCommunicationSearchesUseTheirIndexes(t *testing.T) {
 	if _, err := s.pool.Exec(ctx, `ANALYZE communication`); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct {
-		q     store.CommunicationQuery
-		index string
-	}{
-		{store.CommunicationQuery{Priority: store.TokenMatch{Any: []string{"asap"}}, Status: store.TokenMatch{Any: []string{"in-progress"}}}, "communication_priority"},
-		{store.CommunicationQuery{Encounter: store.TokenMatch{Any: []string{"Encounter/e7"}}}, "communication_encounter"},
-	} {
-		c.q.Sort = store.SortBySentDesc
-		where, order, args := c.q.SQL(dialect)
-		plan := explain(t, s, `EXPLAIN SELECT c.id FROM `+c.q.From(false)+` WHERE `+where+` ORDER BY `+order+` LIMIT 21`, communicationPlan(c.q, args)...)
-		if !strings.Contains(plan, c.index) {
-			t.Errorf("%+v is not looked up through %s:\n%s", c.q, c.index, plan)
+	for _, c := range storetest.IndexedSearches() {
+		where, order, args := c.Query.SQL(dialect)
+		plan := explain(t, s, `EXPLAIN SELECT c.id FROM `+c.Query.From(false)+` WHERE `+where+` ORDER BY `+order+` LIMIT 21`, communicationPlan(c.Query, args)...)
+		if !strings.Contains(plan, c.Index) {
+			t.Errorf("%+v is not looked up through %s:\n%s", c.Query, c.Index, plan)
 		}
 	}
 	got, err := s.SearchCommunications(ctx, store.CommunicationQuery{Priority: store.TokenMatch{Any: []string{"asap"}}, Sort: store.SortBySentDesc, Limit: 5})

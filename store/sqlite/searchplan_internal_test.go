@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/carebridge/carebridge/store"
+	"github.com/carebridge/carebridge/store/storetest"
 )
 
 // TestPatientNewestFirstIsReadOffItsIndex: a page of one patient's
@@ -37,17 +38,10 @@ func TestCommunicationSearchesUseTheirIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	for _, c := range []struct {
-		q     store.CommunicationQuery
-		index string
-	}{
-		{store.CommunicationQuery{Priority: store.TokenMatch{Any: []string{"asap"}}, Status: store.TokenMatch{Any: []string{"in-progress"}}}, "communication_priority"},
-		{store.CommunicationQuery{Encounter: store.TokenMatch{Any: []string{"Encounter/e7"}}}, "communication_encounter"},
-	} {
-		c.q.Sort = store.SortBySentDesc
-		where, order, args := c.q.SQL(dialect)
-		if p := queryPlan(t, s, `SELECT c.id FROM `+c.q.From(false)+` WHERE `+where+` ORDER BY `+order+` LIMIT 21`, args...); !strings.Contains(p, c.index) {
-			t.Errorf("%+v is not looked up through %s:\n%s", c.q, c.index, p)
+	for _, c := range storetest.IndexedSearches() {
+		where, order, args := c.Query.SQL(dialect)
+		if p := queryPlan(t, s, `SELECT c.id FROM `+c.Query.From(false)+` WHERE `+where+` ORDER BY `+order+` LIMIT 21`, args...); !strings.Contains(p, c.Index) {
+			t.Errorf("%+v is not looked up through %s:\n%s", c.Query, c.Index, p)
 		}
 	}
 }

@@ -372,3 +372,23 @@ func testSearchPaging(t *testing.T, st store.Store) {
 		t.Error("CountCommunications with an unknown comparator of Received succeeded")
 	}
 }
+
+// IndexedSearch is a Communication search that an index of both stores'
+// schemas serves, and the index's name: what a plan test of each store
+// checks its query planner uses.
+type IndexedSearch struct {
+	Query store.CommunicationQuery
+	Index string
+}
+
+// IndexedSearches are the Communication searches whose index came late
+// (migration 26): a rare priority's (asap) open Communications, newest
+// first, and an encounter's (Encounter/e7); a plan test's data names
+// these values.
+func IndexedSearches() []IndexedSearch {
+	return []IndexedSearch{
+		{store.CommunicationQuery{Priority: store.TokenMatch{Any: []string{"asap"}}, Status: store.TokenMatch{Any: []string{"in-progress"}},
+			Sort: store.SortBySentDesc}, "communication_priority"},
+		{store.CommunicationQuery{Encounter: store.TokenMatch{Any: []string{"Encounter/e7"}}, Sort: store.SortBySentDesc}, "communication_encounter"},
+	}
+}
