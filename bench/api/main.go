@@ -7,6 +7,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -167,6 +168,7 @@ func load(args []string) error {
 	dbURL := fs.String("database-url", "", "the server's PostgreSQL database: when given, wait for the audit and deliver stages to catch up and count that time too")
 	warmup := fs.Duration("warmup", 2*time.Second, "how long to send the same requests first, uncounted, so that the figures are a warm server's")
 	rate := fs.Float64("rate", 0, "requests per second to offer on a fixed schedule (open loop), 0 for as fast as the connections go (closed loop); latency is then measured from when each request was due, so a server that falls behind is not flattered by the requests it delayed")
+	timeline := fs.String("timeline", "", "write each measured request to this file, a line each: when it was due (ms since the run began) and its latency (ms), to see when in a run the slow ones came")
 	var watch cpuFlags
 	fs.Var(&watch, "cpu", "name=PID of a process whose CPU per request to report, name=PID+ with its children (a postmaster's backends); repeatable, Linux only")
 	fs.Parse(args)
@@ -207,12 +209,19 @@ func load(args []string) error {
 	}
 	cpu0 := sampleCPU(watch)
 	start := time.Now()
-	lat, ok, failed, firstErr := drive(workers, tgt, tok, next, *rate, *duration)
+	lat, ok, failed, firstErr, ran := drive(workers, tgt, tok, next, *rate, *duration)
 	var all []time.Duration
 	for _, l := range lat {
-		all = append(all, l...)
+		for _, r := range l {
+			all = append(all, r.latency)
+		}
 	}
 	slices.Sort(all)
+	if *timeline != "" {
+		if err := writeTimeline(*timeline, start, lat); err != nil {
+			return err
+		}
+	}
 	if len(all) == 0 {
 		return fmt.Errorf("no request succeeded: %v", firstErr)
 	}
@@ -224,7 +233,7 @@ func load(args []string) error {
 		offered = fmt.Sprintf(" at %.0f req/s offered", *rate)
 	}
 	fmt.Printf("%-7s %d conns %v%s: %d ok, %d errors, %.0f req/s, p50 %v, p99 %v\n", *op, *conns, *duration, offered, ok, failed,
-		float64(ok)/time.Since(start).Seconds(), q(0.50), q(0.99))
+		float64(ok)/ran.Seconds(), q(0.50), q(0.99))
 	if firstErr != "" {
 		fmt.Printf("        first error: %v\n", firstErr)
 	}
@@ -267,7 +276,7 @@ func load(args []string) error {
 		}
 		fmt.Printf("        %s stage: %d messages behind at the end, caught up %.1f s later\n", st.group, st.behind, time.Since(lagAt).Seconds())
 	}
-	fmt.Printf("        sustained %.0f req/s\n", float64(ok)/(duration.Seconds()+time.Since(lagAt).Seconds()))
+	fmt.Printf("        sustained %.0f req/s\n", float64(ok)/(ran+time.Since(lagAt)).Seconds())
 	// Until the stages caught up: the work a request leaves for later
 	// is part of its cost.
 	reportCPU(watch, cpu0, sampleCPU(watch), ok)
@@ -277,12 +286,14 @@ func load(args []string) error {
 // drive sends requests from next over the workers' connections for
 // duration, each worker one at a time: as fast as they are answered (a
 // closed loop), or at rate a second on a fixed schedule (an open loop).
-// It returns each worker's latencies, how many requests succeeded and
-// failed, and the first failure.
-func drive(workers []*conn, tgt target, token string, next func(*rand.Rand) (method, path string, body []byte), rate float64, duration time.Duration) (lat [][]time.Duration, succeeded, failed int64, firstErr string) {
+// It returns each worker's requests, how many succeeded and failed, the
+// first failure, and how long it ran: an open loop the server cannot
+// keep up with runs past duration, sending its schedule's requests late,
+// and its rate is what was answered over that time.
+func drive(workers []*conn, tgt target, token string, next func(*rand.Rand) (method, path string, body []byte), rate float64, duration time.Duration) (lat [][]timed, succeeded, failed int64, firstErr string, ran time.Duration) {
 	var errs, n atomic.Int64
 	var first atomic.Value
-	lat = make([][]time.Duration, len(workers))
+	lat = make([][]timed, len(workers))
 	start := time.Now()
 	deadline := start.Add(duration)
 	// due hands out the time each request is due at: now, in a closed
@@ -336,13 +347,36 @@ func drive(workers []*conn, tgt target, token string, next func(*rand.Rand) (met
 					continue
 				}
 				n.Add(1)
-				lat[w] = append(lat[w], d)
+				lat[w] = append(lat[w], timed{due: t0.Sub(start), latency: d})
 			}
 		}()
 	}
 	wg.Wait()
 	firstErr, _ = first.Load().(string)
-	return lat, n.Load(), errs.Load(), firstErr
+	return lat, n.Load(), errs.Load(), firstErr, time.Since(start)
+}
+
+// timed is a request that succeeded: when it was due, from the start
+// of the run, and how long its answer took from then.
+type timed struct{ due, latency time.Duration }
+
+// writeTimeline writes every worker's requests to path in the order they
+// were due, "due_ms latency_ms" a line each, after a comment line with
+// the run's start (RFC 3339, to match them with a server's log).
+func writeTimeline(path string, start time.Time, lat [][]timed) error {
+	var all []timed
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	slices.SortFunc(all, func(a, b timed) int { return cmp.Compare(a.due, b.due) })
+	b := fmt.Appendf(nil, "# start %s\n", start.UTC().Format(time.RFC3339Nano))
+	for _, r := range all {
+		b = fmt.Appendf(b, "%.3f %.3f\n", float64(r.due)/1e6, float64(r.latency)/1e6)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("writing the timeline: %w", err)
+	}
+	return nil
 }
 
 // backlog is how many messages on topic consumer group has yet to consume:
