@@ -238,10 +238,8 @@ func parseResourceSearch(typ string, params url.Values, lenient bool, base strin
 // prefix (eq, ne, gt, lt, ge, le, sa, eb) and a date, dateTime or
 // instant, whose precision sets the range it stands for (dateRange).
 func parseDateMatch(v string) (store.DateMatch, error) {
-	prefix := store.DateEq
-	if len(v) >= 2 && v[0] >= 'a' && v[0] <= 'z' {
-		prefix, v = store.DatePrefix(v[:2]), v[2:]
-	}
+	p, v := splitDatePrefix(v, string(store.DateEq))
+	prefix := store.DatePrefix(p)
 	switch prefix {
 	case store.DateEq, store.DateNe, store.DateGt, store.DateLt, store.DateGe, store.DateLe, store.DateSa, store.DateEb:
 	case "ap":

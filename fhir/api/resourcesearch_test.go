@@ -304,6 +304,10 @@ func TestSearchMappedResourcesErrorsNameTheParameter(t *testing.T) {
 			t.Errorf("%s: issues name %v, want %v: %s", tc.path, got, tc.want, b)
 		}
 	}
+	// the value is named whole: "yesterday", not a prefix "ye" and "sterday"
+	if _, _, b := e.get(t, tok, "/fhir/Encounter?date=yesterday"); !strings.Contains(string(b), `\"yesterday\" is not a date`) {
+		t.Errorf("date=yesterday: %s", b)
+	}
 	status, _, b := e.get(t, tok, "/fhir/Patient?colour=blue&identifier=100234", "Prefer", "handling=lenient")
 	if status != http.StatusOK || !strings.Contains(string(b), `"mode":"outcome"`) || !strings.Contains(string(b), `"p2"`) || strings.Contains(string(b), `"p1"`) {
 		t.Fatalf("lenient: %d %s", status, b)

@@ -553,10 +553,7 @@ func validID(s string) bool {
 // gt, lt, ge, le, sa, eb) and a date, dateTime or instant, whose precision
 // sets the range it stands for. A time without a zone is read as UTC.
 func parseDateSearch(v string) ([]store.TimeBound, error) {
-	prefix := "eq"
-	if len(v) >= 2 && v[0] >= 'a' && v[0] <= 'z' {
-		prefix, v = v[:2], v[2:]
-	}
+	prefix, v := splitDatePrefix(v, "eq")
 	start, end, err := dateRange(v)
 	if err != nil {
 		return nil, err
@@ -576,6 +573,17 @@ func parseDateSearch(v string) ([]store.TimeBound, error) {
 		return nil, fmt.Errorf("the prefix %s is not supported (use eq, gt, lt, ge, le, sa or eb)", prefix)
 	}
 	return nil, fmt.Errorf("%q is not a date prefix", prefix)
+}
+
+// splitDatePrefix splits a date parameter value into its prefix (def
+// when it has none) and its date. Only two letters before a digit are a
+// prefix, as every date begins with its year: a value such as "today" is
+// then reported whole, as no date, not as the prefix "to" of "day".
+func splitDatePrefix(v, def string) (prefix, date string) {
+	if len(v) >= 3 && 'a' <= v[0] && v[0] <= 'z' && 'a' <= v[1] && v[1] <= 'z' && '0' <= v[2] && v[2] <= '9' {
+		return v[:2], v[2:]
+	}
+	return def, v
 }
 
 // dateRange is the range [start, end) a FHIR date, dateTime or instant of

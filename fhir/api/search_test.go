@@ -136,7 +136,8 @@ func TestParseCommunicationSearchProblems(t *testing.T) {
 		{"subject=p1", "subject", "needs its type"},
 		{"part-of=o1", "part-of", "needs its type"},
 		{"recipient=Practitioner/bad%20id", "recipient", "resource id"},
-		{"sent=yesterday", "sent", "not a date"},
+		{"sent=yesterday", "sent", `"yesterday" is not a date`}, // whole, not "sterday" after a prefix "ye"
+		{"sent=xx2026", "sent", `"xx" is not a date prefix`},
 		{"sent=ne2026-11-03", "sent", "not supported"},
 		{"sent=2026-13-01", "sent", "not a date"},
 		{"sent=2026-11-03T25:00Z", "sent", "not a valid dateTime"},
