@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -49,6 +50,47 @@ func TestValidatorRejects(t *testing.T) {
 	}
 	if err := v.Validate(make([]byte, fhir.MaxResourceBytes+1)); !errors.Is(err, fhir.ErrTooLarge) {
 		t.Errorf("oversized resource: %v, want ErrTooLarge", err)
+	}
+}
+
+// A client told its resource is invalid must be told where each problem
+// is: an unknown element by its own path (google/fhir names only the
+// element that holds it, the same for two of them), a code that is not
+// allowed with the codes that are, and never the value sent.
+func TestValidatorNamesEachProblem(t *testing.T) {
+	v := newValidator(t)
+	for _, tt := range []struct {
+		json string
+		want []string // the Diagnostics lines, in any order
+	}{
+		{`{"resourceType":"Communication","status":"in-progress","shoeSize":42}`,
+			[]string{`error at "Communication.shoeSize": unknown element (not in FHIR R4 here)`}},
+		{`{"resourceType":"Communication","status":"in-progress","subject":{"reference":"Patient/p1","colour":1,"_mood":{}}}`,
+			[]string{`error at "Communication.subject.colour": unknown element (not in FHIR R4 here)`,
+				`error at "Communication.subject._mood": unknown element (not in FHIR R4 here)`}},
+		{`{"resourceType":"Communication","status":"in-progress","payload":[{"contentString":"x"},{"contentSmell":"y"}]}`,
+			[]string{`error at "Communication.payload[1].contentSmell": unknown element (not in FHIR R4 here)`}},
+		{`{"resourceType":"Communication","status":"done"}`,
+			[]string{`error at "Communication.status": not a code this element allows (one of preparation, in-progress, not-done, on-hold, stopped, completed, entered-in-error, unknown)`}},
+		{`{"resourceType":"Communication","status":"in-progress","priority":"meh"}`,
+			[]string{`error at "Communication.priority": not a code this element allows (one of routine, urgent, asap, stat)`}},
+		{`{"resourceType":"Communication","status":"in-progress","sent":"yesterday"}`,
+			[]string{`error at "Communication.sent": expected datetime`}},
+		{`{"resourceType":"Communication"}`,
+			[]string{`error at "Communication": missing required field "status"`}},
+	} {
+		err := v.Validate([]byte(tt.json))
+		var ve *fhir.ValidationError
+		if !errors.As(err, &ve) {
+			t.Errorf("%s: %v, want a *ValidationError", tt.json, err)
+			continue
+		}
+		got := strings.Split(ve.Diagnostics, "\n")
+		slices.Sort(got)
+		slices.Sort(tt.want)
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s:\n got %q\nwant %q", tt.json, got, tt.want)
+		}
 	}
 }
 

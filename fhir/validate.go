@@ -107,7 +107,7 @@ func (v *Validator) Validate(resource []byte) error {
 		return nil
 	}
 	if _, err := v.um.Unmarshal(resource); err != nil {
-		return &ValidationError{ResourceType: resourceType(resource), Diagnostics: err.Error()}
+		return &ValidationError{ResourceType: resourceType(resource), Diagnostics: describe(err)}
 	}
 	v.valid.add(h)
 	return nil

@@ -250,6 +250,8 @@ func TestBadBodiesGet4xx(t *testing.T) {
 			[]string{"Communication.sent", "Communication.status"}},
 		{"two payload kinds", fhirJSON, []byte(`{"resourceType":"Communication","status":"completed","payload":[{"contentString":"a","contentReference":{"reference":"Patient/1"}}]}`),
 			http.StatusUnprocessableEntity, []string{"Communication.payload[0]"}},
+		{"each unknown element by its path", fhirJSON, []byte(`{"resourceType":"Communication","status":"completed","colour":1,"subject":{"reference":"Patient/1","mood":2,"shade":3}}`),
+			http.StatusUnprocessableEntity, []string{"Communication.colour", "Communication.subject.mood", "Communication.subject.shade"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
