@@ -173,6 +173,11 @@ func (s *Server) routes() *gin.Engine {
 	}
 
 	f := e.Group("/fhir", s.negotiate)
+	// The base itself is no resource: a client that GETs it, or POSTs a
+	// batch or transaction Bundle to it, is told so in FHIR, not
+	// redirected to "/fhir/" with an HTML body to find a 404 there.
+	e.Any("/fhir", s.negotiate, s.atBase)
+	f.Any("/", s.atBase)
 	f.GET("/metadata", s.metadata)
 	f.GET("/.well-known/smart-configuration", s.smartConfiguration)
 	f.GET("/SearchParameter/:id", s.searchParameter)
@@ -191,6 +196,15 @@ func (s *Server) routes() *gin.Engine {
 	s.resourceRoutes(f)
 	s.subscriptionRoutes(f)
 	return e
+}
+
+// atBase answers a request for the FHIR base URL itself.
+func (s *Server) atBase(c *gin.Context) {
+	if c.Request.Method == http.MethodPost {
+		s.fail(c, http.StatusMethodNotAllowed, problem{Code: "not-supported", Details: "batch and transaction Bundles are not supported; see /fhir/metadata"})
+		return
+	}
+	s.fail(c, http.StatusNotFound, problem{Code: "not-found", Details: "the base URL is no resource, and there is no search across all types; see /fhir/metadata"})
 }
 
 // mappedTypes are the resources mapping stores for Communications to

@@ -545,6 +545,36 @@ func TestContentNegotiation(t *testing.T) {
 		t.Fatalf("unknown type: %d", status)
 	}
 	readOutcome(t, b)
+
+	// The base URL itself: answered in FHIR where it is asked, not
+	// redirected (a client that does not follow redirects got gin's HTML).
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{http.MethodGet, "/fhir", http.StatusNotFound},
+		{http.MethodGet, "/fhir/", http.StatusNotFound},
+		{http.MethodPost, "/fhir", http.StatusMethodNotAllowed}, // a batch or transaction
+		{http.MethodPost, "/fhir/", http.StatusMethodNotAllowed},
+	} {
+		req, _ := http.NewRequest(tc.method, e.srv.URL+tc.path, strings.NewReader(`{"resourceType":"Bundle","type":"transaction"}`))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/fhir+json")
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/fhir+json") {
+			t.Errorf("%s %s: %d %s %s, want %d and an OperationOutcome", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Content-Type"), b, tc.want)
+			continue
+		}
+		if o := readOutcome(t, b); !strings.Contains(o.Issue[0].Details.Text, "/fhir/metadata") {
+			t.Errorf("%s %s: %s, want it to point at the CapabilityStatement", tc.method, tc.path, b)
+		}
+	}
 }
 
 func TestPostSearch(t *testing.T) {
