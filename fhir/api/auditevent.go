@@ -184,12 +184,7 @@ func (s *Server) searchAuditEvents(c *gin.Context) {
 		s.internal(c, "auditing a search", err)
 		return
 	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		s.internal(c, "writing a search Bundle", err)
-		return
-	}
-	answer(c, http.StatusOK, b)
+	answer(c, http.StatusOK, out.encode())
 }
 
 // auditEventSearch is a parsed AuditEvent search.

@@ -351,6 +351,10 @@ func TestSearchAuditEventsPages(t *testing.T) {
 	if got := strings.Join(all, "|"); got != "9,8|7,6|5,4|3,2|1" {
 		t.Fatalf("pages gave %s", got)
 	}
+	// the links read as URLs, as a Communication search's do: & not \u0026
+	if _, _, raw := e.do(t, http.MethodGet, tok, "/fhir/AuditEvent?outcome=0&_count=2", ""); !strings.Contains(string(raw), "&_offset=2") || strings.Contains(string(raw), `\u0026`) {
+		t.Fatalf("links escaped: %s", raw)
+	}
 	bu := e.search(t, tok, "agent=ehr&_summary=count")
 	if len(bu.Entry) != 0 || *bu.Total != 3 {
 		t.Fatalf("_summary=count: %+v", bu)

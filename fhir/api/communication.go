@@ -300,11 +300,19 @@ func (s *Server) pageLinks(typ string, canonical url.Values, ps pageSpec, offset
 // appendJSON appends v (strings, links: it cannot fail) without escaping
 // & < > as json.Marshal does, so that URLs read as they are.
 func appendJSON(b []byte, v any) []byte {
+	j, _ := marshalJSON(v)
+	return append(b, j...)
+}
+
+// marshalJSON is json.Marshal without escaping & < > (in URLs and text).
+func marshalJSON(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	enc.Encode(v)
-	return append(b, bytes.TrimRight(buf.Bytes(), "\n")...)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }
 
 // pageSpec is what a search asks of its page.

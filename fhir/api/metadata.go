@@ -146,7 +146,7 @@ func (s *Server) smartConfiguration(c *gin.Context) {
 }
 
 func (s *Server) writeJSON(c *gin.Context, v any) {
-	b, err := json.Marshal(v)
+	b, err := marshalJSON(v)
 	if err != nil {
 		s.internal(c, "writing a resource", err)
 		return

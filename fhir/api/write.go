@@ -702,7 +702,7 @@ func (s *Server) historyCommunication(c *gin.Context) {
 		s.internal(c, "auditing a history read", err)
 		return
 	}
-	b, err := json.Marshal(out)
+	b, err := marshalJSON(out)
 	if err != nil {
 		s.internal(c, "writing a history Bundle", err)
 		return
