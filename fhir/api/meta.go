@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // maxDepth bounds how deep a resource body may nest.
@@ -46,7 +47,9 @@ func members(dst []member, b []byte) ([]member, error) {
 			return nil, err
 		}
 		key := keyString(b[i+1 : end-1])
-		if bytes.IndexByte(b[i:end], '\\') >= 0 {
+		// an escape, or bytes that are not UTF-8 (which encoding/json
+		// reads as U+FFFD each): the key is what json.Unmarshal makes of it
+		if bytes.IndexByte(b[i:end], '\\') >= 0 || !utf8.Valid(b[i+1:end-1]) {
 			var unquoted string // its own variable: &key would put every key on the heap
 			if err := json.Unmarshal(b[i:end], &unquoted); err != nil {
 				return nil, errors.New("the body is not valid JSON")
