@@ -125,8 +125,15 @@ type SQLDialect struct {
 	AuditEntityIn func(placeholders string) string
 }
 
-// priorityRank orders priorities for SortByPriority.
-const priorityRank = `CASE c.priority WHEN 'routine' THEN 0 WHEN 'urgent' THEN 1 WHEN 'asap' THEN 2 WHEN 'stat' THEN 3 ELSE 4 END`
+// priorityRank orders priorities for SortByPriority, and priorityRankDesc
+// for SortByPriorityDesc, those without one last in both: the
+// expressions of the indexes communication_rank and
+// communication_rank_desc (migration 27), which a search's ORDER BY must
+// repeat to be read off them.
+const (
+	priorityRank     = `CASE c.priority WHEN 'routine' THEN 0 WHEN 'urgent' THEN 1 WHEN 'asap' THEN 2 WHEN 'stat' THEN 3 ELSE 4 END`
+	priorityRankDesc = `CASE c.priority WHEN 'stat' THEN 0 WHEN 'asap' THEN 1 WHEN 'urgent' THEN 2 WHEN 'routine' THEN 3 ELSE 4 END`
+)
 
 // SQL is the WHERE clause (without the keyword; "TRUE" when q constrains
 // nothing) and ORDER BY clause of q over "communication c", with the
@@ -235,9 +242,9 @@ func (q CommunicationQuery) SQL(d SQLDialect) (where, order string, args []any) 
 	case SortBySentDesc:
 		order = sentCol + " DESC, " + id + " DESC"
 	case SortByPriority:
-		order = priorityRank + ", c.sent DESC, c.id"
-	case SortByPriorityDesc: // those without a priority last, as ascending
-		order = "CASE WHEN " + priorityRank + " = 4 THEN 1 ELSE 0 END, " + priorityRank + " DESC, c.sent DESC, c.id"
+		order = priorityRank + ", c.sent DESC, c.id DESC"
+	case SortByPriorityDesc:
+		order = priorityRankDesc + ", c.sent DESC, c.id DESC"
 	default:
 		order = id
 	}

@@ -20,7 +20,7 @@ func TestMigrate(t *testing.T) {
 	url := storetest.PostgresSchema(t)
 	cfg := postgres.Config{URL: url, Topics: storetest.Topics()}
 	got, err := postgres.Migrate(ctx, cfg)
-	if err != nil || !reflect.DeepEqual(got, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26}) {
+	if err != nil || !reflect.DeepEqual(got, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27}) {
 		t.Fatalf("first Migrate = %v, %v; want [1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26]", got, err)
 	}
 	got, err = postgres.Migrate(ctx, cfg)
@@ -28,8 +28,8 @@ func TestMigrate(t *testing.T) {
 		t.Fatalf("second Migrate = %v, %v; want none", got, err)
 	}
 	s := openAt(t, url)
-	if v, err := s.SchemaVersion(ctx); err != nil || v != 26 {
-		t.Fatalf("SchemaVersion = %d, %v; want 26", v, err)
+	if v, err := s.SchemaVersion(ctx); err != nil || v != 27 {
+		t.Fatalf("SchemaVersion = %d, %v; want 27", v, err)
 	}
 }
 

@@ -53,16 +53,16 @@ func TestMigrate(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "carebridge.db")
 	cfg := sqlite.Config{Path: path, Topics: storetest.Topics()}
 	got, err := sqlite.Migrate(ctx, cfg)
-	if err != nil || !reflect.DeepEqual(got, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 25, 26}) {
-		t.Fatalf("first Migrate = %v, %v; want [1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 25 26]", got, err)
+	if err != nil || !reflect.DeepEqual(got, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 25, 26, 27}) {
+		t.Fatalf("first Migrate = %v, %v; want [1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 25 26 27]", got, err)
 	}
 	got, err = sqlite.Migrate(ctx, cfg)
 	if err != nil || len(got) != 0 {
 		t.Fatalf("second Migrate = %v, %v; want none", got, err)
 	}
 	s := openAt(t, path)
-	if v, err := s.SchemaVersion(ctx); err != nil || v != 26 {
-		t.Fatalf("SchemaVersion = %d, %v; want 26", v, err)
+	if v, err := s.SchemaVersion(ctx); err != nil || v != 27 {
+		t.Fatalf("SchemaVersion = %d, %v; want 27", v, err)
 	}
 }
 

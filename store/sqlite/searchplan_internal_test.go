@@ -40,7 +40,7 @@ func TestCommunicationSearchesUseTheirIndexes(t *testing.T) {
 	defer s.Close()
 	for _, c := range storetest.IndexedSearches() {
 		where, order, args := c.Query.SQL(dialect)
-		if p := queryPlan(t, s, `SELECT c.id FROM `+c.Query.From(false)+` WHERE `+where+` ORDER BY `+order+` LIMIT 21`, args...); !strings.Contains(p, c.Index) {
+		if p := queryPlan(t, s, `SELECT c.id FROM `+c.Query.From(false)+` WHERE `+where+` ORDER BY `+order+` LIMIT 21`, args...); !strings.Contains(p+" ", " "+c.Index+" ") {
 			t.Errorf("%+v is not looked up through %s:\n%s", c.Query, c.Index, p)
 		}
 	}

@@ -265,9 +265,10 @@ var searchOrders = []struct {
 	// Ties: c-02, c-03, c-06 at t0+1µs; c-07, c-08, c-10, c-11 at t0+1h.
 	{"sent", store.SortBySent, cs(5, 9, 1, 2, 3, 6, 4, 7, 8, 10, 11)},
 	{"sent desc", store.SortBySentDesc, cs(11, 10, 8, 7, 4, 6, 3, 2, 1, 9, 5)},
-	// By rank, then newest first, then by id (c-10 and c-11: stat, t0+1h).
-	{"priority", store.SortByPriority, cs(8, 6, 1, 7, 2, 4, 9, 10, 11, 3, 5)},
-	{"priority desc", store.SortByPriorityDesc, cs(10, 11, 3, 5, 4, 9, 7, 2, 8, 6, 1)},
+	// By rank, then newest first, then by id descending, as the sent
+	// order is (c-10 and c-11: stat, t0+1h).
+	{"priority", store.SortByPriority, cs(8, 6, 1, 7, 2, 4, 9, 11, 10, 3, 5)},
+	{"priority desc", store.SortByPriorityDesc, cs(11, 10, 3, 5, 4, 9, 7, 2, 8, 6, 1)},
 }
 
 // testSearchOrder: every order, over everything and over a selection.
@@ -382,13 +383,15 @@ type IndexedSearch struct {
 }
 
 // IndexedSearches are the Communication searches whose index came late
-// (migration 26): a rare priority's (asap) open Communications, newest
-// first, and an encounter's (Encounter/e7); a plan test's data names
-// these values.
+// (migrations 26 and 27): a rare priority's (asap) open Communications,
+// newest first, an encounter's (Encounter/e7), and all of them by
+// priority in each order; a plan test's data names these values.
 func IndexedSearches() []IndexedSearch {
 	return []IndexedSearch{
 		{store.CommunicationQuery{Priority: store.TokenMatch{Any: []string{"asap"}}, Status: store.TokenMatch{Any: []string{"in-progress"}},
 			Sort: store.SortBySentDesc}, "communication_priority"},
 		{store.CommunicationQuery{Encounter: store.TokenMatch{Any: []string{"Encounter/e7"}}, Sort: store.SortBySentDesc}, "communication_encounter"},
+		{store.CommunicationQuery{Sort: store.SortByPriority}, "communication_rank"},
+		{store.CommunicationQuery{Sort: store.SortByPriorityDesc}, "communication_rank_desc"},
 	}
 }
