@@ -34,7 +34,8 @@ import (
 
 	"github.com/carebridge/carebridge/store"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	msqlite "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 //go:embed migrations/*.sql
@@ -216,7 +217,7 @@ func (s *Store) open(ctx context.Context) error {
 		s.write.SetMaxIdleConns(1)
 		s.write.SetConnMaxLifetime(0)
 		s.write.SetConnMaxIdleTime(0)
-		if err := s.write.PingContext(ctx); err != nil {
+		if err := pingUntilFree(ctx, s.write); err != nil {
 			return fmt.Errorf("opening SQLite writer: %w", err)
 		}
 		applied, err := migrate(ctx, s.write)
@@ -244,6 +245,28 @@ func (s *Store) open(ctx context.Context) error {
 		return s.prepare(ctx)
 	}
 	return nil
+}
+
+// pingUntilFree opens a connection of db, trying again for up to the busy
+// timeout while SQLite answers SQLITE_BUSY without having waited: a new
+// connection's journal_mode(WAL) can find another process's converting
+// the file or recovering its WAL, which fails at once instead of calling
+// the busy handler (two processes opening a new database together did,
+// one open in seventy).
+func pingUntilFree(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(busyTimeoutMillis * time.Millisecond)
+	for {
+		err := db.PingContext(ctx)
+		var se *msqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // createFile creates path with mode 0600 unless it exists, so that SQLite
@@ -451,6 +474,9 @@ func Migrate(ctx context.Context, cfg Config) ([]int, error) {
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
+	if err := pingUntilFree(ctx, db); err != nil {
+		return nil, fmt.Errorf("opening SQLite writer: %w", err)
+	}
 	applied, err := migrate(ctx, db)
 	if err != nil {
 		return applied, err
