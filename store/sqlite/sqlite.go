@@ -251,8 +251,8 @@ func (s *Store) open(ctx context.Context) error {
 // timeout while SQLite answers SQLITE_BUSY without having waited: a new
 // connection's journal_mode(WAL) can find another process's converting
 // the file or recovering its WAL, which fails at once instead of calling
-// the busy handler (two processes opening a new database together did,
-// one open in seventy).
+// the busy handler (four stores opening a new database together did,
+// in 6 of 300 runs of TestConcurrentOpen).
 func pingUntilFree(ctx context.Context, db *sql.DB) error {
 	deadline := time.Now().Add(busyTimeoutMillis * time.Millisecond)
 	for {
